@@ -1,0 +1,77 @@
+//! `worker`: the stream worker (agents, RocksDB tables with changelogs) and the status page;
+//! `worker query turnstile` asks a running worker for the turnstile table.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cta_stream::cli::{init_tracing, ConnectArgs, WorkerArgs};
+use cta_stream::runner::run_worker;
+use cta_stream::stream::Shutdown;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "CTA stream worker: agents + RocksDB changelog tables + status page on :8889"
+)]
+struct Cli {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Query a running worker's tables.
+    Query {
+        #[command(subcommand)]
+        table: QueryTable,
+        /// Base URL of the worker's web server.
+        #[arg(
+            long,
+            env = "CTA_WORKER_URL",
+            default_value = "http://127.0.0.1:8889",
+            global = true
+        )]
+        url: String,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryTable {
+    /// Turnstile entries per station (ksqlDB's TURNSTILE_SUMMARY).
+    Turnstile {
+        /// Only this station id (e.g. 40380).
+        #[arg(long)]
+        station: Option<i32>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Some(Command::Query {
+            table: QueryTable::Turnstile { station },
+            url,
+            json,
+        }) => {
+            let out = cta_stream::web::client::query_turnstile(&url, station, json).await?;
+            print!("{out}");
+            Ok(())
+        }
+        None => {
+            let (kafka, registry) = cli.connect.resolve()?;
+            let shutdown = Shutdown::new();
+            shutdown.trigger_on_signals();
+            run_worker(cli.worker.options(), kafka, registry, shutdown)
+                .await
+                .context("worker failed")
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! cta-stream: a Faust-style stream-processing app for the CTA "L" status pipeline.
+//!
+//! Layers (dependencies point one way: `bin → {platform, web → transit → stream}`):
+//! - [`stream`]: the reusable core (app, agents, tables, changelog/recovery, codecs).
+//! - [`transit`]: the CTA domain (stations, lines, trains, turnstiles, weather, simulation,
+//!   the worker's agents and the read models the page and API use).
+//! - [`web`]: warp + askama server for the status page and the JSON API.
+//! - [`platform`]: the embedded demo infrastructure (in-process Kafka-protocol broker and
+//!   Schema Registry), imported only by binaries and tests.
+
+pub mod cli;
+pub mod platform;
+pub mod runner;
+pub mod stream;
+pub mod transit;
+pub mod web;

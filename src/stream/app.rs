@@ -1,0 +1,490 @@
+//! The app: declares topics, tables and agents, then runs them in one consumer group.
+//!
+//! Runtime shape (Faust's conductor): one group consumer per worker, polled on a dedicated
+//! thread; each record is routed by topic to its agents; a checkpoint
+//! ([`crate::stream::checkpoint`]) runs every `commit_interval` or `commit_every` records. On
+//! assignment, each table partition is restored ([`crate::stream::table::recovery`]) before
+//! its source partition is fetched, and the source resumes at the offset stored with the data.
+
+use crate::stream::agent::Agent;
+use crate::stream::checkpoint::{checkpoint, Positions};
+use crate::stream::config::{KafkaConfig, REQUEST_TIMEOUT};
+use crate::stream::error::{ErrorKind, Result, StreamError};
+use crate::stream::kafka::{
+    ensure_topics, partition_count, send_blocking, tracked_producer, TopicSpec, TrackedProducer,
+};
+use crate::stream::names;
+use crate::stream::record::Record;
+use crate::stream::sensor::Status;
+use crate::stream::shutdown::Shutdown;
+use crate::stream::table::recovery::Restorer;
+use crate::stream::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Settings of an app.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Consumer group id and namespace of stores and changelog topics.
+    pub app_id: String,
+    pub kafka: KafkaConfig,
+    pub data_dir: PathBuf,
+    /// Checkpoint at least this often while records flow.
+    pub commit_interval: Duration,
+    /// ... or after this many records, whichever comes first.
+    pub commit_every: u64,
+    /// Send undecodable records to `<topic>.dlq`.
+    pub dead_letter: bool,
+}
+
+impl AppConfig {
+    pub fn new(
+        app_id: impl Into<String>,
+        kafka: KafkaConfig,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            app_id: app_id.into(),
+            kafka,
+            data_dir: data_dir.into(),
+            commit_interval: Duration::from_millis(500),
+            commit_every: 100_000,
+            dead_letter: true,
+        }
+    }
+}
+
+pub struct App {
+    config: AppConfig,
+    agents: Vec<Box<dyn Agent>>,
+    tables: Vec<Arc<dyn TableRuntime>>,
+    status: Arc<Status>,
+}
+
+impl App {
+    pub fn new(config: AppConfig) -> Self {
+        Self {
+            config,
+            agents: Vec::new(),
+            tables: Vec::new(),
+            status: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// Declares a table; the returned handle is for agents (writes) and queries (reads).
+    pub fn table<K: TableKey, V: TableValue>(&mut self, spec: TableSpec) -> Table<K, V> {
+        let t = Table::new(&self.config.app_id, &self.config.data_dir, spec);
+        self.tables.push(t.runtime());
+        t
+    }
+
+    pub fn agent(&mut self, agent: impl Agent + 'static) {
+        self.agents.push(Box::new(agent));
+    }
+
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
+    }
+
+    /// Source topics, in declaration order without duplicates.
+    pub fn source_topics(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.agents
+            .iter()
+            .map(|a| a.topic().to_string())
+            .filter(|t| seen.insert(t.clone()))
+            .collect()
+    }
+
+    /// Runs until `shutdown`; returns after the final checkpoint.
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
+        self.prepare_topics().await?;
+        let handle = tokio::task::spawn_blocking(move || self.run_blocking(shutdown));
+        handle
+            .await
+            .map_err(|e| StreamError::Config(format!("worker thread failed: {e}")))?
+    }
+
+    /// Creates changelog topics with their source's partition count (compacted).
+    async fn prepare_topics(&self) -> Result<()> {
+        let probe: BaseConsumer = self
+            .config
+            .kafka
+            .restore_consumer(&self.config.app_id)
+            .create()
+            .map_err(StreamError::kafka("create metadata client"))?;
+        let mut specs = Vec::new();
+        for t in &self.tables {
+            let source = t.source_topic().to_string();
+            let client = probe.client();
+            let n = tokio::task::block_in_place(|| partition_count(client, &source))?.unwrap_or(4);
+            specs.push(TopicSpec {
+                name: t.changelog_topic().to_string(),
+                partitions: n,
+                compacted: true,
+            });
+        }
+        ensure_topics(&self.config.kafka, &specs).await
+    }
+
+    fn run_blocking(mut self, shutdown: Shutdown) -> Result<()> {
+        let producer = tracked_producer(&self.config.kafka)?;
+        let restorer = Restorer::new(&self.config.kafka, &self.config.app_id)?;
+        let topics = self.source_topics();
+        let engine = Engine {
+            app_id: self.config.app_id.clone(),
+            tables: self.tables.clone(),
+            producer,
+            restorer,
+            positions: Positions::new(),
+            status: self.status.clone(),
+            partition_counts: HashMap::new(),
+            fatal: None,
+        };
+        let context = ConductorContext {
+            engine: Mutex::new(engine),
+        };
+        let consumer: BaseConsumer<ConductorContext> = self
+            .config
+            .kafka
+            .group_consumer(&self.config.app_id)
+            .create_with_context(context)
+            .map_err(StreamError::kafka("create consumer"))?;
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topic_refs)
+            .map_err(StreamError::kafka("subscribe"))?;
+        tracing::info!(app_id = %self.config.app_id, topics = ?topics, "worker started");
+        self.status.running.store(true, Ordering::Relaxed);
+
+        let mut routes: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            routes.entry(a.topic().to_string()).or_default().push(i);
+        }
+        let result = self.poll_loop(&consumer, &routes, &shutdown);
+        self.status.running.store(false, Ordering::Relaxed);
+        // Final checkpoint, then leave the group (the revoke callback finds nothing pending).
+        let final_result = match result {
+            Ok(()) => consumer.context().with_engine(|e| e.checkpoint(&consumer)),
+            Err(e) => Err(e),
+        };
+        consumer.unsubscribe();
+        drop(consumer);
+        tracing::info!("worker stopped");
+        final_result
+    }
+
+    fn poll_loop(
+        &mut self,
+        consumer: &BaseConsumer<ConductorContext>,
+        routes: &HashMap<String, Vec<usize>>,
+        shutdown: &Shutdown,
+    ) -> Result<()> {
+        let mut since_commit: u64 = 0;
+        let mut last_commit = Instant::now();
+        let mut batch_topic = String::new();
+        let mut batch_count = 0u64;
+        while !shutdown.is_triggered() {
+            let polled = consumer.poll(Duration::from_millis(100));
+            let ctx = consumer.context();
+            if let Some(e) = ctx.with_engine(|e| Ok(e.fatal.take()))? {
+                return Err(e);
+            }
+            match polled {
+                None => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
+                Some(Ok(m)) => {
+                    let record = Record::from_message(&m);
+                    if let Some(agents) = routes.get(record.topic) {
+                        for &i in agents {
+                            if let Err(e) = self.agents[i].process(&record) {
+                                if e.kind() != ErrorKind::Data {
+                                    return Err(e);
+                                }
+                                ctx.with_engine(|eng| {
+                                    eng.dead_letter(&m, &e, self.config.dead_letter)
+                                })?;
+                            }
+                        }
+                    }
+                    ctx.with_engine(|eng| {
+                        eng.positions.insert(
+                            (record.topic.to_string(), record.partition),
+                            record.offset + 1,
+                        );
+                        Ok(())
+                    })?;
+                    if batch_topic != record.topic {
+                        if batch_count > 0 {
+                            self.status.add_consumed(&batch_topic, batch_count);
+                        }
+                        batch_topic.clear();
+                        batch_topic.push_str(record.topic);
+                        batch_count = 0;
+                    }
+                    batch_count += 1;
+                    since_commit += 1;
+                }
+            }
+            if since_commit > 0
+                && (since_commit >= self.config.commit_every
+                    || last_commit.elapsed() >= self.config.commit_interval)
+            {
+                if batch_count > 0 {
+                    self.status.add_consumed(&batch_topic, batch_count);
+                    batch_count = 0;
+                }
+                ctx.with_engine(|e| e.checkpoint(consumer))?;
+                since_commit = 0;
+                last_commit = Instant::now();
+            }
+        }
+        if batch_count > 0 {
+            self.status.add_consumed(&batch_topic, batch_count);
+        }
+        Ok(())
+    }
+}
+
+/// Everything the poll loop and the rebalance callback share.
+struct Engine {
+    app_id: String,
+    tables: Vec<Arc<dyn TableRuntime>>,
+    producer: TrackedProducer,
+    restorer: Restorer,
+    positions: Positions,
+    status: Arc<Status>,
+    partition_counts: HashMap<String, i32>,
+    /// An error raised inside a callback, returned by the poll loop.
+    fatal: Option<StreamError>,
+}
+
+impl Engine {
+    fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        checkpoint(
+            &self.tables,
+            &self.positions,
+            &self.producer,
+            consumer,
+            &self.status,
+        )
+    }
+
+    fn dead_letter<M: Message>(&mut self, m: &M, error: &StreamError, enabled: bool) -> Result<()> {
+        self.status.decode_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), %error, "record skipped");
+        if !enabled {
+            return Ok(());
+        }
+        let mut headers = OwnedHeaders::new();
+        if let Some(orig) = m.headers() {
+            for h in orig.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let reason = error.to_string();
+        let partition = m.partition().to_string();
+        let offset = m.offset().to_string();
+        for (k, v) in [
+            (names::HEADER_DLQ_ERROR, reason.as_str()),
+            (names::HEADER_DLQ_TOPIC, m.topic()),
+            (names::HEADER_DLQ_PARTITION, partition.as_str()),
+            (names::HEADER_DLQ_OFFSET, offset.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        send_blocking(
+            &self.producer,
+            &names::dlq_topic(m.topic()),
+            None,
+            m.key(),
+            m.payload(),
+            Some(headers),
+            None,
+        )?;
+        self.status.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn partitions_of<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+    ) -> Result<i32> {
+        if let Some(n) = self.partition_counts.get(topic) {
+            return Ok(*n);
+        }
+        let n = partition_count(consumer.client(), topic)?.unwrap_or(0);
+        self.partition_counts.insert(topic.to_string(), n);
+        Ok(n)
+    }
+
+    /// Restores every table partition of the assignment and returns where each source
+    /// partition resumes.
+    fn on_assign<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        assigned: &[(String, i32)],
+    ) -> Result<HashMap<(String, i32), Offset>> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in assigned {
+            tpl.add_partition(t, *p);
+        }
+        let committed: HashMap<(String, i32), i64> = match consumer
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+        {
+            Ok(list) => list
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read committed offsets; using local stores only");
+                HashMap::new()
+            }
+        };
+        // Close stores of partitions we no longer own.
+        let keep: HashSet<(String, i32)> = assigned.iter().cloned().collect();
+        for t in &self.tables {
+            for p in t.open_partitions() {
+                if !keep.contains(&(t.source_topic().to_string(), p)) {
+                    t.close_partition(p);
+                }
+            }
+        }
+        self.status.recovering.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut resume = HashMap::new();
+        for (topic, p) in assigned {
+            let key = (topic.clone(), *p);
+            let committed = committed.get(&key).copied();
+            let mut start: Option<i64> = None;
+            for t in self.tables.clone() {
+                if t.source_topic() != topic {
+                    continue;
+                }
+                let n = self.partitions_of(consumer, topic)?;
+                t.open_partition(*p, n)?;
+                let report = self
+                    .restorer
+                    .restore(t.as_ref(), *p, committed, &self.status)?;
+                start =
+                    Some(start.map_or(report.source_offset, |s: i64| s.min(report.source_offset)));
+            }
+            let offset = match start.or(committed) {
+                Some(o) => {
+                    self.positions.insert(key.clone(), o);
+                    Offset::Offset(o)
+                }
+                None => Offset::Beginning,
+            };
+            resume.insert(key, offset);
+        }
+        self.status.recovering.store(false, Ordering::Relaxed);
+        tracing::info!(partitions = assigned.len(), secs = format!("{:.3}", started.elapsed().as_secs_f64()), app_id = %self.app_id, "partitions assigned and tables ready");
+        self.status.set_assigned(assigned.to_vec());
+        Ok(resume)
+    }
+}
+
+struct ConductorContext {
+    engine: Mutex<Engine>,
+}
+
+impl ConductorContext {
+    fn with_engine<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
+        // The engine is only used from the poll thread (loop and callbacks); the mutex makes
+        // that sharing explicit and is never contended.
+        let mut g = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+}
+
+impl ClientContext for ConductorContext {}
+
+impl ConsumerContext for ConductorContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let assigned: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                let result = self.with_engine(|e| e.on_assign(consumer, &assigned));
+                match result {
+                    Ok(resume) => {
+                        for ((t, p), o) in resume {
+                            if let Err(e) = tpl.set_partition_offset(&t, p, o) {
+                                tracing::error!(topic = %t, partition = p, error = %e, "cannot set start offset");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "assignment failed");
+                        let _ = self.with_engine(|eng| {
+                            eng.fatal = Some(e);
+                            Ok(())
+                        });
+                    }
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let r = self.with_engine(|e| {
+                    let r = e.checkpoint(consumer);
+                    e.positions.clear();
+                    r
+                });
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "checkpoint on revoke failed");
+                    let _ = self.with_engine(|eng| {
+                        eng.fatal = Some(e);
+                        Ok(())
+                    });
+                }
+                self.with_engine(|e| {
+                    e.status.set_assigned(Vec::new());
+                    Ok(())
+                })
+                .ok();
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+}

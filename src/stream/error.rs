@@ -1,0 +1,92 @@
+//! Errors of the stream core: one `thiserror` enum, each variant saying which operation failed,
+//! and a [`ErrorKind`] telling the runtime whether the fault is the data's (skip / dead-letter),
+//! the outside world's (retry), or ours (stop).
+
+use std::path::PathBuf;
+
+/// Who is at fault, which decides what the runtime does with the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The record is bad: count it, dead-letter it, go on.
+    Data,
+    /// A broker, registry or disk misbehaved: retry or stop without committing.
+    External,
+    /// A bug or an impossible state: stop.
+    Internal,
+}
+
+/// Why a record's bytes could not be turned into a value.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record has no value")]
+    Empty,
+    #[error("payload too short for the Confluent wire format ({0} bytes, need at least 5)")]
+    TooShort(usize),
+    #[error("bad magic byte {0} (Confluent wire format starts with 0)")]
+    BadMagic(u8),
+    #[error("unknown schema id {id}: {reason}")]
+    UnknownSchema { id: u32, reason: String },
+    #[error("avro body does not match schema {id}: {reason}")]
+    Avro { id: u32, reason: String },
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("value out of range: {0}")]
+    OutOfRange(String),
+}
+
+/// Errors of the stream core.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("kafka {op}: {source}")]
+    Kafka {
+        op: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("state store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("state store {path}: {reason}")]
+    StoreMismatch { path: PathBuf, reason: String },
+    #[error("state dir {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("changelog {topic}: {reason}")]
+    Changelog { topic: String, reason: String },
+    #[error("schema registry {url}: {reason}")]
+    Registry { url: String, reason: String },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("encode: {0}")]
+    Encode(String),
+}
+
+impl StreamError {
+    pub fn kafka(op: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> StreamError {
+        move |source| StreamError::Kafka { op, source }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StreamError::Decode(_) => ErrorKind::Data,
+            StreamError::Kafka { .. }
+            | StreamError::Store { .. }
+            | StreamError::Io { .. }
+            | StreamError::Changelog { .. }
+            | StreamError::Registry { .. } => ErrorKind::External,
+            StreamError::StoreMismatch { .. } | StreamError::Config(_) | StreamError::Encode(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+pub type Result<T, E = StreamError> = std::result::Result<T, E>;

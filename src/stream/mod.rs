@@ -1,0 +1,43 @@
+//! The stream core: a small Faust-style framework that knows nothing about trains.
+//!
+//! - [`app`]: declare tables and agents, run them in one consumer group.
+//! - [`agent`]: per-topic record handlers.
+//! - [`table`]: RocksDB-backed partitioned tables with changelogs and recovery.
+//! - [`checkpoint`]: the single commit procedure (changelog → flush → store → offsets).
+//! - [`codec`]: JSON and Confluent-framed Avro.
+//! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers.
+//! - [`sensor`]: counters and recovery state for the web layer.
+//! - [`names`]: reserved topic, header and metadata names.
+//!
+//! Dependency rule: `stream` imports nothing from `transit`, `web` or `platform`.
+
+pub mod agent;
+pub mod app;
+pub mod checkpoint;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod kafka;
+pub mod names;
+pub mod record;
+pub mod sensor;
+pub mod shutdown;
+pub mod table;
+
+pub use agent::Agent;
+pub use app::{App, AppConfig};
+pub use codec::{AvroDecoder, AvroEncoder, RegistryConfig};
+pub use config::KafkaConfig;
+pub use error::{DecodeError, ErrorKind, Result, StreamError};
+pub use record::Record;
+pub use sensor::{Status, StatusSnapshot};
+pub use shutdown::Shutdown;
+pub use table::{Table, TableSpec};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,80 @@
+//! What the runtime reports about itself: counters and the recovery state, read by the web
+//! layer (page banner, `/api/status`) and by tests. Plain atomics; no locking on the hot path
+//! except the per-topic map, touched once per poll batch.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Status {
+    pub recovering: AtomicBool,
+    pub restore_done: AtomicU64,
+    pub restore_total: AtomicU64,
+    pub consumed: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub commits: AtomicU64,
+    /// Milliseconds since the epoch of the last successful checkpoint.
+    pub last_commit_ms: AtomicI64,
+    pub running: AtomicBool,
+    per_topic: Mutex<BTreeMap<String, u64>>,
+    assigned: Mutex<Vec<(String, i32)>>,
+}
+
+/// A copy of [`Status`] for display.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusSnapshot {
+    pub running: bool,
+    pub recovering: bool,
+    pub restore_done: u64,
+    pub restore_total: u64,
+    pub consumed: u64,
+    pub decode_errors: u64,
+    pub dead_lettered: u64,
+    pub commits: u64,
+    pub last_commit_ms: i64,
+    pub consumed_per_topic: BTreeMap<String, u64>,
+    pub assigned: Vec<(String, i32)>,
+}
+
+impl Status {
+    pub fn add_consumed(&self, topic: &str, n: u64) {
+        self.consumed.fetch_add(n, Ordering::Relaxed);
+        let mut m = self.per_topic.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get_mut(topic) {
+            Some(c) => *c += n,
+            None => {
+                m.insert(topic.to_string(), n);
+            }
+        }
+    }
+
+    pub fn set_assigned(&self, assigned: Vec<(String, i32)>) {
+        *self.assigned.lock().unwrap_or_else(|p| p.into_inner()) = assigned;
+    }
+
+    pub fn snapshot(&self) -> StatusSnapshot {
+        StatusSnapshot {
+            running: self.running.load(Ordering::Relaxed),
+            recovering: self.recovering.load(Ordering::Relaxed),
+            restore_done: self.restore_done.load(Ordering::Relaxed),
+            restore_total: self.restore_total.load(Ordering::Relaxed),
+            consumed: self.consumed.load(Ordering::Relaxed),
+            decode_errors: self.decode_errors.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            last_commit_ms: self.last_commit_ms.load(Ordering::Relaxed),
+            consumed_per_topic: self
+                .per_topic
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            assigned: self
+                .assigned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}

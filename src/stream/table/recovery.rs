@@ -1,0 +1,218 @@
+//! Rebuilding a table partition from its changelog.
+//!
+//! The store holds (data, source offset S, changelog offset C) written together. The group's
+//! committed source offset X may be ahead of S when another worker processed the partition
+//! meanwhile (or the local store is older than the log). The partition is brought to
+//! `target = max(S, X)` by replaying the changelog after C, applying only records whose
+//! source-offset header is at or below `target`: records beyond it came from a checkpoint that
+//! never completed, and re-processing the source will write them again. Changelog values are
+//! absolute, so replaying a record twice changes nothing. A warm restart with nothing after C
+//! reads no changelog record at all, so its cost does not grow with the changelog.
+
+use crate::stream::config::KafkaConfig;
+use crate::stream::error::{Result, StreamError};
+use crate::stream::kafka::watermarks;
+use crate::stream::names::HEADER_SOURCE_OFFSET;
+use crate::stream::sensor::Status;
+use crate::stream::table::store::{Change, StoreOffsets};
+use crate::stream::table::TableRuntime;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long a restore may go without receiving a record before it is reported as stalled.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const BATCH: usize = 20_000;
+
+/// Reads changelog partitions. One per worker, reused across restores.
+pub struct Restorer {
+    consumer: BaseConsumer,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreReport {
+    pub read: u64,
+    pub applied: u64,
+    pub skipped: u64,
+    pub source_offset: i64,
+}
+
+fn header_source_offset<M: Message>(m: &M) -> Option<i64> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == HEADER_SOURCE_OFFSET)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+}
+
+impl Restorer {
+    pub fn new(kafka: &KafkaConfig, app_id: &str) -> Result<Self> {
+        let consumer: BaseConsumer = kafka
+            .restore_consumer(&format!("{app_id}-restore"))
+            .create()
+            .map_err(StreamError::kafka("create restore consumer"))?;
+        Ok(Self { consumer })
+    }
+
+    /// Brings `table`'s open `partition` up to `max(store offset, committed)`. Returns the
+    /// source offset the partition now reflects.
+    pub fn restore(
+        &self,
+        table: &dyn TableRuntime,
+        partition: i32,
+        committed: Option<i64>,
+        status: &Status,
+    ) -> Result<RestoreReport> {
+        let topic = table.changelog_topic().to_string();
+        let offsets = table.offsets(partition)?;
+        let stored = offsets.source.unwrap_or(0);
+        let target = committed.unwrap_or(0).max(stored);
+        let mut report = RestoreReport {
+            source_offset: target,
+            ..Default::default()
+        };
+        let (low, high) = match watermarks(&self.consumer, &topic, partition) {
+            Ok(w) => w,
+            Err(e) => {
+                if offsets.changelog.is_some() || target > 0 {
+                    tracing::warn!(table = table.name(), partition, %topic, error = %e, "changelog not readable; keeping local state as is");
+                }
+                table.restore_batch(
+                    partition,
+                    &[],
+                    StoreOffsets {
+                        source: Some(target),
+                        changelog: None,
+                    },
+                )?;
+                return Ok(report);
+            }
+        };
+        let mut start = offsets.changelog.map(|c| c + 1).unwrap_or(low);
+        if start < low {
+            tracing::warn!(table = table.name(), partition, %topic, store_at = start, log_starts_at = low,
+                "changelog truncated before the local checkpoint; restoring from what remains");
+            start = low;
+        }
+        if start >= high {
+            if offsets.changelog.is_none() && target > 0 {
+                tracing::warn!(table = table.name(), partition, %topic, committed = target,
+                    "changelog is empty but the source has committed progress: the changelog is missing; state starts empty");
+            }
+            table.restore_batch(
+                partition,
+                &[],
+                StoreOffsets {
+                    source: Some(target),
+                    changelog: None,
+                },
+            )?;
+            return Ok(report);
+        }
+        let total = (high - start) as u64;
+        status.restore_total.fetch_add(total, Ordering::Relaxed);
+        tracing::info!(table = table.name(), partition, %topic, from = start, to = high, records = total, target_source_offset = target, "restoring from changelog");
+
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(start))
+            .map_err(StreamError::kafka("assign changelog"))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(StreamError::kafka("assign changelog"))?;
+
+        let began = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut last_record = Instant::now();
+        let mut batch: Vec<Change> = Vec::with_capacity(BATCH);
+        let mut next = start;
+        while next < high {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {
+                    if last_record.elapsed() > STALL_TIMEOUT {
+                        let _ = self.consumer.unassign();
+                        return Err(StreamError::Changelog {
+                            topic,
+                            reason: format!("restore of partition {partition} stalled at offset {next} of {high} (no record for {}s); is the broker up?", STALL_TIMEOUT.as_secs()),
+                        });
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(%topic, partition, error = %e, "changelog read error; retrying");
+                }
+                Some(Ok(m)) => {
+                    last_record = Instant::now();
+                    next = m.offset() + 1;
+                    report.read += 1;
+                    let applies = header_source_offset(&m).is_none_or(|s| s <= target);
+                    if applies {
+                        match m.key() {
+                            Some(k) => {
+                                batch.push((k.to_vec(), m.payload().map(|v| v.to_vec())));
+                                report.applied += 1;
+                            }
+                            None => {
+                                tracing::warn!(%topic, partition, offset = m.offset(), "changelog record without key skipped");
+                                report.skipped += 1;
+                            }
+                        }
+                    } else {
+                        report.skipped += 1;
+                    }
+                    if batch.len() >= BATCH || next >= high {
+                        table.restore_batch(
+                            partition,
+                            &batch,
+                            StoreOffsets {
+                                source: None,
+                                changelog: Some(m.offset()),
+                            },
+                        )?;
+                        batch.clear();
+                    }
+                    status.restore_done.fetch_add(1, Ordering::Relaxed);
+                    if last_progress.elapsed() >= Duration::from_secs(2) {
+                        last_progress = Instant::now();
+                        let done = (next - start) as f64;
+                        let rate = done / began.elapsed().as_secs_f64().max(1e-3);
+                        let eta = (high - next) as f64 / rate.max(1.0);
+                        tracing::info!(
+                            table = table.name(),
+                            partition,
+                            done = done as u64,
+                            total,
+                            rate = rate as u64,
+                            eta_s = format!("{eta:.1}"),
+                            "restore progress"
+                        );
+                    }
+                }
+            }
+        }
+        let _ = self.consumer.unassign();
+        table.restore_batch(
+            partition,
+            &[],
+            StoreOffsets {
+                source: Some(target),
+                changelog: Some(high - 1),
+            },
+        )?;
+        let secs = began.elapsed().as_secs_f64();
+        tracing::info!(
+            table = table.name(),
+            partition,
+            read = report.read,
+            applied = report.applied,
+            skipped = report.skipped,
+            secs = format!("{secs:.2}"),
+            rate = (report.read as f64 / secs.max(1e-3)) as u64,
+            "restore done"
+        );
+        Ok(report)
+    }
+}

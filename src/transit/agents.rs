@@ -1,0 +1,146 @@
+//! The worker's agents: station rows → stations table; arrivals → last train per platform and
+//! train positions; turnstile entries → per-station count (ksqlDB's TURNSTILE_SUMMARY);
+//! weather → latest reading.
+
+use crate::stream::codec::json;
+use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table};
+use crate::transit::lines::Line;
+use crate::transit::models::*;
+use crate::transit::stations::ConnectStationRow;
+
+/// The tables the agents keep, shared with the query side.
+#[derive(Clone)]
+pub struct TransitTables {
+    pub stations: Table<StationKey, Station>,
+    pub platforms: Table<PlatformKey, TrainSighting>,
+    pub trains: Table<String, TrainSighting>,
+    pub turnstile: Table<i32, TurnstileSummary>,
+    pub weather: Table<String, WeatherReading>,
+}
+
+/// Key of the single weather entry.
+pub const WEATHER_KEY: &str = "latest";
+
+fn event_time(record: &Record<'_>) -> i64 {
+    record.timestamp.unwrap_or_else(crate::stream::now_ms)
+}
+
+pub struct StationsAgent {
+    pub tables: TransitTables,
+}
+
+impl Agent for StationsAgent {
+    fn name(&self) -> &str {
+        "stations"
+    }
+    fn topic(&self) -> &str {
+        topics::STATIONS
+    }
+    fn process(&mut self, record: &Record<'_>) -> Result<()> {
+        let row: ConnectStationRow = json::decode(record.payload)?;
+        let line = match (row.red, row.blue, row.green) {
+            (true, _, _) => Line::Red,
+            (_, true, _) => Line::Blue,
+            (_, _, true) => Line::Green,
+            _ => return Ok(()), // a stop of another line: not ours
+        };
+        let station = Station {
+            station_id: row.station_id,
+            station_name: row.station_name,
+            order: row.order,
+            line: line.as_str().to_string(),
+        };
+        let key = StationKey {
+            line: station.line.clone(),
+            station_id: station.station_id,
+        };
+        self.tables.stations.put(record, key, station)
+    }
+}
+
+pub struct ArrivalsAgent {
+    pub tables: TransitTables,
+    pub decoder: AvroDecoder,
+}
+
+impl Agent for ArrivalsAgent {
+    fn name(&self) -> &str {
+        "arrivals"
+    }
+    fn topic(&self) -> &str {
+        topics::ARRIVALS
+    }
+    fn process(&mut self, record: &Record<'_>) -> Result<()> {
+        let a: Arrival = self.decoder.decode(record.payload)?;
+        if a.direction != "a" && a.direction != "b" {
+            return Err(DecodeError::OutOfRange(format!("direction '{}'", a.direction)).into());
+        }
+        let sighting = TrainSighting {
+            train_id: a.train_id.clone(),
+            line: a.line.clone(),
+            station_id: a.station_id,
+            direction: a.direction.clone(),
+            train_status: a.train_status,
+            timestamp: event_time(record),
+        };
+        let key = PlatformKey {
+            line: a.line,
+            station_id: a.station_id,
+            direction: a.direction,
+        };
+        self.tables.platforms.put(record, key, sighting.clone())?;
+        self.tables.trains.put(record, a.train_id, sighting)
+    }
+}
+
+pub struct TurnstileAgent {
+    pub tables: TransitTables,
+    pub decoder: AvroDecoder,
+}
+
+impl Agent for TurnstileAgent {
+    fn name(&self) -> &str {
+        "turnstile"
+    }
+    fn topic(&self) -> &str {
+        topics::TURNSTILE
+    }
+    fn process(&mut self, record: &Record<'_>) -> Result<()> {
+        let e: TurnstileEntry = self.decoder.decode(record.payload)?;
+        let station_id = e.station_id;
+        self.tables
+            .turnstile
+            .update(record, station_id, |old| TurnstileSummary {
+                station_id,
+                count: old.map_or(0, |o| o.count) + 1,
+            })
+    }
+}
+
+pub struct WeatherAgent {
+    pub tables: TransitTables,
+    pub decoder: AvroDecoder,
+}
+
+impl Agent for WeatherAgent {
+    fn name(&self) -> &str {
+        "weather"
+    }
+    fn topic(&self) -> &str {
+        topics::WEATHER
+    }
+    fn process(&mut self, record: &Record<'_>) -> Result<()> {
+        let w: Weather = self.decoder.decode(record.payload)?;
+        if !w.temperature.is_finite() {
+            return Err(DecodeError::OutOfRange(format!("temperature {}", w.temperature)).into());
+        }
+        let reading = WeatherReading {
+            temperature: w.temperature,
+            status: w.status,
+            timestamp: event_time(record),
+        };
+        self.tables
+            .weather
+            .put(record, WEATHER_KEY.to_string(), reading)
+    }
+}

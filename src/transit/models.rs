@@ -1,0 +1,144 @@
+//! The CTA records on the wire and in tables, topic names, and the Avro schemas (loaded from
+//! the project's `avro/` folder at compile time, never written out again in Rust).
+
+use serde::{Deserialize, Serialize};
+
+pub mod topics {
+    pub const ARRIVALS: &str = "org.chicago.cta.stations.arrivals.v1";
+    pub const TURNSTILE: &str = "org.chicago.cta.turnstile.v1";
+    pub const WEATHER: &str = "org.chicago.cta.weather.v1";
+    /// Station rows from Postgres, as Kafka Connect's JDBC source publishes them.
+    pub const STATIONS: &str = "org.chicago.cta.stations";
+    /// Changelog of the transformed stations table (Faust JSON).
+    pub const STATIONS_TABLE: &str = "org.chicago.cta.stations.table.v1";
+    /// Changelog of the per-station turnstile count, in ksqlDB's JSON form.
+    pub const TURNSTILE_SUMMARY: &str = "TURNSTILE_SUMMARY";
+}
+
+pub mod schemas {
+    pub const ARRIVAL_KEY: &str = include_str!("../../avro/arrival_key.avsc");
+    pub const ARRIVAL_VALUE: &str = include_str!("../../avro/arrival_value.avsc");
+    pub const TURNSTILE_KEY: &str = include_str!("../../avro/turnstile_key.avsc");
+    pub const TURNSTILE_VALUE: &str = include_str!("../../avro/turnstile_value.avsc");
+    pub const WEATHER_KEY: &str = include_str!("../../avro/weather_key.avsc");
+    pub const WEATHER_VALUE: &str = include_str!("../../avro/weather_value.avsc");
+}
+
+/// Key of arrival and weather records: event time in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimestampKey {
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Arrival {
+    pub station_id: i32,
+    pub train_id: String,
+    pub direction: String,
+    pub line: String,
+    pub train_status: String,
+    pub prev_station_id: Option<i32>,
+    pub prev_direction: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TurnstileKey {
+    pub station_id: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnstileEntry {
+    pub station_id: i32,
+    pub station_name: String,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeatherStatus {
+    Sunny,
+    PartlyCloudy,
+    Cloudy,
+    Windy,
+    Precipitation,
+}
+
+impl WeatherStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            WeatherStatus::Sunny => "sunny",
+            WeatherStatus::PartlyCloudy => "partly cloudy",
+            WeatherStatus::Cloudy => "cloudy",
+            WeatherStatus::Windy => "windy",
+            WeatherStatus::Precipitation => "precipitation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Weather {
+    pub temperature: f32,
+    pub status: WeatherStatus,
+}
+
+/// Train status values.
+pub mod train_status {
+    pub const IN_SERVICE: &str = "in_service";
+    pub const OUT_OF_SERVICE: &str = "out_of_service";
+    pub const BROKEN_DOWN: &str = "broken_down";
+}
+
+// ---- table values (JSON, as a Faust table would write them) ----
+
+/// Key of the stations table: a station on one line (Clark/Lake is on two).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StationKey {
+    pub line: String,
+    pub station_id: i32,
+}
+
+/// The transformed station of the stations table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Station {
+    pub station_id: i32,
+    pub station_name: String,
+    pub order: i32,
+    pub line: String,
+}
+
+/// Key of the arrivals table: the platform (station, line, direction).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlatformKey {
+    pub line: String,
+    pub station_id: i32,
+    pub direction: String,
+}
+
+/// Last train seen at a platform, or a train's last position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainSighting {
+    pub train_id: String,
+    pub line: String,
+    pub station_id: i32,
+    pub direction: String,
+    pub train_status: String,
+    /// Event time, ms since the epoch.
+    pub timestamp: i64,
+}
+
+/// One row of ksqlDB's TURNSTILE_SUMMARY table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnstileSummary {
+    #[serde(rename = "STATION_ID")]
+    pub station_id: i32,
+    #[serde(rename = "COUNT")]
+    pub count: i64,
+}
+
+/// Latest weather, with its event time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WeatherReading {
+    pub temperature: f32,
+    pub status: WeatherStatus,
+    pub timestamp: i64,
+}

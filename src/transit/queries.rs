@@ -1,0 +1,152 @@
+//! Read models over the worker's tables, for the page, the JSON API and the command line.
+//! Tables fed by topics not keyed by the table key (arrivals and weather are keyed by time) can
+//! hold a key in several partitions; these queries take the latest by event time.
+
+use crate::stream::{Result, StatusSnapshot};
+use crate::transit::agents::{TransitTables, WEATHER_KEY};
+use crate::transit::lines::Line;
+use crate::transit::models::{TrainSighting, TurnstileSummary, WeatherReading};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StationStatus {
+    pub station_id: i32,
+    pub station_name: String,
+    pub order: i32,
+    pub direction_a: Option<TrainSighting>,
+    pub direction_b: Option<TrainSighting>,
+    pub entries: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LineStatus {
+    pub line: Line,
+    pub title: &'static str,
+    pub color: &'static str,
+    pub stations: Vec<StationStatus>,
+    pub trains: Vec<TrainSighting>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransitStatus {
+    pub weather: Option<WeatherReading>,
+    pub lines: Vec<LineStatus>,
+    pub total_entries: i64,
+    pub worker: StatusSnapshot,
+}
+
+fn latest(a: Option<TrainSighting>, b: TrainSighting) -> Option<TrainSighting> {
+    match a {
+        Some(a) if a.timestamp >= b.timestamp => Some(a),
+        _ => Some(b),
+    }
+}
+
+impl TransitTables {
+    /// Per-station entry counts, by station id.
+    pub fn turnstile_all(&self) -> Result<Vec<TurnstileSummary>> {
+        let mut sums: BTreeMap<i32, i64> = BTreeMap::new();
+        for (_, k, v) in self.turnstile.items()? {
+            *sums.entry(k).or_default() += v.count;
+        }
+        Ok(sums
+            .into_iter()
+            .map(|(station_id, count)| TurnstileSummary { station_id, count })
+            .collect())
+    }
+
+    pub fn turnstile_one(&self, station_id: i32) -> Result<Option<TurnstileSummary>> {
+        let vals = self.turnstile.get_all(&station_id)?;
+        if vals.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(TurnstileSummary {
+            station_id,
+            count: vals.iter().map(|v| v.count).sum(),
+        }))
+    }
+
+    pub fn weather(&self) -> Result<Option<WeatherReading>> {
+        Ok(self
+            .weather
+            .get_all(&WEATHER_KEY.to_string())?
+            .into_iter()
+            .max_by_key(|w| w.timestamp))
+    }
+
+    /// Everything the status page shows.
+    pub fn status(&self, worker: StatusSnapshot) -> Result<TransitStatus> {
+        let counts: HashMap<i32, i64> = self
+            .turnstile_all()?
+            .into_iter()
+            .map(|s| (s.station_id, s.count))
+            .collect();
+        let mut platforms: HashMap<(String, i32, String), TrainSighting> = HashMap::new();
+        for (_, k, v) in self.platforms.items()? {
+            let key = (k.line, k.station_id, k.direction);
+            let cur = platforms.remove(&key);
+            if let Some(best) = latest(cur, v) {
+                platforms.insert(key, best);
+            }
+        }
+        let mut trains: BTreeMap<String, TrainSighting> = BTreeMap::new();
+        for (_, k, v) in self.trains.items()? {
+            let cur = trains.remove(&k);
+            if let Some(best) = latest(cur, v) {
+                trains.insert(k, best);
+            }
+        }
+        let mut stations: BTreeMap<(String, i32), StationStatus> = BTreeMap::new();
+        for (_, k, s) in self.stations.items()? {
+            let take = |d: &str| {
+                platforms
+                    .get(&(k.line.clone(), k.station_id, d.to_string()))
+                    .cloned()
+            };
+            stations.insert(
+                (k.line.clone(), k.station_id),
+                StationStatus {
+                    station_id: s.station_id,
+                    station_name: s.station_name.clone(),
+                    order: s.order,
+                    direction_a: take("a"),
+                    direction_b: take("b"),
+                    entries: counts.get(&s.station_id).copied().unwrap_or(0),
+                },
+            );
+        }
+        let lines = Line::ALL
+            .iter()
+            .map(|&line| {
+                let mut st: Vec<StationStatus> = stations
+                    .iter()
+                    .filter(|((l, _), _)| l == line.as_str())
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                st.sort_by(|a, b| {
+                    a.order
+                        .cmp(&b.order)
+                        .then(a.station_name.cmp(&b.station_name))
+                });
+                LineStatus {
+                    line,
+                    title: line.title(),
+                    color: line.color(),
+                    stations: st,
+                    trains: trains
+                        .values()
+                        .filter(|t| t.line == line.as_str())
+                        .cloned()
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(TransitStatus {
+            weather: self.weather()?,
+            lines,
+            total_entries: counts.values().sum(),
+            worker,
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! The simulation: a clock that advances `time_step` per step and, each step, moves the
+//! trains, draws turnstile entries and (once per simulated hour) the weather, and produces all
+//! of it to Kafka as Confluent-framed Avro. At start it publishes the station rows as Kafka
+//! Connect's JDBC source would (JSON, schemas off).
+
+pub mod trains;
+pub mod turnstiles;
+pub mod weather;
+
+use crate::stream::codec::confluent::SubjectSchema;
+use crate::stream::kafka::{
+    ensure_topics, flush, send_blocking, tracked_producer, TopicSpec, TrackedProducer,
+};
+use crate::stream::{AvroEncoder, KafkaConfig, RegistryConfig, Result, Shutdown, StreamError};
+use crate::transit::models::{
+    schemas, topics, Arrival, TimestampKey, TurnstileEntry, TurnstileKey, Weather,
+};
+use crate::transit::stations::Dataset;
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Chicago local time as a fixed UTC-6 offset (the simulation ignores daylight saving).
+pub const CHICAGO_OFFSET_MS: i64 = -6 * 3600 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Simulated time per step.
+    pub time_step: Duration,
+    /// Real time to sleep between steps.
+    pub sleep: Duration,
+    /// Stop after this many steps (run until shutdown when `None`).
+    pub steps: Option<u64>,
+    pub seed: u64,
+    pub trains_per_line: usize,
+    /// Partitions of the topics the simulation creates.
+    pub partitions: i32,
+    /// Simulated start, ms since the epoch.
+    pub start_ms: i64,
+    /// Publish the station rows at start (off when Kafka Connect does it).
+    pub publish_stations: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            time_step: Duration::from_secs(300),
+            sleep: Duration::from_secs(5),
+            steps: None,
+            seed: 0,
+            trains_per_line: 10,
+            partitions: 4,
+            start_ms: crate::stream::now_ms(),
+            publish_stations: true,
+        }
+    }
+}
+
+/// What one step produced.
+#[derive(Debug, Clone, Default)]
+pub struct StepOutput {
+    pub time_ms: i64,
+    pub arrivals: Vec<Arrival>,
+    pub turnstile: Vec<TurnstileEntry>,
+    pub weather: Option<Weather>,
+}
+
+/// The simulated world, independent of Kafka.
+pub struct Simulation {
+    dataset: Dataset,
+    fleet: trains::Fleet,
+    weather: weather::WeatherModel,
+    rng: ChaCha8Rng,
+    clock_ms: i64,
+    step_ms: i64,
+    last_weather_hour: Option<i64>,
+}
+
+fn local(ms: i64) -> NaiveDateTime {
+    DateTime::from_timestamp_millis(ms + CHICAGO_OFFSET_MS)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+impl Simulation {
+    pub fn new(dataset: Dataset, config: &SimConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let t = local(config.start_ms);
+        let weather = weather::WeatherModel::new(t.month(), t.hour(), &mut rng);
+        Self {
+            fleet: trains::Fleet::new(&dataset, config.trains_per_line),
+            dataset,
+            weather,
+            rng,
+            clock_ms: config.start_ms,
+            step_ms: config.time_step.as_millis().max(1) as i64,
+            last_weather_hour: None,
+        }
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        &self.dataset
+    }
+
+    /// Advances the clock one step.
+    pub fn step(&mut self) -> StepOutput {
+        let now = self.clock_ms;
+        let t = local(now);
+        let arrivals = self.fleet.step(&mut self.rng);
+        let day = turnstiles::day_type(t);
+        let step_minutes = self.step_ms as f64 / 60_000.0;
+        let mut turnstile = Vec::new();
+        for row in self.dataset.rows() {
+            let expected =
+                turnstiles::expected_entries(row.average_entries(day), t.hour(), step_minutes);
+            let n = turnstiles::draw(expected, &mut self.rng);
+            for _ in 0..n {
+                turnstile.push(TurnstileEntry {
+                    station_id: row.station_id,
+                    station_name: row.station_name.clone(),
+                    line: row.line.as_str().to_string(),
+                });
+            }
+        }
+        let hour = now.div_euclid(3_600_000);
+        let weather = if self.last_weather_hour != Some(hour) {
+            self.last_weather_hour = Some(hour);
+            Some(self.weather.step(t.month(), t.hour(), &mut self.rng))
+        } else {
+            None
+        };
+        self.clock_ms += self.step_ms;
+        StepOutput {
+            time_ms: now,
+            arrivals,
+            turnstile,
+            weather,
+        }
+    }
+}
+
+/// Records produced per topic.
+#[derive(Debug, Clone, Default)]
+pub struct SimReport {
+    pub steps: u64,
+    pub produced: BTreeMap<String, u64>,
+    pub turnstile_per_station: BTreeMap<i32, u64>,
+}
+
+/// Encodes and produces simulation output.
+pub struct SimProducer {
+    producer: TrackedProducer,
+    encoder: AvroEncoder,
+    arrival_key: SubjectSchema,
+    arrival_value: SubjectSchema,
+    turnstile_key: SubjectSchema,
+    turnstile_value: SubjectSchema,
+    weather_key: SubjectSchema,
+    weather_value: SubjectSchema,
+}
+
+impl SimProducer {
+    pub fn new(kafka: &KafkaConfig, registry: &RegistryConfig) -> Result<Self> {
+        Ok(Self {
+            producer: tracked_producer(kafka)?,
+            encoder: AvroEncoder::new(registry)?,
+            arrival_key: SubjectSchema::new(topics::ARRIVALS, true, schemas::ARRIVAL_KEY)?,
+            arrival_value: SubjectSchema::new(topics::ARRIVALS, false, schemas::ARRIVAL_VALUE)?,
+            turnstile_key: SubjectSchema::new(topics::TURNSTILE, true, schemas::TURNSTILE_KEY)?,
+            turnstile_value: SubjectSchema::new(
+                topics::TURNSTILE,
+                false,
+                schemas::TURNSTILE_VALUE,
+            )?,
+            weather_key: SubjectSchema::new(topics::WEATHER, true, schemas::WEATHER_KEY)?,
+            weather_value: SubjectSchema::new(topics::WEATHER, false, schemas::WEATHER_VALUE)?,
+        })
+    }
+
+    fn send(&self, topic: &str, key: Option<&[u8]>, value: &[u8], ts: Option<i64>) -> Result<()> {
+        send_blocking(&self.producer, topic, None, key, Some(value), None, ts)
+    }
+
+    /// Publishes the station rows as the JDBC source connector would.
+    pub fn publish_stations(&self, dataset: &Dataset) -> Result<u64> {
+        let rows = dataset.connect_rows();
+        for r in &rows {
+            self.send(
+                topics::STATIONS,
+                None,
+                &crate::stream::codec::json::encode(r),
+                None,
+            )?;
+        }
+        Ok(rows.len() as u64)
+    }
+
+    pub async fn produce_step(&self, out: &StepOutput, report: &mut SimReport) -> Result<()> {
+        let ts = Some(out.time_ms);
+        let tkey = TimestampKey {
+            timestamp: out.time_ms,
+        };
+        let arrival_key = self.encoder.encode(&tkey, &self.arrival_key).await?;
+        for a in &out.arrivals {
+            let v = self.encoder.encode(a, &self.arrival_value).await?;
+            self.send(topics::ARRIVALS, Some(&arrival_key), &v, ts)?;
+        }
+        *report.produced.entry(topics::ARRIVALS.into()).or_default() += out.arrivals.len() as u64;
+        let mut key_cache: BTreeMap<i32, Vec<u8>> = BTreeMap::new();
+        let mut value_cache: BTreeMap<(i32, &str), Vec<u8>> = BTreeMap::new();
+        for e in &out.turnstile {
+            if !key_cache.contains_key(&e.station_id) {
+                let k = self
+                    .encoder
+                    .encode(
+                        &TurnstileKey {
+                            station_id: e.station_id,
+                        },
+                        &self.turnstile_key,
+                    )
+                    .await?;
+                key_cache.insert(e.station_id, k);
+            }
+            if !value_cache.contains_key(&(e.station_id, e.line.as_str())) {
+                let v = self.encoder.encode(e, &self.turnstile_value).await?;
+                value_cache.insert((e.station_id, e.line.as_str()), v);
+            }
+            let (k, v) = (
+                &key_cache[&e.station_id],
+                &value_cache[&(e.station_id, e.line.as_str())],
+            );
+            self.send(topics::TURNSTILE, Some(k), v, ts)?;
+            *report
+                .turnstile_per_station
+                .entry(e.station_id)
+                .or_default() += 1;
+        }
+        *report.produced.entry(topics::TURNSTILE.into()).or_default() += out.turnstile.len() as u64;
+        if let Some(w) = &out.weather {
+            let k = self.encoder.encode(&tkey, &self.weather_key).await?;
+            let v = self.encoder.encode(w, &self.weather_value).await?;
+            self.send(topics::WEATHER, Some(&k), &v, ts)?;
+            *report.produced.entry(topics::WEATHER.into()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        flush(&self.producer, Duration::from_secs(60))
+    }
+}
+
+/// The topics the simulation writes, with `partitions` each.
+pub fn topic_specs(partitions: i32) -> Vec<TopicSpec> {
+    [
+        topics::ARRIVALS,
+        topics::TURNSTILE,
+        topics::WEATHER,
+        topics::STATIONS,
+    ]
+    .iter()
+    .map(|t| TopicSpec {
+        name: t.to_string(),
+        partitions,
+        compacted: false,
+    })
+    .collect()
+}
+
+/// Runs the simulation until `steps` are done or `shutdown`, then flushes.
+pub async fn run(
+    dataset: Dataset,
+    config: SimConfig,
+    kafka: &KafkaConfig,
+    registry: &RegistryConfig,
+    shutdown: Shutdown,
+) -> Result<SimReport> {
+    ensure_topics(kafka, &topic_specs(config.partitions)).await?;
+    let producer = SimProducer::new(kafka, registry)?;
+    let mut sim = Simulation::new(dataset, &config);
+    let mut report = SimReport::default();
+    if config.publish_stations {
+        let n = producer.publish_stations(sim.dataset())?;
+        report.produced.insert(topics::STATIONS.into(), n);
+    }
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    while config.steps.is_none_or(|n| report.steps < n) && !shutdown.is_triggered() {
+        let out = sim.step();
+        producer.produce_step(&out, &mut report).await?;
+        report.steps += 1;
+        if last_log.elapsed() >= Duration::from_secs(10) || config.steps == Some(report.steps) {
+            last_log = Instant::now();
+            let total: u64 = report.produced.values().sum();
+            tracing::info!(steps = report.steps, records = total, rate = (total as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64,
+                sim_time = %local(out.time_ms).format("%Y-%m-%d %H:%M"), "simulation progress");
+        }
+        if !config.sleep.is_zero() && config.steps.is_none_or(|n| report.steps < n) {
+            tokio::select! {
+                _ = tokio::time::sleep(config.sleep) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+    }
+    let p = producer;
+    tokio::task::spawn_blocking(move || p.flush())
+        .await
+        .map_err(|e| StreamError::Config(format!("flush task failed: {e}")))??;
+    tracing::info!(steps = report.steps, produced = ?report.produced, "simulation done; producer flushed");
+    Ok(report)
+}

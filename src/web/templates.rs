@@ -1,0 +1,93 @@
+//! Askama view models (HTML in `templates/`). Values are pre-formatted here so the template
+//! only lays them out; askama escapes every value.
+
+use crate::transit::models::TrainSighting;
+use crate::transit::queries::TransitStatus;
+use askama::Template;
+
+pub struct TrainCell {
+    pub train_id: String,
+    pub status: String,
+    pub css: &'static str,
+}
+
+pub struct StationRowView {
+    pub station_id: i32,
+    pub name: String,
+    pub a: Option<TrainCell>,
+    pub b: Option<TrainCell>,
+    pub entries: i64,
+}
+
+pub struct LineView {
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub color: &'static str,
+    pub stations: Vec<StationRowView>,
+    pub trains: usize,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+pub struct StatusPage {
+    pub weather: Option<String>,
+    pub recovering: Option<String>,
+    pub lines: Vec<LineView>,
+    pub total_entries: i64,
+    pub consumed: u64,
+    pub skipped: u64,
+}
+
+fn cell(t: &Option<TrainSighting>) -> Option<TrainCell> {
+    t.as_ref().map(|t| TrainCell {
+        train_id: t.train_id.clone(),
+        status: t.train_status.replace('_', " "),
+        css: match t.train_status.as_str() {
+            "in_service" => "ok",
+            "broken_down" => "broken",
+            _ => "out",
+        },
+    })
+}
+
+impl StatusPage {
+    pub fn from_status(s: &TransitStatus) -> Self {
+        let w = &s.worker;
+        let recovering = w.recovering.then(|| {
+            format!(
+                "Recovering tables from their changelogs: {} of {} records restored.",
+                w.restore_done, w.restore_total
+            )
+        });
+        Self {
+            weather: s
+                .weather
+                .map(|w| format!("{:.1} °F, {}", w.temperature, w.status.label())),
+            recovering,
+            lines: s
+                .lines
+                .iter()
+                .map(|l| LineView {
+                    slug: l.line.as_str(),
+                    title: l.title,
+                    color: l.color,
+                    trains: l.trains.len(),
+                    stations: l
+                        .stations
+                        .iter()
+                        .map(|st| StationRowView {
+                            station_id: st.station_id,
+                            name: st.station_name.clone(),
+                            a: cell(&st.direction_a),
+                            b: cell(&st.direction_b),
+                            entries: st.entries,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            total_entries: s.total_entries,
+            consumed: w.consumed,
+            skipped: w.decode_errors,
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Shared test harness: a broker and registry (the embedded platform by default, or any
+//! Kafka-protocol broker from `CTA_TEST_BROKERS` + `CTA_TEST_SCHEMA_REGISTRY_URL`), and an
+//! independent reader that counts records straight off a topic with apache-avro.
+#![allow(dead_code)]
+
+use apache_avro::types::Value;
+use cta_stream::platform::Platform;
+use cta_stream::stream::{KafkaConfig, RegistryConfig};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+pub struct TestEnv {
+    pub platform: Option<Platform>,
+    pub kafka: KafkaConfig,
+    pub registry: RegistryConfig,
+}
+
+pub async fn env() -> TestEnv {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    match (
+        std::env::var("CTA_TEST_BROKERS"),
+        std::env::var("CTA_TEST_SCHEMA_REGISTRY_URL"),
+    ) {
+        (Ok(b), Ok(u)) => TestEnv {
+            platform: None,
+            kafka: KafkaConfig::new(b),
+            registry: RegistryConfig::new(u),
+        },
+        _ => {
+            let platform = Platform::start("127.0.0.1:0".parse().unwrap(), None)
+                .await
+                .unwrap();
+            let kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
+            let registry = RegistryConfig::new(platform.registry_url.clone());
+            TestEnv {
+                platform: Some(platform),
+                kafka,
+                registry,
+            }
+        }
+    }
+}
+
+impl TestEnv {
+    /// Creates topics on the embedded broker (a real broker gets them from the code under test).
+    pub fn create_topics(&self, names: &[String], partitions: i32) {
+        if let Some(p) = &self.platform {
+            for n in names {
+                p.broker.create_topic(n, partitions).unwrap();
+            }
+        }
+    }
+}
+
+pub fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Every record of `topic` from the beginning to the current end: (key, value) bytes.
+pub fn read_all(brokers: &str, topic: &str) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "independent-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .unwrap();
+            ends.insert(p, high);
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while ends
+        .iter()
+        .any(|(p, h)| next.get(p).copied().unwrap_or(0) < *h)
+    {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let h = ends[&m.partition()];
+            if m.offset() < h {
+                out.push((m.key().map(|k| k.to_vec()), m.payload().map(|v| v.to_vec())));
+            }
+            next.insert(m.partition(), m.offset() + 1);
+        }
+    }
+    out
+}
+
+/// Decodes Confluent-framed Avro with apache-avro, fetching writer schemas over plain HTTP.
+pub struct IndependentAvro {
+    url: String,
+    schemas: HashMap<u32, apache_avro::Schema>,
+}
+
+impl IndependentAvro {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_string(),
+            schemas: HashMap::new(),
+        }
+    }
+
+    pub async fn decode(&mut self, bytes: &[u8]) -> BTreeMap<String, Value> {
+        assert_eq!(bytes[0], 0, "magic byte");
+        let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
+        if !self.schemas.contains_key(&id) {
+            let body: serde_json::Value = reqwest::get(format!("{}/schemas/ids/{id}", self.url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let schema = apache_avro::Schema::parse_str(body["schema"].as_str().unwrap()).unwrap();
+            self.schemas.insert(id, schema);
+        }
+        let mut body = &bytes[5..];
+        match apache_avro::reader::datum::GenericDatumReader::builder(&self.schemas[&id])
+            .build()
+            .unwrap()
+            .read_value(&mut body)
+            .unwrap()
+        {
+            Value::Record(fields) => fields.into_iter().collect(),
+            other => panic!("not a record: {other:?}"),
+        }
+    }
+}
+
+/// Per-station turnstile entries counted straight from the topic.
+pub async fn count_turnstile(env: &TestEnv) -> BTreeMap<i32, i64> {
+    let mut avro = IndependentAvro::new(&env.registry.url);
+    let mut counts = BTreeMap::new();
+    for (_, v) in read_all(&env.kafka.brokers, "org.chicago.cta.turnstile.v1") {
+        let rec = avro.decode(&v.unwrap()).await;
+        match rec["station_id"] {
+            Value::Int(id) => *counts.entry(id).or_insert(0) += 1,
+            ref other => panic!("station_id {other:?}"),
+        }
+    }
+    counts
+}
+
+/// GETs JSON.
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The turnstile table from the API as station → count.
+pub async fn api_turnstile(base: &str) -> Option<BTreeMap<i32, i64>> {
+    let r = reqwest::get(format!("{base}/api/turnstile")).await.ok()?;
+    let v: Vec<serde_json::Value> = r.json().await.ok()?;
+    Some(
+        v.iter()
+            .map(|o| {
+                (
+                    o["STATION_ID"].as_i64().unwrap() as i32,
+                    o["COUNT"].as_i64().unwrap(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Polls until the API's turnstile table equals `expected`, or panics with the difference.
+pub async fn wait_for_counts(base: &str, expected: &BTreeMap<i32, i64>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(got) = api_turnstile(base).await {
+            if &got == expected {
+                return;
+            }
+            last = Some(got);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = last.unwrap_or_default();
+    let diff: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(k) != Some(v))
+        .map(|(k, v)| (k, *v, got.get(k).copied()))
+        .take(10)
+        .collect();
+    panic!(
+        "counts differ after {timeout:?}: expected total {}, got {}; first differences (station, expected, got): {diff:?}",
+        expected.values().sum::<i64>(),
+        got.values().sum::<i64>()
+    );
+}
+
+/// Undoes askama's HTML escaping.
+pub fn unescape_html(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
