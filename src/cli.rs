@@ -155,7 +155,7 @@ impl SimArgs {
                 .timestamp_millis(),
             None => crate::stream::now_ms(),
         };
-        let seed = self.seed.unwrap_or_else(|| rand::random());
+        let seed = self.seed.unwrap_or_else(rand::random);
         tracing::info!(seed, "simulation seed (pass --seed to repeat this run)");
         Ok(crate::transit::simulation::SimConfig {
             time_step: self.time_step,

@@ -109,33 +109,21 @@ impl App {
 
     /// Runs until `shutdown`; returns after the final checkpoint.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
-        self.prepare_topics().await?;
+        let pairs: Vec<(String, String)> = self
+            .tables
+            .iter()
+            .map(|t| {
+                (
+                    t.changelog_topic().to_string(),
+                    t.source_topic().to_string(),
+                )
+            })
+            .collect();
+        prepare_topics(&self.config.kafka, &self.config.app_id, &pairs).await?;
         let handle = tokio::task::spawn_blocking(move || self.run_blocking(shutdown));
         handle
             .await
             .map_err(|e| StreamError::Config(format!("worker thread failed: {e}")))?
-    }
-
-    /// Creates changelog topics with their source's partition count (compacted).
-    async fn prepare_topics(&self) -> Result<()> {
-        let probe: BaseConsumer = self
-            .config
-            .kafka
-            .restore_consumer(&self.config.app_id)
-            .create()
-            .map_err(StreamError::kafka("create metadata client"))?;
-        let mut specs = Vec::new();
-        for t in &self.tables {
-            let source = t.source_topic().to_string();
-            let client = probe.client();
-            let n = tokio::task::block_in_place(|| partition_count(client, &source))?.unwrap_or(4);
-            specs.push(TopicSpec {
-                name: t.changelog_topic().to_string(),
-                partitions: n,
-                compacted: true,
-            });
-        }
-        ensure_topics(&self.config.kafka, &specs).await
     }
 
     fn run_blocking(mut self, shutdown: Shutdown) -> Result<()> {
@@ -255,6 +243,29 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Creates changelog topics (compacted) with their source topic's partition count.
+async fn prepare_topics(
+    kafka: &KafkaConfig,
+    app_id: &str,
+    changelog_and_source: &[(String, String)],
+) -> Result<()> {
+    let probe: BaseConsumer = kafka
+        .restore_consumer(app_id)
+        .create()
+        .map_err(StreamError::kafka("create metadata client"))?;
+    let mut specs = Vec::new();
+    for (changelog, source) in changelog_and_source {
+        let n =
+            tokio::task::block_in_place(|| partition_count(probe.client(), source))?.unwrap_or(4);
+        specs.push(TopicSpec {
+            name: changelog.clone(),
+            partitions: n,
+            compacted: true,
+        });
+    }
+    ensure_topics(kafka, &specs).await
 }
 
 /// Everything the poll loop and the rebalance callback share.

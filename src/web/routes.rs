@@ -3,6 +3,7 @@
 //! - `GET /api/turnstile`, `GET /api/turnstile/{station_id}`: the turnstile table as JSON;
 //! - `GET /api/status`: everything the page shows, as JSON;
 //! - `GET /health`, `GET /static/style.css`.
+//!
 //! Errors are JSON `{"error": "..."}` with 400/404; nothing here panics on input.
 
 use crate::web::templates::StatusPage;

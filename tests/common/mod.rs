@@ -65,7 +65,10 @@ pub fn free_addr() -> std::net::SocketAddr {
 }
 
 /// Every record of `topic` from the beginning to the current end: (key, value) bytes.
-pub fn read_all(brokers: &str, topic: &str) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+/// A record's key and value bytes.
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+pub fn read_all(brokers: &str, topic: &str) -> Vec<KeyValue> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "independent-reader")

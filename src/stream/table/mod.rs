@@ -73,7 +73,7 @@ pub trait TableRuntime: Send + Sync {
         offsets: StoreOffsets,
     ) -> Result<()>;
     /// Number of keys (store plus cache) across open partitions.
-    fn len(&self) -> usize;
+    fn entry_count(&self) -> usize;
 }
 
 struct Part<K, V> {
@@ -361,7 +361,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         Ok(())
     }
 
-    fn len(&self) -> usize {
+    fn entry_count(&self) -> usize {
         self.items().map(|v| v.len()).unwrap_or(0)
     }
 }

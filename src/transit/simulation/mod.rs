@@ -149,6 +149,9 @@ pub struct SimReport {
     pub turnstile_per_station: BTreeMap<i32, u64>,
 }
 
+/// An encoded key and value.
+type EncodedPair = (Vec<u8>, Vec<u8>);
+
 /// Encodes and produces simulation output.
 pub struct SimProducer {
     producer: TrackedProducer,
@@ -208,30 +211,21 @@ impl SimProducer {
             self.send(topics::ARRIVALS, Some(&arrival_key), &v, ts)?;
         }
         *report.produced.entry(topics::ARRIVALS.into()).or_default() += out.arrivals.len() as u64;
-        let mut key_cache: BTreeMap<i32, Vec<u8>> = BTreeMap::new();
-        let mut value_cache: BTreeMap<(i32, &str), Vec<u8>> = BTreeMap::new();
+        // Entries of one station in a step are identical records: encode each once.
+        let mut encoded: BTreeMap<(i32, &str), EncodedPair> = BTreeMap::new();
         for e in &out.turnstile {
-            if !key_cache.contains_key(&e.station_id) {
-                let k = self
-                    .encoder
-                    .encode(
-                        &TurnstileKey {
-                            station_id: e.station_id,
-                        },
-                        &self.turnstile_key,
-                    )
-                    .await?;
-                key_cache.insert(e.station_id, k);
-            }
-            if !value_cache.contains_key(&(e.station_id, e.line.as_str())) {
-                let v = self.encoder.encode(e, &self.turnstile_value).await?;
-                value_cache.insert((e.station_id, e.line.as_str()), v);
-            }
-            let (k, v) = (
-                &key_cache[&e.station_id],
-                &value_cache[&(e.station_id, e.line.as_str())],
-            );
-            self.send(topics::TURNSTILE, Some(k), v, ts)?;
+            let slot = match encoded.entry((e.station_id, e.line.as_str())) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let key = TurnstileKey {
+                        station_id: e.station_id,
+                    };
+                    let k = self.encoder.encode(&key, &self.turnstile_key).await?;
+                    let val = self.encoder.encode(e, &self.turnstile_value).await?;
+                    v.insert((k, val))
+                }
+            };
+            self.send(topics::TURNSTILE, Some(&slot.0), &slot.1, ts)?;
             *report
                 .turnstile_per_station
                 .entry(e.station_id)
