@@ -1,0 +1,238 @@
+//! Exactly-once state without broker transactions: the worker binary is killed with SIGKILL
+//! at random moments while turnstile entries stream in, restarted each time; at the end the
+//! per-station counts equal the counts of what was produced. Then a worker with an empty data
+//! dir rebuilds the same counts from the changelog alone (records of checkpoints that never
+//! completed are not applied).
+
+mod common;
+
+use common::*;
+use cta_stream::stream::codec::confluent::SubjectSchema;
+use cta_stream::stream::kafka::{flush, send_blocking, tracked_producer};
+use cta_stream::stream::AvroEncoder;
+use cta_stream::transit::models::{schemas, topics, TurnstileEntry, TurnstileKey};
+use cta_stream::transit::stations::Dataset;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RECORDS: usize = 200_000;
+const KILLS: usize = 12;
+
+fn spawn_worker(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    app_id: &str,
+    addr: std::net::SocketAddr,
+) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["--brokers", &env.kafka.brokers])
+        .args(["--schema-registry-url", &env.registry.url])
+        .args(["--app-id", app_id])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--web-addr", &addr.to_string()])
+        .args(["--commit-interval", "50ms"])
+        // A killed member is noticed quickly, so restarts are not held up by its session.
+        .args([
+            "-X",
+            "session.timeout.ms=3000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start worker binary")
+}
+
+/// Produces `RECORDS` entries in chunks over a few seconds; returns the per-station tally.
+async fn produce(env: &TestEnv, seed: u64) -> BTreeMap<i32, i64> {
+    let ds = Dataset::builtin();
+    let stations: Vec<_> = ds.rows().to_vec();
+    let encoder = AvroEncoder::new(&env.registry).unwrap();
+    let kschema = SubjectSchema::new(topics::TURNSTILE, true, schemas::TURNSTILE_KEY).unwrap();
+    let vschema = SubjectSchema::new(topics::TURNSTILE, false, schemas::TURNSTILE_VALUE).unwrap();
+    let mut encoded = Vec::new();
+    for s in &stations {
+        let k = encoder
+            .encode(
+                &TurnstileKey {
+                    station_id: s.station_id,
+                },
+                &kschema,
+            )
+            .await
+            .unwrap();
+        let e = TurnstileEntry {
+            station_id: s.station_id,
+            station_name: s.station_name.clone(),
+            line: s.line.as_str().into(),
+        };
+        let v = encoder.encode(&e, &vschema).await.unwrap();
+        encoded.push((s.station_id, k, v));
+    }
+    let producer = tracked_producer(&env.kafka).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut tally = BTreeMap::new();
+    for chunk in 0..20 {
+        for _ in 0..RECORDS / 20 {
+            let (id, k, v) = &encoded[rng.random_range(0..encoded.len())];
+            send_blocking(
+                &producer,
+                topics::TURNSTILE,
+                None,
+                Some(k),
+                Some(v),
+                None,
+                None,
+            )
+            .unwrap();
+            *tally.entry(*id).or_insert(0) += 1;
+        }
+        if chunk % 4 == 3 {
+            tokio::task::block_in_place(|| flush(&producer, Duration::from_secs(30))).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::task::block_in_place(|| flush(&producer, Duration::from_secs(60))).unwrap();
+    tally
+}
+
+async fn wait_assigned(base: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("{base}/api/status")).await {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if v["worker"]["assigned"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+                {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("worker at {base} never got partitions");
+}
+
+/// Sum of the group's committed offsets on the turnstile topic.
+fn group_committed(env: &TestEnv, group: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka.brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition(topics::TURNSTILE, p);
+    }
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .map(|l| {
+            l.elements()
+                .iter()
+                .filter_map(|e| e.offset().to_raw())
+                .filter(|o| *o > 0)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counts_are_exact_after_repeated_kill_9() {
+    let env = env().await;
+    let app_id = format!("crash-{}", std::process::id());
+    let mut names: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    names.extend(cta_stream::transit::changelog_topics(&app_id));
+    env.create_topics(&names, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let producing = {
+        let env2 = TestEnv {
+            platform: None,
+            kafka: env.kafka.clone(),
+            registry: env.registry.clone(),
+        };
+        tokio::spawn(async move { produce(&env2, 99).await })
+    };
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    let mut kills = 0;
+    let mut committed_at_kills = Vec::new();
+    let started = Instant::now();
+    while kills < KILLS || !producing.is_finished() {
+        let addr = free_addr();
+        let mut child = spawn_worker(&env, dir.path(), &app_id, addr);
+        // Kill at a random moment after the worker owns its partitions (before that, a kill
+        // would only test start-up).
+        wait_assigned(&format!("http://{addr}"), Duration::from_secs(60)).await;
+        let wait = Duration::from_millis(rng.random_range(20..1500));
+        tokio::time::sleep(wait).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        committed_at_kills.push(group_committed(&env, &app_id));
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "kill loop took too long"
+        );
+    }
+    let expected = producing.await.unwrap();
+    assert_eq!(expected.values().sum::<i64>(), RECORDS as i64);
+    assert!(kills >= 10);
+    // The kills landed while work was in progress: the group's committed position moved
+    // between kills several times, and was short of the end at most of them.
+    eprintln!("group committed offsets at each kill: {committed_at_kills:?}");
+    let advanced = committed_at_kills
+        .windows(2)
+        .filter(|w| w[1] > w[0])
+        .count();
+    assert!(
+        advanced >= 3,
+        "worker made progress between kills: {committed_at_kills:?}"
+    );
+    assert!(
+        committed_at_kills
+            .iter()
+            .filter(|&&c| c > 0 && c < RECORDS as i64)
+            .count()
+            >= 3,
+        "kills mid-stream: {committed_at_kills:?}"
+    );
+
+    // A last, undisturbed run must reach exactly the produced counts.
+    let addr = free_addr();
+    let mut child = spawn_worker(&env, dir.path(), &app_id, addr);
+    wait_for_counts(
+        &format!("http://{addr}"),
+        &expected,
+        Duration::from_secs(120),
+    )
+    .await;
+    // No double counting shows up later either.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_counts(&format!("http://{addr}"), &expected, Duration::from_secs(5)).await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+
+    // Cold restore from the changelog alone (which holds records of killed, never-completed
+    // checkpoints too) gives the same exact counts.
+    let cold = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut child = spawn_worker(&env, cold.path(), &app_id, addr);
+    wait_for_counts(
+        &format!("http://{addr}"),
+        &expected,
+        Duration::from_secs(120),
+    )
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
