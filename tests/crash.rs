@@ -15,10 +15,13 @@ use cta_stream::transit::stations::Dataset;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RECORDS: usize = 200_000;
 const KILLS: usize = 12;
+const CHUNK: usize = 4_000;
 
 fn spawn_worker(
     env: &TestEnv,
@@ -41,7 +44,7 @@ fn spawn_worker(
             "-X",
             "heartbeat.interval.ms=500",
         ])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,librdkafka=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -49,7 +52,7 @@ fn spawn_worker(
 }
 
 /// Produces `RECORDS` entries in chunks over a few seconds; returns the per-station tally.
-async fn produce(env: &TestEnv, seed: u64) -> BTreeMap<i32, i64> {
+async fn produce(env: &TestEnv, seed: u64, kills: Arc<AtomicUsize>) -> BTreeMap<i32, i64> {
     let ds = Dataset::builtin();
     let stations: Vec<_> = ds.rows().to_vec();
     let encoder = AvroEncoder::new(&env.registry).unwrap();
@@ -77,8 +80,12 @@ async fn produce(env: &TestEnv, seed: u64) -> BTreeMap<i32, i64> {
     let producer = tracked_producer(&env.kafka).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut tally = BTreeMap::new();
-    for chunk in 0..20 {
-        for _ in 0..RECORDS / 20 {
+    // At least RECORDS, in chunks, and on until the kill loop is done, so every kill lands
+    // while records are still arriving.
+    let mut chunk = 0;
+    while chunk * CHUNK < RECORDS || kills.load(Ordering::SeqCst) < KILLS {
+        chunk += 1;
+        for _ in 0..CHUNK {
             let (id, k, v) = &encoded[rng.random_range(0..encoded.len())];
             send_blocking(
                 &producer,
@@ -92,10 +99,8 @@ async fn produce(env: &TestEnv, seed: u64) -> BTreeMap<i32, i64> {
             .unwrap();
             *tally.entry(*id).or_insert(0) += 1;
         }
-        if chunk % 4 == 3 {
-            tokio::task::block_in_place(|| flush(&producer, Duration::from_secs(30))).unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::block_in_place(|| flush(&producer, Duration::from_secs(30))).unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
     }
     tokio::task::block_in_place(|| flush(&producer, Duration::from_secs(60))).unwrap();
     tally
@@ -153,13 +158,15 @@ async fn counts_are_exact_after_repeated_kill_9() {
     names.extend(cta_stream::transit::changelog_topics(&app_id));
     env.create_topics(&names, 4);
     let dir = tempfile::tempdir().unwrap();
+    let kill_count = Arc::new(AtomicUsize::new(0));
     let producing = {
         let env2 = TestEnv {
             platform: None,
             kafka: env.kafka.clone(),
             registry: env.registry.clone(),
         };
-        tokio::spawn(async move { produce(&env2, 99).await })
+        let k = kill_count.clone();
+        tokio::spawn(async move { produce(&env2, 99, k).await })
     };
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
@@ -171,12 +178,15 @@ async fn counts_are_exact_after_repeated_kill_9() {
         let mut child = spawn_worker(&env, dir.path(), &app_id, addr);
         // Kill at a random moment after the worker owns its partitions (before that, a kill
         // would only test start-up).
+        let t0 = Instant::now();
         wait_assigned(&format!("http://{addr}"), Duration::from_secs(60)).await;
+        eprintln!("kill {kills}: assigned after {:?}", t0.elapsed());
         let wait = Duration::from_millis(rng.random_range(20..1500));
         tokio::time::sleep(wait).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
+        kill_count.store(kills, Ordering::SeqCst);
         committed_at_kills.push(group_committed(&env, &app_id));
         assert!(
             started.elapsed() < Duration::from_secs(300),
@@ -184,7 +194,8 @@ async fn counts_are_exact_after_repeated_kill_9() {
         );
     }
     let expected = producing.await.unwrap();
-    assert_eq!(expected.values().sum::<i64>(), RECORDS as i64);
+    let produced = expected.values().sum::<i64>();
+    assert!(produced >= RECORDS as i64, "{produced}");
     assert!(kills >= 10);
     // The kills landed while work was in progress: the group's committed position moved
     // between kills several times, and was short of the end at most of them.
@@ -194,15 +205,15 @@ async fn counts_are_exact_after_repeated_kill_9() {
         .filter(|w| w[1] > w[0])
         .count();
     assert!(
-        advanced >= 3,
+        advanced >= KILLS - 2,
         "worker made progress between kills: {committed_at_kills:?}"
     );
     assert!(
         committed_at_kills
             .iter()
-            .filter(|&&c| c > 0 && c < RECORDS as i64)
+            .filter(|&&c| c > 0 && c < produced)
             .count()
-            >= 3,
+            >= KILLS - 1,
         "kills mid-stream: {committed_at_kills:?}"
     );
 
