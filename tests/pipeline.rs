@@ -9,6 +9,7 @@ use cta_stream::runner::{run_worker, WorkerOptions};
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::simulation::{self, SimConfig};
 use cta_stream::transit::stations::Dataset;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn sim_config(seed: u64, steps: u64, start_ms: i64) -> SimConfig {
@@ -86,6 +87,7 @@ async fn pipeline_counts_are_exact_across_restart() {
 
     let dir = tempfile::tempdir().unwrap();
     let (base, shutdown, task) = start_worker(&env, dir.path(), &app_id).await;
+    let _guard = StopOnDrop(shutdown.clone());
     wait_for_counts(&base, &expected, Duration::from_secs(90)).await;
 
     // One station, unknown station, bad id.
@@ -162,7 +164,43 @@ async fn pipeline_counts_are_exact_across_restart() {
     shutdown.trigger();
     task.await.unwrap();
     let (base, shutdown, task) = start_worker(&env, dir.path(), &app_id).await;
+    let _guard2 = StopOnDrop(shutdown.clone());
     wait_for_counts(&base, &expected, Duration::from_secs(60)).await;
+
+    // Windowed counts: entries per station per hour, and the newest 15-minute window, as
+    // counted from the records' timestamps.
+    let entries = turnstile_entries(&env).await;
+    let mut hourly: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+    for (id, ts) in &entries {
+        *hourly
+            .entry((*id as i64, ts - ts.rem_euclid(3_600_000)))
+            .or_default() += 1;
+    }
+    let (_, api_hourly) = get_json(&format!("{base}/api/turnstile/hourly")).await;
+    let got: BTreeMap<(i64, i64), i64> = api_hourly
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                (
+                    w["STATION_ID"].as_i64().unwrap(),
+                    w["WINDOW_START"].as_i64().unwrap(),
+                ),
+                w["COUNT"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, hourly);
+    let (_, recent) = get_json(&format!("{base}/api/turnstile/recent/{sid}")).await;
+    let newest = recent.as_array().unwrap().last().unwrap().clone();
+    let start = newest["WINDOW_START"].as_i64().unwrap();
+    assert_eq!(newest["WINDOW_END"].as_i64().unwrap() - start, 15 * 60_000);
+    let in_window = entries
+        .iter()
+        .filter(|(id, ts)| *id == sid && *ts >= start && *ts < start + 15 * 60_000)
+        .count();
+    assert_eq!(newest["COUNT"].as_i64().unwrap(), in_window as i64);
 
     // More records while it runs: it continues exactly.
     simulation::run(

@@ -56,6 +56,7 @@ fn produce(brokers: &str, topic: &str, n: usize, keys: usize) -> BTreeMap<String
 }
 
 struct Running {
+    _guard: StopOnDrop,
     table: Table<String, i64>,
     status: std::sync::Arc<cta_stream::stream::Status>,
     shutdown: Shutdown,

@@ -19,6 +19,7 @@ use crate::stream::sensor::Status;
 use crate::stream::shutdown::Shutdown;
 use crate::stream::table::recovery::Restorer;
 use crate::stream::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
+use crate::stream::window::{WindowedTable, Windows};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::types::RDKafkaRespErr;
@@ -87,6 +88,23 @@ impl App {
         let t = Table::new(&self.config.app_id, &self.config.data_dir, spec);
         self.tables.push(t.runtime());
         t
+    }
+
+    /// Declares a windowed table (and the small table keeping its stream time) on `spec`'s
+    /// source topic.
+    pub fn windowed_table<K: TableKey, V: TableValue>(
+        &mut self,
+        spec: TableSpec,
+        windows: Windows,
+    ) -> WindowedTable<K, V> {
+        let time_spec = TableSpec {
+            name: format!("{}-stream-time", spec.name),
+            source_topic: spec.source_topic.clone(),
+            changelog_topic: None,
+        };
+        let table = self.table(spec);
+        let time = self.table(time_spec);
+        WindowedTable::new(table, time, windows)
     }
 
     pub fn agent(&mut self, agent: impl Agent + 'static) {

@@ -3,6 +3,7 @@
 //! - [`app`]: declare tables and agents, run them in one consumer group.
 //! - [`agent`]: per-topic record handlers.
 //! - [`table`]: RocksDB-backed partitioned tables with changelogs and recovery.
+//! - [`window`]: tumbling and hopping windowed tables with grace and expiry.
 //! - [`checkpoint`]: the single commit procedure (changelog → flush → store → offsets).
 //! - [`codec`]: JSON and Confluent-framed Avro.
 //! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers.
@@ -23,6 +24,7 @@ pub mod record;
 pub mod sensor;
 pub mod shutdown;
 pub mod table;
+pub mod window;
 
 pub use agent::Agent;
 pub use app::{App, AppConfig};
@@ -33,6 +35,7 @@ pub use record::Record;
 pub use sensor::{Status, StatusSnapshot};
 pub use shutdown::Shutdown;
 pub use table::{Table, TableSpec};
+pub use window::{WindowKey, WindowedTable, Windows};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -3,7 +3,7 @@
 //! weather → latest reading.
 
 use crate::stream::codec::json;
-use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table};
+use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table, WindowedTable};
 use crate::transit::lines::Line;
 use crate::transit::models::*;
 use crate::transit::stations::ConnectStationRow;
@@ -15,6 +15,10 @@ pub struct TransitTables {
     pub platforms: Table<PlatformKey, TrainSighting>,
     pub trains: Table<String, TrainSighting>,
     pub turnstile: Table<i32, TurnstileSummary>,
+    /// Entries per station per hour (tumbling, by event time).
+    pub turnstile_hourly: WindowedTable<i32, i64>,
+    /// Entries per station in the last 15 minutes, every 5 (hopping).
+    pub turnstile_recent: WindowedTable<i32, i64>,
     pub weather: Table<String, WeatherReading>,
 }
 
@@ -113,7 +117,12 @@ impl Agent for TurnstileAgent {
             .update(record, station_id, |old| TurnstileSummary {
                 station_id,
                 count: old.map_or(0, |o| o.count) + 1,
-            })
+            })?;
+        let inc = |c: Option<i64>| c.unwrap_or(0) + 1;
+        self.tables
+            .turnstile_hourly
+            .update(record, station_id, inc)?;
+        self.tables.turnstile_recent.update(record, station_id, inc)
     }
 }
 

@@ -9,45 +9,98 @@ pub mod queries;
 pub mod simulation;
 pub mod stations;
 
-use crate::stream::{App, AppConfig, AvroDecoder, RegistryConfig, Result, TableSpec};
+use crate::stream::{App, AppConfig, AvroDecoder, RegistryConfig, Result, TableSpec, Windows};
 use agents::*;
 use models::topics;
+use std::time::Duration;
+
+/// Table names (each table's store folder and default changelog `{app_id}-{name}-changelog`).
+pub mod tables {
+    pub const STATIONS: &str = "stations";
+    pub const PLATFORMS: &str = "platform-arrivals";
+    pub const TRAINS: &str = "train-positions";
+    pub const TURNSTILE: &str = "turnstile-summary";
+    pub const TURNSTILE_HOURLY: &str = "turnstile-hourly";
+    pub const TURNSTILE_RECENT: &str = "turnstile-recent";
+    pub const WEATHER: &str = "weather";
+}
+
+/// (table, source topic, changelog override) of every plain table.
+const TABLES: [(&str, &str, Option<&str>); 5] = [
+    (
+        tables::STATIONS,
+        topics::STATIONS,
+        Some(topics::STATIONS_TABLE),
+    ),
+    (tables::PLATFORMS, topics::ARRIVALS, None),
+    (tables::TRAINS, topics::ARRIVALS, None),
+    (
+        tables::TURNSTILE,
+        topics::TURNSTILE,
+        Some(topics::TURNSTILE_SUMMARY),
+    ),
+    (tables::WEATHER, topics::WEATHER, None),
+];
+
+/// Windowed tables: (table, windows).
+fn windowed() -> [(&'static str, Windows); 2] {
+    let min = |m: u64| Duration::from_secs(m * 60);
+    [
+        (
+            tables::TURNSTILE_HOURLY,
+            Windows::tumbling(min(60))
+                .grace(min(5))
+                .retention(min(24 * 60)),
+        ),
+        (
+            tables::TURNSTILE_RECENT,
+            Windows::hopping(min(15), min(5)).grace(min(1)),
+        ),
+    ]
+}
+
+fn spec(name: &str) -> TableSpec {
+    let (_, source, changelog) =
+        TABLES
+            .iter()
+            .find(|t| t.0 == name)
+            .copied()
+            .unwrap_or((name, topics::TURNSTILE, None));
+    TableSpec {
+        name: name.to_string(),
+        source_topic: source.to_string(),
+        changelog_topic: changelog.map(str::to_string),
+    }
+}
 
 /// Changelog topics of the worker's tables (so a host can create them with the source topics'
 /// partition count).
 pub fn changelog_topics(app_id: &str) -> Vec<String> {
-    vec![
-        topics::STATIONS_TABLE.to_string(),
-        crate::stream::names::changelog_topic(app_id, "platform-arrivals"),
-        crate::stream::names::changelog_topic(app_id, "train-positions"),
-        topics::TURNSTILE_SUMMARY.to_string(),
-        crate::stream::names::changelog_topic(app_id, "weather"),
-    ]
+    let named = |n: &str| crate::stream::names::changelog_topic(app_id, n);
+    let mut out: Vec<String> = TABLES
+        .iter()
+        .map(|(name, _, changelog)| changelog.map(str::to_string).unwrap_or_else(|| named(name)))
+        .collect();
+    for (name, _) in windowed() {
+        out.push(named(name));
+        out.push(named(&format!("{name}-stream-time")));
+    }
+    out
 }
 
 /// Declares the CTA tables and agents on a new app. Returns the app and the table handles the
 /// web layer reads.
 pub fn build_worker(config: AppConfig, registry: &RegistryConfig) -> Result<(App, TransitTables)> {
     let mut app = App::new(config);
-    let spec = |name: &str, source: &str, changelog: Option<&str>| TableSpec {
-        name: name.to_string(),
-        source_topic: source.to_string(),
-        changelog_topic: changelog.map(str::to_string),
-    };
+    let [(hourly_name, hourly_windows), (recent_name, recent_windows)] = windowed();
     let tables = TransitTables {
-        stations: app.table(spec(
-            "stations",
-            topics::STATIONS,
-            Some(topics::STATIONS_TABLE),
-        )),
-        platforms: app.table(spec("platform-arrivals", topics::ARRIVALS, None)),
-        trains: app.table(spec("train-positions", topics::ARRIVALS, None)),
-        turnstile: app.table(spec(
-            "turnstile-summary",
-            topics::TURNSTILE,
-            Some(topics::TURNSTILE_SUMMARY),
-        )),
-        weather: app.table(spec("weather", topics::WEATHER, None)),
+        stations: app.table(spec(tables::STATIONS)),
+        platforms: app.table(spec(tables::PLATFORMS)),
+        trains: app.table(spec(tables::TRAINS)),
+        turnstile: app.table(spec(tables::TURNSTILE)),
+        turnstile_hourly: app.windowed_table(spec(hourly_name), hourly_windows),
+        turnstile_recent: app.windowed_table(spec(recent_name), recent_windows),
+        weather: app.table(spec(tables::WEATHER)),
     };
     let decoder = AvroDecoder::new(registry)?;
     app.agent(StationsAgent {

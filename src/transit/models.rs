@@ -142,3 +142,16 @@ pub struct WeatherReading {
     pub status: WeatherStatus,
     pub timestamp: i64,
 }
+
+/// Entries of one station in one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowCount {
+    #[serde(rename = "STATION_ID")]
+    pub station_id: i32,
+    #[serde(rename = "WINDOW_START")]
+    pub window_start: i64,
+    #[serde(rename = "WINDOW_END")]
+    pub window_end: i64,
+    #[serde(rename = "COUNT")]
+    pub count: i64,
+}

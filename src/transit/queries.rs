@@ -2,10 +2,11 @@
 //! Tables fed by topics not keyed by the table key (arrivals and weather are keyed by time) can
 //! hold a key in several partitions; these queries take the latest by event time.
 
+use crate::stream::WindowedTable;
 use crate::stream::{Result, StatusSnapshot};
 use crate::transit::agents::{TransitTables, WEATHER_KEY};
 use crate::transit::lines::Line;
-use crate::transit::models::{TrainSighting, TurnstileSummary, WeatherReading};
+use crate::transit::models::{TrainSighting, TurnstileSummary, WeatherReading, WindowCount};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,6 +18,8 @@ pub struct StationStatus {
     pub direction_a: Option<TrainSighting>,
     pub direction_b: Option<TrainSighting>,
     pub entries: i64,
+    /// Entries in the current hour (the newest hourly window).
+    pub entries_this_hour: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,7 +46,45 @@ fn latest(a: Option<TrainSighting>, b: TrainSighting) -> Option<TrainSighting> {
     }
 }
 
+/// Which windowed turnstile table to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Hourly,
+    Recent,
+}
+
+fn window_counts(t: &WindowedTable<i32, i64>, station: Option<i32>) -> Result<Vec<WindowCount>> {
+    let size = t.windows().size_ms;
+    let mut sums: BTreeMap<(i32, i64), i64> = BTreeMap::new();
+    for (k, v) in t.items()? {
+        if station.is_none_or(|s| s == k.key) {
+            *sums.entry((k.key, k.start)).or_default() += v;
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .map(|((station_id, start), count)| WindowCount {
+            station_id,
+            window_start: start,
+            window_end: start + size,
+            count,
+        })
+        .collect())
+}
+
 impl TransitTables {
+    /// Windowed entry counts, for all stations or one, ordered by station then window.
+    pub fn turnstile_windows(
+        &self,
+        window: Window,
+        station: Option<i32>,
+    ) -> Result<Vec<WindowCount>> {
+        match window {
+            Window::Hourly => window_counts(&self.turnstile_hourly, station),
+            Window::Recent => window_counts(&self.turnstile_recent, station),
+        }
+    }
+
     /// Per-station entry counts, by station id.
     pub fn turnstile_all(&self) -> Result<Vec<TurnstileSummary>> {
         let mut sums: BTreeMap<i32, i64> = BTreeMap::new();
@@ -82,6 +123,13 @@ impl TransitTables {
             .into_iter()
             .map(|s| (s.station_id, s.count))
             .collect();
+        let hourly = self.turnstile_windows(Window::Hourly, None)?;
+        let current_hour = hourly.iter().map(|w| w.window_start).max();
+        let this_hour: HashMap<i32, i64> = hourly
+            .iter()
+            .filter(|w| Some(w.window_start) == current_hour)
+            .map(|w| (w.station_id, w.count))
+            .collect();
         let mut platforms: HashMap<(String, i32, String), TrainSighting> = HashMap::new();
         for (_, k, v) in self.platforms.items()? {
             let key = (k.line, k.station_id, k.direction);
@@ -113,6 +161,7 @@ impl TransitTables {
                     direction_a: take("a"),
                     direction_b: take("b"),
                     entries: counts.get(&s.station_id).copied().unwrap_or(0),
+                    entries_this_hour: this_hour.get(&s.station_id).copied().unwrap_or(0),
                 },
             );
         }

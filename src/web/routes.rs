@@ -1,11 +1,14 @@
 //! HTTP routes:
 //! - `GET /`: the status page;
 //! - `GET /api/turnstile`, `GET /api/turnstile/{station_id}`: the turnstile table as JSON;
+//! - `GET /api/turnstile/hourly[/{station_id}]`, `GET /api/turnstile/recent[/{station_id}]`:
+//!   entries per station per hour (tumbling) and per 15 minutes every 5 (hopping);
 //! - `GET /api/status`: everything the page shows, as JSON;
 //! - `GET /health`, `GET /static/style.css`.
 //!
 //! Errors are JSON `{"error": "..."}` with 400/404; nothing here panics on input.
 
+use crate::transit::queries::Window;
 use crate::web::templates::StatusPage;
 use crate::web::WebState;
 use askama::Template;
@@ -72,6 +75,36 @@ pub fn routes(
             },
         });
 
+    let windowed = warp::path!("api" / "turnstile" / String / ..)
+        .and(warp::path::tail())
+        .and(warp::get())
+        .and(with_state.clone())
+        .and_then(
+            |kind: String, tail: warp::path::Tail, s: WebState| async move {
+                let window = match kind.as_str() {
+                    "hourly" => Window::Hourly,
+                    "recent" => Window::Recent,
+                    _ => return Err(warp::reject::not_found()),
+                };
+                let station = match tail.as_str() {
+                    "" => None,
+                    id => match id.parse::<i32>() {
+                        Ok(id) => Some(id),
+                        Err(_) => {
+                            return Ok(json_error(
+                                StatusCode::BAD_REQUEST,
+                                "station_id must be an integer",
+                            ))
+                        }
+                    },
+                };
+                Ok(match s.tables.turnstile_windows(window, station) {
+                    Ok(v) => json_ok(&v),
+                    Err(e) => internal(e),
+                })
+            },
+        );
+
     let status = warp::path!("api" / "status")
         .and(warp::get())
         .and(with_state.clone())
@@ -92,6 +125,8 @@ pub fn routes(
         });
 
     page.or(turnstile_all)
+        .unify()
+        .or(windowed)
         .unify()
         .or(turnstile_one)
         .unify()

@@ -17,6 +17,7 @@ pub struct StationRowView {
     pub a: Option<TrainCell>,
     pub b: Option<TrainCell>,
     pub entries: i64,
+    pub this_hour: i64,
 }
 
 pub struct LineView {
@@ -81,6 +82,7 @@ impl StatusPage {
                             a: cell(&st.direction_a),
                             b: cell(&st.direction_b),
                             entries: st.entries,
+                            this_hour: st.entries_this_hour,
                         })
                         .collect(),
                 })

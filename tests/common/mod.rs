@@ -69,6 +69,17 @@ pub fn free_addr() -> std::net::SocketAddr {
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 pub fn read_all(brokers: &str, topic: &str) -> Vec<KeyValue> {
+    read_all_timed(brokers, topic)
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect()
+}
+
+/// A record's key, value and timestamp.
+pub type Timed = (Option<Vec<u8>>, Option<Vec<u8>>, i64);
+
+/// Every record of `topic` from the beginning to the current end, with timestamps.
+pub fn read_all_timed(brokers: &str, topic: &str) -> Vec<Timed> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "independent-reader")
@@ -107,7 +118,11 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<KeyValue> {
             let m = m.unwrap();
             let h = ends[&m.partition()];
             if m.offset() < h {
-                out.push((m.key().map(|k| k.to_vec()), m.payload().map(|v| v.to_vec())));
+                out.push((
+                    m.key().map(|k| k.to_vec()),
+                    m.payload().map(|v| v.to_vec()),
+                    m.timestamp().to_millis().unwrap_or(0),
+                ));
             }
             next.insert(m.partition(), m.offset() + 1);
         }
@@ -157,16 +172,25 @@ impl IndependentAvro {
 
 /// Per-station turnstile entries counted straight from the topic.
 pub async fn count_turnstile(env: &TestEnv) -> BTreeMap<i32, i64> {
-    let mut avro = IndependentAvro::new(&env.registry.url);
     let mut counts = BTreeMap::new();
-    for (_, v) in read_all(&env.kafka.brokers, "org.chicago.cta.turnstile.v1") {
+    for (id, _) in turnstile_entries(env).await {
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// (station id, event time) of every turnstile entry on the topic.
+pub async fn turnstile_entries(env: &TestEnv) -> Vec<(i32, i64)> {
+    let mut avro = IndependentAvro::new(&env.registry.url);
+    let mut out = Vec::new();
+    for (_, v, ts) in read_all_timed(&env.kafka.brokers, "org.chicago.cta.turnstile.v1") {
         let rec = avro.decode(&v.unwrap()).await;
         match rec["station_id"] {
-            Value::Int(id) => *counts.entry(id).or_insert(0) += 1,
+            Value::Int(id) => out.push((id, ts)),
             ref other => panic!("station_id {other:?}"),
         }
     }
-    counts
+    out
 }
 
 /// GETs JSON.
@@ -227,4 +251,14 @@ pub fn unescape_html(s: &str) -> String {
         .replace("&#x27;", "'")
         .replace("&#39;", "'")
         .replace("&amp;", "&")
+}
+
+/// Triggers a shutdown when dropped, so a failing assertion does not leave a worker thread
+/// running (and the test process hanging).
+pub struct StopOnDrop(pub cta_stream::stream::Shutdown);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
 }

@@ -232,24 +232,37 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
         Ok(out)
     }
 
+    /// All entries of one open partition (store merged with pending writes), sorted by key.
+    pub fn partition_items(&self, partition: i32) -> Result<Vec<(K, V)>> {
+        let parts = self.parts();
+        match parts.get(&partition) {
+            Some(part) => Self::merged(part),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn merged(part: &Part<K, V>) -> Result<Vec<(K, V)>> {
+        let mut merged: BTreeMap<K, V> = BTreeMap::new();
+        for (kb, vb) in part.store.items()? {
+            if let (Some(k), Some(v)) = (decode_bytes::<K>(&kb), decode_bytes::<V>(&vb)) {
+                merged.insert(k, v);
+            }
+        }
+        for (k, v) in &part.dirty {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+
     /// All entries of all open partitions, as (partition, key, value), sorted by key.
     pub fn items(&self) -> Result<Vec<(i32, K, V)>> {
         let parts = self.parts();
         let mut out = Vec::new();
         for (p, part) in parts.iter() {
-            let mut merged: BTreeMap<K, V> = BTreeMap::new();
-            for (kb, vb) in part.store.items()? {
-                if let (Some(k), Some(v)) = (decode_bytes::<K>(&kb), decode_bytes::<V>(&vb)) {
-                    merged.insert(k, v);
-                }
-            }
-            for (k, v) in &part.dirty {
-                match v {
-                    Some(v) => merged.insert(k.clone(), v.clone()),
-                    None => merged.remove(k),
-                };
-            }
-            out.extend(merged.into_iter().map(|(k, v)| (*p, k, v)));
+            out.extend(Self::merged(part)?.into_iter().map(|(k, v)| (*p, k, v)));
         }
         out.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
         Ok(out)

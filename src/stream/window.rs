@@ -1,0 +1,224 @@
+//! Windowed tables: counts (or any value) per key per time window, Kafka Streams' semantics.
+//!
+//! - Tumbling windows of `size`, or hopping windows of `size` advancing by `step`; a record
+//!   belongs to every window `[start, start + size)` that contains its event time (the record
+//!   timestamp).
+//! - Stream time is the largest event time seen in the partition. A record whose window has
+//!   closed (`end + grace <= stream time`) is late: dropped and counted, never added.
+//! - Windows are kept for `retention` after their end (at least `grace`), then deleted from the
+//!   store and the changelog (tombstones), checked each time stream time passes a step.
+//! - Stream time is itself kept in a table (same source, same checkpoint), so re-processing
+//!   after a crash drops exactly the records the first run dropped.
+
+use crate::stream::error::Result;
+use crate::stream::record::Record;
+use crate::stream::table::{Table, TableKey, TableValue};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Window shape and lifetime, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub size_ms: i64,
+    pub step_ms: i64,
+    pub grace_ms: i64,
+    pub retention_ms: i64,
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().clamp(1, i64::MAX as u128) as i64
+}
+
+impl Windows {
+    pub fn tumbling(size: Duration) -> Self {
+        Self::hopping(size, size)
+    }
+
+    pub fn hopping(size: Duration, step: Duration) -> Self {
+        let (size_ms, step_ms) = (ms(size), ms(step).min(ms(size)));
+        Self {
+            size_ms,
+            step_ms,
+            grace_ms: 0,
+            retention_ms: 0,
+        }
+    }
+
+    /// How long after a window's end late records are still accepted.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace_ms = grace.as_millis() as i64;
+        self
+    }
+
+    /// How long after its end a window is kept (never less than the grace period).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention_ms = retention.as_millis() as i64;
+        self
+    }
+
+    fn keep_ms(&self) -> i64 {
+        self.retention_ms.max(self.grace_ms)
+    }
+
+    /// Starts of the windows containing `t`, oldest first.
+    pub fn starts(&self, t: i64) -> Vec<i64> {
+        let last = t - t.rem_euclid(self.step_ms);
+        let mut out = Vec::new();
+        let mut s = last;
+        while s > t - self.size_ms {
+            out.push(s);
+            s -= self.step_ms;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Start of the newest window containing `t`.
+    pub fn latest_start(&self, t: i64) -> i64 {
+        t - t.rem_euclid(self.step_ms)
+    }
+}
+
+/// Key of a windowed table entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WindowKey<K> {
+    pub key: K,
+    /// Window start, ms since the epoch; the end is `start + size`.
+    pub start: i64,
+}
+
+const STREAM_TIME: &str = "stream_time";
+
+/// A table of values per key per window.
+pub struct WindowedTable<K, V> {
+    table: Table<WindowKey<K>, V>,
+    time: Table<String, i64>,
+    windows: Windows,
+    late: Arc<AtomicU64>,
+}
+
+impl<K, V> Clone for WindowedTable<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            table: self.table.clone(),
+            time: self.time.clone(),
+            windows: self.windows,
+            late: self.late.clone(),
+        }
+    }
+}
+
+impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
+    /// `table` holds the windows, `time` the per-partition stream time; both must be fed by the
+    /// same source topic (use [`crate::stream::App::windowed_table`]).
+    pub fn new(table: Table<WindowKey<K>, V>, time: Table<String, i64>, windows: Windows) -> Self {
+        Self {
+            table,
+            time,
+            windows,
+            late: Arc::default(),
+        }
+    }
+
+    pub fn windows(&self) -> Windows {
+        self.windows
+    }
+
+    /// Records dropped because their window had closed.
+    pub fn late_records(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+
+    /// Applies `f` to the value of every open window of `key` containing the record's time.
+    pub fn update(&self, record: &Record<'_>, key: K, f: impl Fn(Option<V>) -> V) -> Result<()> {
+        let t = record.timestamp.unwrap_or_else(crate::stream::now_ms);
+        let previous = self.time.get(record, &STREAM_TIME.to_string())?;
+        let stream_time = previous.map_or(t, |p| p.max(t));
+        if previous != Some(stream_time) {
+            self.time
+                .put(record, STREAM_TIME.to_string(), stream_time)?;
+        }
+        let w = self.windows;
+        for start in w.starts(t) {
+            if start + w.size_ms + w.grace_ms <= stream_time {
+                self.late.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.table.update(
+                record,
+                WindowKey {
+                    key: key.clone(),
+                    start,
+                },
+                &f,
+            )?;
+        }
+        // Expire when stream time crosses a step boundary.
+        let crossed =
+            previous.is_some_and(|p| p.div_euclid(w.step_ms) != stream_time.div_euclid(w.step_ms));
+        if crossed {
+            self.expire(record, stream_time)?;
+        }
+        Ok(())
+    }
+
+    fn expire(&self, record: &Record<'_>, stream_time: i64) -> Result<()> {
+        let w = self.windows;
+        for (k, _) in self.table.partition_items(record.partition)? {
+            if k.start + w.size_ms + w.keep_ms() <= stream_time {
+                self.table.delete(record, k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stored window, across partitions: (key, start, value).
+    pub fn items(&self) -> Result<Vec<(WindowKey<K>, V)>> {
+        Ok(self
+            .table
+            .items()?
+            .into_iter()
+            .map(|(_, k, v)| (k, v))
+            .collect())
+    }
+
+    /// The value of `key` in the window starting at `start`.
+    pub fn get(&self, key: &K, start: i64) -> Result<Option<V>> {
+        Ok(self
+            .table
+            .get_all(&WindowKey {
+                key: key.clone(),
+                start,
+            })?
+            .into_iter()
+            .next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tumbling_and_hopping_starts() {
+        let t = Windows::tumbling(Duration::from_secs(10));
+        assert_eq!(t.starts(0), vec![0]);
+        assert_eq!(t.starts(9_999), vec![0]);
+        assert_eq!(t.starts(10_000), vec![10_000]);
+        assert_eq!(t.starts(-1), vec![-10_000]);
+        let h = Windows::hopping(Duration::from_secs(15 * 60), Duration::from_secs(5 * 60));
+        let m = 60_000;
+        assert_eq!(h.starts(7 * m), vec![-5 * m, 0, 5 * m]);
+        assert_eq!(h.starts(15 * m), vec![5 * m, 10 * m, 15 * m]);
+        assert_eq!(h.latest_start(14 * m), 10 * m);
+        // Every window returned contains t, and no other window does.
+        for t in [0, 1, 299_999, 300_000, 899_999, 1_234_567] {
+            for s in h.starts(t) {
+                assert!(s <= t && t < s + h.size_ms);
+            }
+            assert_eq!(h.starts(t).len(), 3);
+        }
+    }
+}
