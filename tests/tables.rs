@@ -80,6 +80,7 @@ fn start(env: &TestEnv, app_id: &str, topic: &str, dir: &std::path::Path) -> Run
     let shutdown = Shutdown::new();
     let task = tokio::spawn(app.run(shutdown.clone()));
     Running {
+        _guard: StopOnDrop(shutdown.clone()),
         table,
         status,
         shutdown,
