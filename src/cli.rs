@@ -97,6 +97,10 @@ pub struct WorkerArgs {
     /// How often table changes are checkpointed (changelog, store, offsets), e.g. 500ms.
     #[arg(long, env = "CTA_COMMIT_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
     pub commit_interval: std::time::Duration,
+    /// URL other workers use to reach this worker's API for partitions it owns (default:
+    /// http://<bound --web-addr>; set it when binding 0.0.0.0 or behind NAT).
+    #[arg(long, env = "CTA_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 impl WorkerArgs {
@@ -106,6 +110,7 @@ impl WorkerArgs {
             data_dir: self.data_dir.clone(),
             web_addr: self.web_addr,
             commit_interval: self.commit_interval,
+            advertise_url: self.advertise_url.clone(),
         }
     }
 }

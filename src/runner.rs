@@ -26,6 +26,8 @@ pub struct WorkerOptions {
     pub data_dir: PathBuf,
     pub web_addr: SocketAddr,
     pub commit_interval: std::time::Duration,
+    /// URL other workers use to reach this one's API (default: http://<bound web address>).
+    pub advertise_url: Option<String>,
 }
 
 /// Runs the worker (agents + tables) and the web server until `shutdown`.
@@ -35,14 +37,25 @@ pub async fn run_worker(
     registry: RegistryConfig,
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
+    let listener = crate::web::bind(opts.web_addr).await?;
+    let bound = listener.local_addr().map_err(|source| WebError::Bind {
+        addr: opts.web_addr,
+        source,
+    })?;
     let mut config = AppConfig::new(&opts.app_id, kafka, &opts.data_dir);
     config.commit_interval = opts.commit_interval;
+    config.advertise_url = Some(
+        opts.advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}")),
+    );
     let (app, tables) = crate::transit::build_worker(config, &registry)?;
     let state = WebState {
         tables,
         status: app.status(),
+        directory: app.directory(),
     };
-    let (_, web) = crate::web::serve(opts.web_addr, state, shutdown.clone()).await?;
+    let web = crate::web::serve(listener, state, shutdown.clone());
     let result = app.run(shutdown.clone()).await;
     // Whatever ended the worker ends the web server too.
     shutdown.trigger();

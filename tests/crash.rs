@@ -7,11 +7,7 @@
 mod common;
 
 use common::*;
-use cta_stream::stream::codec::confluent::SubjectSchema;
-use cta_stream::stream::kafka::{flush, send_blocking, tracked_producer};
-use cta_stream::stream::AvroEncoder;
-use cta_stream::transit::models::{schemas, topics, TurnstileEntry, TurnstileKey};
-use cta_stream::transit::stations::Dataset;
+use cta_stream::transit::models::topics;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -51,58 +47,18 @@ fn spawn_worker(
         .expect("start worker binary")
 }
 
-/// Produces `RECORDS` entries in chunks over a few seconds; returns the per-station tally.
+/// Produces `RECORDS` entries in chunks, and on until the kill loop is done, so every kill
+/// lands while records are still arriving; returns the per-station tally.
 async fn produce(env: &TestEnv, seed: u64, kills: Arc<AtomicUsize>) -> BTreeMap<i32, i64> {
-    let ds = Dataset::builtin();
-    let stations: Vec<_> = ds.rows().to_vec();
-    let encoder = AvroEncoder::new(&env.registry).unwrap();
-    let kschema = SubjectSchema::new(topics::TURNSTILE, true, schemas::TURNSTILE_KEY).unwrap();
-    let vschema = SubjectSchema::new(topics::TURNSTILE, false, schemas::TURNSTILE_VALUE).unwrap();
-    let mut encoded = Vec::new();
-    for s in &stations {
-        let k = encoder
-            .encode(
-                &TurnstileKey {
-                    station_id: s.station_id,
-                },
-                &kschema,
-            )
-            .await
-            .unwrap();
-        let e = TurnstileEntry {
-            station_id: s.station_id,
-            station_name: s.station_name.clone(),
-            line: s.line.as_str().into(),
-        };
-        let v = encoder.encode(&e, &vschema).await.unwrap();
-        encoded.push((s.station_id, k, v));
-    }
-    let producer = tracked_producer(&env.kafka).unwrap();
+    let producer = TurnstileProducer::new(env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut tally = BTreeMap::new();
-    // At least RECORDS, in chunks, and on until the kill loop is done, so every kill lands
-    // while records are still arriving.
     let mut chunk = 0;
     while chunk * CHUNK < RECORDS || kills.load(Ordering::SeqCst) < KILLS {
         chunk += 1;
-        for _ in 0..CHUNK {
-            let (id, k, v) = &encoded[rng.random_range(0..encoded.len())];
-            send_blocking(
-                &producer,
-                topics::TURNSTILE,
-                None,
-                Some(k),
-                Some(v),
-                None,
-                None,
-            )
-            .unwrap();
-            *tally.entry(*id).or_insert(0) += 1;
-        }
-        tokio::task::block_in_place(|| flush(&producer, Duration::from_secs(30))).unwrap();
+        producer.send(CHUNK, &mut rng, &mut tally);
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    tokio::task::block_in_place(|| flush(&producer, Duration::from_secs(60))).unwrap();
     tally
 }
 

@@ -36,6 +36,7 @@ async fn start_worker(
         data_dir: dir.to_path_buf(),
         web_addr: addr,
         commit_interval: Duration::from_millis(200),
+        advertise_url: None,
     };
     let shutdown = Shutdown::new();
     let (kafka, registry, s) = (env.kafka.clone(), env.registry.clone(), shutdown.clone());

@@ -9,9 +9,11 @@
 use crate::stream::agent::Agent;
 use crate::stream::checkpoint::{checkpoint, Positions};
 use crate::stream::config::{KafkaConfig, REQUEST_TIMEOUT};
+use crate::stream::directory::{directory_topic, Directory};
 use crate::stream::error::{ErrorKind, Result, StreamError};
 use crate::stream::kafka::{
-    ensure_topics, partition_count, send_blocking, tracked_producer, TopicSpec, TrackedProducer,
+    ensure_topics, flush, partition_count, send_blocking, tracked_producer, TopicSpec,
+    TrackedProducer,
 };
 use crate::stream::names;
 use crate::stream::record::Record;
@@ -43,6 +45,9 @@ pub struct AppConfig {
     pub commit_every: u64,
     /// Send undecodable records to `<topic>.dlq`.
     pub dead_letter: bool,
+    /// Where this worker answers queries (e.g. `http://10.0.0.5:8889`). When set, the worker
+    /// announces it with its partitions in the app's directory topic, and learns the others'.
+    pub advertise_url: Option<String>,
 }
 
 impl AppConfig {
@@ -58,12 +63,14 @@ impl AppConfig {
             commit_interval: Duration::from_millis(500),
             commit_every: 100_000,
             dead_letter: true,
+            advertise_url: None,
         }
     }
 }
 
 pub struct App {
     config: AppConfig,
+    directory: Option<Directory>,
     agents: Vec<Box<dyn Agent>>,
     tables: Vec<Arc<dyn TableRuntime>>,
     status: Arc<Status>,
@@ -72,6 +79,7 @@ pub struct App {
 impl App {
     pub fn new(config: AppConfig) -> Self {
         Self {
+            directory: config.advertise_url.as_deref().map(Directory::new),
             config,
             agents: Vec::new(),
             tables: Vec::new(),
@@ -115,6 +123,11 @@ impl App {
         self.status.clone()
     }
 
+    /// The worker directory, when `advertise_url` is set.
+    pub fn directory(&self) -> Option<Directory> {
+        self.directory.clone()
+    }
+
     /// Source topics, in declaration order without duplicates.
     pub fn source_topics(&self) -> Vec<String> {
         let mut seen = HashSet::new();
@@ -137,7 +150,13 @@ impl App {
                 )
             })
             .collect();
-        prepare_topics(&self.config.kafka, &self.config.app_id, &pairs).await?;
+        prepare_topics(
+            &self.config.kafka,
+            &self.config.app_id,
+            &pairs,
+            self.directory.is_some(),
+        )
+        .await?;
         let handle = tokio::task::spawn_blocking(move || self.run_blocking(shutdown));
         handle
             .await
@@ -157,6 +176,11 @@ impl App {
             status: self.status.clone(),
             partition_counts: HashMap::new(),
             fatal: None,
+            directory: self.directory.clone(),
+        };
+        let follower = match &self.directory {
+            Some(d) => Some(d.follow(&self.config.kafka, &self.config.app_id, shutdown.clone())?),
+            None => None,
         };
         let context = ConductorContext {
             engine: Mutex::new(engine),
@@ -182,11 +206,18 @@ impl App {
         self.status.running.store(false, Ordering::Relaxed);
         // Final checkpoint, then leave the group (the revoke callback finds nothing pending).
         let final_result = match result {
-            Ok(()) => consumer.context().with_engine(|e| e.checkpoint(&consumer)),
+            Ok(()) => consumer.context().with_engine(|e| {
+                e.checkpoint(&consumer)?;
+                e.withdraw()
+            }),
             Err(e) => Err(e),
         };
         consumer.unsubscribe();
         drop(consumer);
+        shutdown.trigger();
+        if let Some(f) = follower {
+            let _ = f.join();
+        }
         tracing::info!("worker stopped");
         final_result
     }
@@ -268,6 +299,7 @@ async fn prepare_topics(
     kafka: &KafkaConfig,
     app_id: &str,
     changelog_and_source: &[(String, String)],
+    directory: bool,
 ) -> Result<()> {
     let probe: BaseConsumer = kafka
         .restore_consumer(app_id)
@@ -280,6 +312,13 @@ async fn prepare_topics(
         specs.push(TopicSpec {
             name: changelog.clone(),
             partitions: n,
+            compacted: true,
+        });
+    }
+    if directory {
+        specs.push(TopicSpec {
+            name: directory_topic(app_id),
+            partitions: 1,
             compacted: true,
         });
     }
@@ -297,6 +336,7 @@ struct Engine {
     partition_counts: HashMap<String, i32>,
     /// An error raised inside a callback, returned by the poll loop.
     fatal: Option<StreamError>,
+    directory: Option<Directory>,
 }
 
 impl Engine {
@@ -308,6 +348,15 @@ impl Engine {
             consumer,
             &self.status,
         )
+    }
+
+    /// Tells the other workers this one owns nothing any more (graceful stop).
+    fn withdraw(&mut self) -> Result<()> {
+        if let Some(d) = &self.directory {
+            d.publish(&self.producer, &self.app_id, Vec::new())?;
+            flush(&self.producer, Duration::from_secs(10))?;
+        }
+        Ok(())
     }
 
     fn dead_letter<M: Message>(&mut self, m: &M, error: &StreamError, enabled: bool) -> Result<()> {
@@ -432,6 +481,9 @@ impl Engine {
         self.status.recovering.store(false, Ordering::Relaxed);
         tracing::info!(partitions = assigned.len(), secs = format!("{:.3}", started.elapsed().as_secs_f64()), app_id = %self.app_id, "partitions assigned and tables ready");
         self.status.set_assigned(assigned.to_vec());
+        if let Some(d) = &self.directory {
+            d.publish(&self.producer, &self.app_id, assigned.to_vec())?;
+        }
         Ok(resume)
     }
 }

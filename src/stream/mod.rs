@@ -7,6 +7,7 @@
 //! - [`checkpoint`]: the single commit procedure (changelog → flush → store → offsets).
 //! - [`codec`]: JSON and Confluent-framed Avro.
 //! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers.
+//! - [`directory`]: which worker owns which partitions, for routed queries.
 //! - [`sensor`]: counters and recovery state for the web layer.
 //! - [`names`]: reserved topic, header and metadata names.
 //!
@@ -17,6 +18,7 @@ pub mod app;
 pub mod checkpoint;
 pub mod codec;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod kafka;
 pub mod names;
@@ -30,6 +32,7 @@ pub use agent::Agent;
 pub use app::{App, AppConfig};
 pub use codec::{AvroDecoder, AvroEncoder, RegistryConfig};
 pub use config::KafkaConfig;
+pub use directory::Directory;
 pub use error::{DecodeError, ErrorKind, Result, StreamError};
 pub use record::Record;
 pub use sensor::{Status, StatusSnapshot};

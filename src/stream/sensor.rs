@@ -23,7 +23,7 @@ pub struct Status {
 }
 
 /// A copy of [`Status`] for display.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StatusSnapshot {
     pub running: bool,
     pub recovering: bool,

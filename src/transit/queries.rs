@@ -10,7 +10,7 @@ use crate::transit::models::{TrainSighting, TurnstileSummary, WeatherReading, Wi
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StationStatus {
     pub station_id: i32,
     pub station_name: String,
@@ -22,16 +22,16 @@ pub struct StationStatus {
     pub entries_this_hour: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LineStatus {
     pub line: Line,
-    pub title: &'static str,
-    pub color: &'static str,
+    pub title: String,
+    pub color: String,
     pub stations: Vec<StationStatus>,
     pub trains: Vec<TrainSighting>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TransitStatus {
     pub weather: Option<WeatherReading>,
     pub lines: Vec<LineStatus>,
@@ -180,8 +180,8 @@ impl TransitTables {
                 });
                 LineStatus {
                     line,
-                    title: line.title(),
-                    color: line.color(),
+                    title: line.title().to_string(),
+                    color: line.color().to_string(),
                     stations: st,
                     trains: trains
                         .values()
@@ -198,4 +198,59 @@ impl TransitTables {
             worker,
         })
     }
+}
+
+fn later(a: Option<TrainSighting>, b: Option<TrainSighting>) -> Option<TrainSighting> {
+    match (a, b) {
+        (Some(a), Some(b)) => latest(Some(a), b),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Merges the status of several workers, each owning some partitions: counts add up (a
+/// station's entries live in one partition, so at most one worker has them), trains and
+/// weather take the latest sighting. The worker counters are this worker's.
+pub fn merge_status(mut mine: TransitStatus, others: Vec<TransitStatus>) -> TransitStatus {
+    for other in others {
+        mine.weather = match (mine.weather, other.weather) {
+            (Some(a), Some(b)) => Some(if b.timestamp > a.timestamp { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        mine.total_entries += other.total_entries;
+        for ol in other.lines {
+            let Some(ml) = mine.lines.iter_mut().find(|l| l.line == ol.line) else {
+                mine.lines.push(ol);
+                continue;
+            };
+            for os in ol.stations {
+                match ml
+                    .stations
+                    .iter_mut()
+                    .find(|s| s.station_id == os.station_id)
+                {
+                    Some(ms) => {
+                        ms.entries += os.entries;
+                        ms.entries_this_hour += os.entries_this_hour;
+                        ms.direction_a = later(ms.direction_a.take(), os.direction_a);
+                        ms.direction_b = later(ms.direction_b.take(), os.direction_b);
+                    }
+                    None => ml.stations.push(os),
+                }
+            }
+            for ot in ol.trains {
+                match ml.trains.iter_mut().find(|t| t.train_id == ot.train_id) {
+                    Some(mt) if mt.timestamp >= ot.timestamp => {}
+                    Some(mt) => *mt = ot,
+                    None => ml.trains.push(ot),
+                }
+            }
+            ml.stations.sort_by(|a, b| {
+                a.order
+                    .cmp(&b.order)
+                    .then(a.station_name.cmp(&b.station_name))
+            });
+            ml.trains.sort_by(|a, b| a.train_id.cmp(&b.train_id));
+        }
+    }
+    mine
 }

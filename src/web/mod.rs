@@ -3,10 +3,11 @@
 //! transit read models only.
 
 pub mod client;
+pub mod cluster;
 pub mod routes;
 pub mod templates;
 
-use crate::stream::{Shutdown, Status};
+use crate::stream::{Directory, Shutdown, Status};
 use crate::transit::agents::TransitTables;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 pub struct WebState {
     pub tables: TransitTables,
     pub status: Arc<Status>,
+    /// The other workers of the app, for queries on partitions this one does not own.
+    pub directory: Option<Directory>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,26 +31,28 @@ pub enum WebError {
     },
 }
 
-/// Binds `addr` and serves until `shutdown`. Returns the bound address and the server task.
-pub async fn serve(
-    addr: SocketAddr,
+/// Binds `addr` (before the worker starts, so the worker can advertise the bound address).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WebError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| WebError::Bind { addr, source })
+}
+
+/// Serves on `listener` until `shutdown`. Returns the server task.
+pub fn serve(
+    listener: tokio::net::TcpListener,
     state: WebState,
     shutdown: Shutdown,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), WebError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| WebError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| WebError::Bind { addr, source })?;
+) -> tokio::task::JoinHandle<()> {
     let routes = routes::routes(state);
-    let task = tokio::spawn(async move {
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(%bound, "status page at http://{bound}/");
+    }
+    tokio::spawn(async move {
         warp::serve(routes)
             .incoming(listener)
             .graceful(async move { shutdown.wait().await })
             .run()
             .await;
-    });
-    tracing::info!(%bound, "status page at http://{bound}/");
-    Ok((bound, task))
+    })
 }

@@ -22,8 +22,8 @@ pub struct StationRowView {
 
 pub struct LineView {
     pub slug: &'static str,
-    pub title: &'static str,
-    pub color: &'static str,
+    pub title: String,
+    pub color: String,
     pub stations: Vec<StationRowView>,
     pub trains: usize,
 }
@@ -70,8 +70,8 @@ impl StatusPage {
                 .iter()
                 .map(|l| LineView {
                     slug: l.line.as_str(),
-                    title: l.title,
-                    color: l.color,
+                    title: l.title.clone(),
+                    color: l.color.clone(),
                     trains: l.trains.len(),
                     stations: l
                         .stations

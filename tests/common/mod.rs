@@ -262,3 +262,66 @@ impl Drop for StopOnDrop {
         self.0.trigger();
     }
 }
+
+/// Produces turnstile entries like the simulation does (Avro, keyed by station), for stations
+/// of the built-in dataset chosen at random.
+pub struct TurnstileProducer {
+    producer: cta_stream::stream::kafka::TrackedProducer,
+    encoded: Vec<(i32, Vec<u8>, Vec<u8>)>,
+}
+
+impl TurnstileProducer {
+    pub async fn new(env: &TestEnv) -> Self {
+        use cta_stream::stream::codec::confluent::SubjectSchema;
+        use cta_stream::transit::models::{schemas, topics, TurnstileEntry, TurnstileKey};
+        let encoder = cta_stream::stream::AvroEncoder::new(&env.registry).unwrap();
+        let kschema = SubjectSchema::new(topics::TURNSTILE, true, schemas::TURNSTILE_KEY).unwrap();
+        let vschema =
+            SubjectSchema::new(topics::TURNSTILE, false, schemas::TURNSTILE_VALUE).unwrap();
+        let mut encoded = Vec::new();
+        for s in cta_stream::transit::stations::Dataset::builtin().rows() {
+            let k = encoder
+                .encode(
+                    &TurnstileKey {
+                        station_id: s.station_id,
+                    },
+                    &kschema,
+                )
+                .await
+                .unwrap();
+            let e = TurnstileEntry {
+                station_id: s.station_id,
+                station_name: s.station_name.clone(),
+                line: s.line.as_str().into(),
+            };
+            let v = encoder.encode(&e, &vschema).await.unwrap();
+            encoded.push((s.station_id, k, v));
+        }
+        Self {
+            producer: cta_stream::stream::kafka::tracked_producer(&env.kafka).unwrap(),
+            encoded,
+        }
+    }
+
+    /// Sends `n` entries and waits for their delivery, adding them to `tally`.
+    pub fn send(&self, n: usize, rng: &mut impl rand::Rng, tally: &mut BTreeMap<i32, i64>) {
+        for _ in 0..n {
+            let (id, k, v) = &self.encoded[rng.random_range(0..self.encoded.len())];
+            cta_stream::stream::kafka::send_blocking(
+                &self.producer,
+                cta_stream::transit::models::topics::TURNSTILE,
+                None,
+                Some(k),
+                Some(v),
+                None,
+                None,
+            )
+            .unwrap();
+            *tally.entry(*id).or_insert(0) += 1;
+        }
+        tokio::task::block_in_place(|| {
+            cta_stream::stream::kafka::flush(&self.producer, Duration::from_secs(60))
+        })
+        .unwrap();
+    }
+}
