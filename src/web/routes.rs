@@ -66,9 +66,12 @@ fn recovering(s: &WebState) -> Option<Response> {
     })
 }
 
-fn parse_station(id: &str) -> Result<i32, Response> {
-    id.parse::<i32>()
-        .map_err(|_| json_error(StatusCode::BAD_REQUEST, "station_id must be an integer"))
+fn parse_station(id: &str) -> Option<i32> {
+    id.parse::<i32>().ok()
+}
+
+fn bad_station() -> Response {
+    json_error(StatusCode::BAD_REQUEST, "station_id must be an integer")
 }
 
 pub fn routes(
@@ -119,8 +122,8 @@ pub fn routes(
                 let station = match tail.as_str() {
                     "" => None,
                     id => match parse_station(id) {
-                        Ok(id) => Some(id),
-                        Err(r) => return Ok(r),
+                        Some(id) => Some(id),
+                        None => return Ok(bad_station()),
                     },
                 };
                 if let Some(r) = recovering(&s) {
@@ -140,9 +143,8 @@ pub fn routes(
         .and(scope)
         .and(with_state.clone())
         .then(|id: String, q: Scope, s: WebState| async move {
-            let id = match parse_station(&id) {
-                Ok(id) => id,
-                Err(r) => return r,
+            let Some(id) = parse_station(&id) else {
+                return bad_station();
             };
             if let Some(r) = recovering(&s) {
                 return r;
