@@ -22,6 +22,9 @@ pub struct TransitTables {
     pub weather: Table<String, WeatherReading>,
 }
 
+/// CTA map station ids ("4xxxx"); anything else is out of range.
+const STATION_IDS: std::ops::Range<i32> = 40_000..50_000;
+
 /// Key of the single weather entry.
 pub const WEATHER_KEY: &str = "latest";
 
@@ -111,6 +114,13 @@ impl Agent for TurnstileAgent {
     }
     fn process(&mut self, record: &Record<'_>) -> Result<()> {
         let e: TurnstileEntry = self.decoder.decode(record.payload)?;
+        if !STATION_IDS.contains(&e.station_id) {
+            return Err(DecodeError::OutOfRange(format!(
+                "station_id {} is not a CTA map id (4xxxx)",
+                e.station_id
+            ))
+            .into());
+        }
         let station_id = e.station_id;
         self.tables
             .turnstile
@@ -140,7 +150,7 @@ impl Agent for WeatherAgent {
     }
     fn process(&mut self, record: &Record<'_>) -> Result<()> {
         let w: Weather = self.decoder.decode(record.payload)?;
-        if !w.temperature.is_finite() {
+        if !w.temperature.is_finite() || !(-80.0..=130.0).contains(&w.temperature) {
             return Err(DecodeError::OutOfRange(format!("temperature {}", w.temperature)).into());
         }
         let reading = WeatherReading {

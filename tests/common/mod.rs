@@ -303,6 +303,25 @@ impl TurnstileProducer {
         }
     }
 
+    /// Sends one raw record to the turnstile topic (not waited for).
+    pub fn send_raw(&self, key: &[u8], value: Option<&[u8]>) {
+        cta_stream::stream::kafka::send_blocking(
+            &self.producer,
+            cta_stream::transit::models::topics::TURNSTILE,
+            None,
+            Some(key),
+            value,
+            None,
+            None,
+        )
+        .unwrap();
+    }
+
+    /// The encoded (key, value) of a valid entry for the i-th station of the dataset.
+    pub fn valid(&self, i: usize) -> (i32, Vec<u8>, Vec<u8>) {
+        self.encoded[i % self.encoded.len()].clone()
+    }
+
     /// Sends `n` entries and waits for their delivery, adding them to `tally`.
     pub fn send(&self, n: usize, rng: &mut impl rand::Rng, tally: &mut BTreeMap<i32, i64>) {
         for _ in 0..n {

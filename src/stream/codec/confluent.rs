@@ -53,6 +53,27 @@ impl RegistryConfig {
     }
 }
 
+/// Exponential backoff for an unreachable registry: 100 ms doubling to 10 s, logged.
+#[derive(Default)]
+struct Backoff {
+    attempts: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self, url: &str, error: &str) -> Duration {
+        let delay = Duration::from_millis(100u64.saturating_mul(1 << self.attempts.min(7)))
+            .min(Duration::from_secs(10));
+        self.attempts += 1;
+        tracing::warn!(registry = url, attempt = self.attempts, retry_in_ms = delay.as_millis() as u64, %error,
+            "schema registry unreachable; waiting (no record is skipped)");
+        delay
+    }
+
+    fn wait(&mut self, url: &str, error: &str) {
+        std::thread::sleep(self.next_delay(url, error));
+    }
+}
+
 /// Splits a Confluent-framed payload into schema id and Avro body.
 pub fn split_frame(payload: Option<&[u8]>) -> Result<(u32, &[u8]), DecodeError> {
     let bytes = payload.ok_or(DecodeError::Empty)?;
@@ -99,13 +120,21 @@ impl AvroDecoder {
         {
             return Ok(s.clone());
         }
-        let fetched = self
-            .runtime
-            .block_on(self.registry.get_schema(id))
-            .map_err(|e| DecodeError::UnknownSchema {
-                id,
-                reason: format!("{} ({})", e.error, self.url),
-            })?;
+        // A registry that cannot be reached is waited for (records stay unprocessed, none is
+        // skipped); only an answer that the id does not exist makes the record bad.
+        let mut backoff = Backoff::default();
+        let fetched = loop {
+            match self.runtime.block_on(self.registry.get_schema(id)) {
+                Ok(s) => break s,
+                Err(e) if e.retriable => backoff.wait(&self.url, &e.to_string()),
+                Err(e) => {
+                    return Err(DecodeError::UnknownSchema {
+                        id,
+                        reason: format!("{} ({})", e.error, self.url),
+                    })
+                }
+            }
+        };
         let schema = Arc::new(fetched.parsed.clone());
         self.cache
             .write()
@@ -176,24 +205,23 @@ impl AvroEncoder {
         })
     }
 
+    /// Encodes `item`; while the registry is unreachable, waits and retries with backoff.
     pub async fn encode<T: Serialize>(
         &self,
         item: &T,
         schema: &SubjectSchema,
     ) -> Result<Vec<u8>, StreamError> {
-        self.inner
-            .encode_struct(item, &schema.strategy)
-            .await
-            .map_err(|e| {
-                if e.retriable {
-                    StreamError::Registry {
-                        url: self.url.clone(),
-                        reason: e.to_string(),
-                    }
-                } else {
-                    StreamError::Encode(e.to_string())
+        let mut backoff = Backoff::default();
+        loop {
+            match self.inner.encode_struct(item, &schema.strategy).await {
+                Ok(b) => return Ok(b),
+                Err(e) if e.retriable => {
+                    let delay = backoff.next_delay(&self.url, &e.to_string());
+                    tokio::time::sleep(delay).await;
                 }
-            })
+                Err(e) => return Err(StreamError::Encode(e.to_string())),
+            }
+        }
     }
 }
 

@@ -1,0 +1,173 @@
+//! Poison records: 10k records the worker cannot use (bad magic byte, unknown schema id,
+//! truncated Avro, empty value, JSON instead of Avro, a station id out of range) mixed into 100k
+//! good ones. The worker keeps going, dead-letters exactly the 10k with the reasons, and counts
+//! the good ones exactly.
+
+mod common;
+
+use common::*;
+use cta_stream::runner::{run_worker, WorkerOptions};
+use cta_stream::stream::Shutdown;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+const GOOD: usize = 100_000;
+const BAD: usize = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn poison_records_go_to_the_dead_letter_topic() {
+    let env = env().await;
+    let app_id = format!("poison-{}", std::process::id());
+    let mut names: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    names.extend(cta_stream::transit::changelog_topics(&app_id));
+    names.push("org.chicago.cta.turnstile.v1.dlq".into());
+    env.create_topics(&names, 4);
+
+    let producer = TurnstileProducer::new(&env).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut expected: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut bad_kinds: HashMap<&str, usize> = HashMap::new();
+    let total = GOOD + BAD;
+    let mut bad_left = BAD;
+    for i in 0..total {
+        let (id, k, v) = producer.valid(rng.random_range(0..1000));
+        // Spread the poison evenly through the stream.
+        if bad_left > 0 && rng.random_range(0..(total - i)) < bad_left {
+            bad_left -= 1;
+            let kind = ["magic", "schema", "truncated", "empty", "json", "range"][i % 6];
+            *bad_kinds.entry(kind).or_default() += 1;
+            let mut bad = v.clone();
+            match kind {
+                "magic" => bad[0] = 1,
+                "schema" => bad[1..5].copy_from_slice(&4_000_000u32.to_be_bytes()),
+                "truncated" => bad.truncate(bad.len() - 2),
+                "json" => bad = br#"{"station_id": 40380}"#.to_vec(),
+                "range" => {
+                    // A valid record for station 12 (zig-zag varint of 12 is 24).
+                    bad = v[..5].to_vec();
+                    bad.push(24);
+                    bad.extend_from_slice(&v[5 + 3..]);
+                }
+                _ => {}
+            }
+            if kind == "empty" {
+                producer.send_raw(&k, None);
+            } else {
+                producer.send_raw(&k, Some(&bad));
+            }
+        } else {
+            producer.send_raw(&k, Some(&v));
+            *expected.entry(id).or_insert(0) += 1;
+        }
+    }
+    producer.send(0, &mut rng, &mut expected); // waits for delivery
+    assert_eq!(expected.values().sum::<i64>(), GOOD as i64);
+
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let shutdown = Shutdown::new();
+    let _guard = StopOnDrop(shutdown.clone());
+    let opts = WorkerOptions {
+        app_id: app_id.clone(),
+        data_dir: dir.path().to_path_buf(),
+        web_addr: addr,
+        commit_interval: Duration::from_millis(200),
+        advertise_url: None,
+    };
+    let task = tokio::spawn(run_worker(
+        opts,
+        env.kafka.clone(),
+        env.registry.clone(),
+        shutdown.clone(),
+    ));
+    let base = format!("http://{addr}");
+    wait_for_counts(&base, &expected, Duration::from_secs(120)).await;
+
+    // Exactly the poison is in the DLQ, with reasons and source coordinates.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dlq = loop {
+        let recs = read_dlq(&env.kafka.brokers);
+        if recs.len() >= BAD || Instant::now() > deadline {
+            break recs;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(dlq.len(), BAD);
+    let mut reasons: HashMap<String, usize> = HashMap::new();
+    for h in &dlq {
+        assert_eq!(h["source.topic"], "org.chicago.cta.turnstile.v1");
+        assert!(
+            h["source.partition"].parse::<i32>().is_ok()
+                && h["source.offset"].parse::<i64>().is_ok()
+        );
+        let e = &h["error"];
+        let kind = if e.contains("magic") {
+            "magic"
+        } else if e.contains("unknown schema") {
+            "schema"
+        } else if e.contains("no value") {
+            "empty"
+        } else if e.contains("out of range") {
+            "range"
+        } else {
+            "avro" // truncated body
+        };
+        *reasons.entry(kind.to_string()).or_default() += 1;
+    }
+    // JSON bytes start with `{`, not the magic byte 0.
+    assert_eq!(reasons["magic"], bad_kinds["magic"] + bad_kinds["json"]);
+    assert_eq!(reasons["schema"], bad_kinds["schema"]);
+    assert_eq!(reasons["empty"], bad_kinds["empty"]);
+    assert_eq!(reasons["range"], bad_kinds["range"]);
+    assert_eq!(reasons["avro"], bad_kinds["truncated"]);
+    let (_, status) = get_json(&format!("{base}/api/status")).await;
+    assert_eq!(status["worker"]["dead_lettered"].as_u64(), Some(BAD as u64));
+
+    shutdown.trigger();
+    task.await.unwrap().unwrap();
+}
+
+/// Headers of every DLQ record.
+fn read_dlq(brokers: &str) -> Vec<HashMap<String, String>> {
+    let topic = "org.chicago.cta.turnstile.v1.dlq";
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut total = 0;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..4 {
+        let (lo, hi) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .unwrap_or((0, 0));
+        total += hi - lo;
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < total && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let mut h = HashMap::new();
+            if let Some(hs) = m.headers() {
+                for x in hs.iter() {
+                    h.insert(
+                        x.key.to_string(),
+                        String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            out.push(h);
+        }
+    }
+    out
+}
