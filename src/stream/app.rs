@@ -256,10 +256,17 @@ impl App {
                         }
                     }
                     ctx.with_engine(|eng| {
-                        eng.positions.insert(
-                            (record.topic.to_string(), record.partition),
-                            record.offset + 1,
-                        );
+                        match eng.positions.get_mut(record.topic) {
+                            Some(m) => {
+                                m.insert(record.partition, record.offset + 1);
+                            }
+                            None => {
+                                eng.positions
+                                    .entry(record.topic.to_string())
+                                    .or_default()
+                                    .insert(record.partition, record.offset + 1);
+                            }
+                        }
                         Ok(())
                     })?;
                     if batch_topic != record.topic {
@@ -471,7 +478,10 @@ impl Engine {
             }
             let offset = match start.or(committed) {
                 Some(o) => {
-                    self.positions.insert(key.clone(), o);
+                    self.positions
+                        .entry(key.0.clone())
+                        .or_default()
+                        .insert(key.1, o);
                     Offset::Offset(o)
                 }
                 None => Offset::Beginning,

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Next source offset to process, per (topic, partition), as the conductor advanced it.
-pub type Positions = HashMap<(String, i32), i64>;
+/// Next source offset to process, per topic and partition, as the conductor advanced it.
+/// (Nested so the per-record update looks the topic up by `&str`, without allocating.)
+pub type Positions = HashMap<String, HashMap<i32, i64>>;
 
 /// Runs steps 1–5 for every open partition of `tables`.
 pub fn checkpoint<C: ConsumerContext>(
@@ -42,7 +43,7 @@ pub fn checkpoint<C: ConsumerContext>(
     let mut prepared = Vec::new();
     for table in tables {
         for p in table.open_partitions() {
-            let Some(&source) = positions.get(&(table.source_topic().to_string(), p)) else {
+            let Some(&source) = positions.get(table.source_topic()).and_then(|m| m.get(&p)) else {
                 continue;
             };
             let changes = table.pending(p);
@@ -86,7 +87,10 @@ pub fn checkpoint<C: ConsumerContext>(
     // 5
     if !positions.is_empty() {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, p), off) in positions {
+        for (topic, p, off) in positions
+            .iter()
+            .flat_map(|(t, m)| m.iter().map(move |(p, o)| (t, p, o)))
+        {
             tpl.add_partition_offset(topic, *p, Offset::Offset(*off))
                 .map_err(StreamError::kafka("commit offsets"))?;
         }

@@ -94,6 +94,8 @@ const STREAM_TIME: &str = "stream_time";
 /// A table of values per key per window.
 pub struct WindowedTable<K, V> {
     table: Table<WindowKey<K>, V>,
+    /// The stream-time key, allocated once.
+    time_key: String,
     time: Table<String, i64>,
     windows: Windows,
     late: Arc<AtomicU64>,
@@ -103,6 +105,7 @@ impl<K, V> Clone for WindowedTable<K, V> {
     fn clone(&self) -> Self {
         Self {
             table: self.table.clone(),
+            time_key: self.time_key.clone(),
             time: self.time.clone(),
             windows: self.windows,
             late: self.late.clone(),
@@ -116,6 +119,7 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
     pub fn new(table: Table<WindowKey<K>, V>, time: Table<String, i64>, windows: Windows) -> Self {
         Self {
             table,
+            time_key: STREAM_TIME.to_string(),
             time,
             windows,
             late: Arc::default(),
@@ -134,11 +138,10 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
     /// Applies `f` to the value of every open window of `key` containing the record's time.
     pub fn update(&self, record: &Record<'_>, key: K, f: impl Fn(Option<V>) -> V) -> Result<()> {
         let t = record.timestamp.unwrap_or_else(crate::stream::now_ms);
-        let previous = self.time.get(record, &STREAM_TIME.to_string())?;
+        let previous = self.time.get(record, &self.time_key)?;
         let stream_time = previous.map_or(t, |p| p.max(t));
         if previous != Some(stream_time) {
-            self.time
-                .put(record, STREAM_TIME.to_string(), stream_time)?;
+            self.time.put(record, self.time_key.clone(), stream_time)?;
         }
         let w = self.windows;
         for start in w.starts(t) {

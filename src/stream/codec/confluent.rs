@@ -8,6 +8,8 @@
 
 use crate::stream::error::{DecodeError, StreamError};
 use apache_avro::Schema;
+
+type DatumReader = apache_avro::reader::datum::GenericDatumReader<'static>;
 use schema_registry_converter::async_impl::avro::{
     AvroDecoder as SrcDecoder, AvroEncoder as SrcEncoder,
 };
@@ -91,6 +93,10 @@ pub fn split_frame(payload: Option<&[u8]>) -> Result<(u32, &[u8]), DecodeError> 
 #[derive(Clone)]
 pub struct AvroDecoder {
     cache: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
+    /// Ready readers per schema id. A reader borrows its schema and resolves the schema's
+    /// names once; the schema is leaked to live for the process (one per schema id the
+    /// registry knows, so bounded) instead of re-resolving names on every record.
+    readers: Arc<RwLock<HashMap<u32, Arc<DatumReader>>>>,
     registry: Arc<SrcDecoder>,
     runtime: tokio::runtime::Handle,
     url: String,
@@ -103,6 +109,7 @@ impl AvroDecoder {
             .map_err(|e| StreamError::Config(format!("AvroDecoder needs a tokio runtime: {e}")))?;
         Ok(Self {
             cache: Arc::default(),
+            readers: Arc::default(),
             registry: Arc::new(SrcDecoder::new(config.settings()?)),
             runtime,
             url: config.url.clone(),
@@ -143,14 +150,37 @@ impl AvroDecoder {
         Ok(schema)
     }
 
+    fn reader(&self, id: u32) -> Result<Arc<DatumReader>, DecodeError> {
+        if let Some(r) = self
+            .readers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(r.clone());
+        }
+        let schema: &'static Schema = Box::leak(Box::new((*self.schema(id)?).clone()));
+        let reader = DatumReader::builder(schema)
+            .build()
+            .map_err(|e| DecodeError::Avro {
+                id,
+                reason: e.to_string(),
+            })?;
+        let reader = Arc::new(reader);
+        self.readers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, reader.clone());
+        Ok(reader)
+    }
+
     /// Decodes a framed payload into `T` (fields matched by name, so a newer writer schema with
     /// extra fields still decodes).
     pub fn decode<T: DeserializeOwned>(&self, payload: Option<&[u8]>) -> Result<T, DecodeError> {
         let (id, mut body) = split_frame(payload)?;
-        let schema = self.schema(id)?;
-        let value = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
-            .build()
-            .and_then(|r| r.read_value(&mut body))
+        let reader = self.reader(id)?;
+        let value = reader
+            .read_value(&mut body)
             .map_err(|e| DecodeError::Avro {
                 id,
                 reason: e.to_string(),
