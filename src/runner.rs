@@ -35,13 +35,10 @@ pub async fn run_worker(
     registry: RegistryConfig,
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
-    let mut config = AppConfig::new(&opts.app_id, kafka, &opts.data_dir);
+    let mut config = AppConfig::new(&opts.app_id, kafka.clone(), &opts.data_dir);
     config.commit_interval = opts.commit_interval;
     let (app, tables) = crate::transit::build_worker(config, &registry)?;
-    let state = WebState {
-        tables,
-        status: app.status(),
-    };
+    let state = WebState::new(tables, app.status()).with_kafka(kafka);
     let (_, web) = crate::web::serve(opts.web_addr, state, shutdown.clone()).await?;
     let result = app.run(shutdown.clone()).await;
     // Whatever ended the worker ends the web server too.
