@@ -111,7 +111,7 @@ pub fn routes(
                     Err(e) => internal(e),
                 },
             };
-            labeled("/api/turnstile/{station_id}", r)
+            labeled("/api/turnstile/:station_id", r)
         });
 
     let status = warp::path!("api" / "status")
