@@ -7,7 +7,8 @@
 //!   dead-lettered records, checkpoints;
 //! - recorded by the server as requests finish: requests by route, method and status, and a
 //!   latency histogram by route (time until the answer's head is ready; for the event stream,
-//!   until it starts).
+//!   until it starts). Requests hyper refuses before any route sees them (malformed, headers
+//!   over the limit) are not counted.
 //!
 //! Consumer lag is the partition's high watermark (asked of the cluster at scrape time, when
 //! the state was built [`Metrics::new`] with a Kafka config) minus the next offset to process as

@@ -61,7 +61,8 @@ pub struct WebLimits {
     pub max_headers: usize,
     /// Request bodies larger than this are refused with 413 (no route takes a body).
     pub max_body_bytes: u64,
-    /// A client must send a request's headers within this time, or the connection is closed.
+    /// A client must send a request's headers within this time, or the connection is closed;
+    /// an idle keep-alive connection is closed after it too (hyper's header read timeout).
     pub header_read_timeout: Duration,
     /// How long shutdown waits for open requests (event streams end at once).
     pub shutdown_grace: Duration,
