@@ -55,9 +55,10 @@ impl Status {
         }
     }
 
-    /// Metrics hook: `n` records this process produced to `topic` were acknowledged by the
-    /// broker (the checkpoint calls it for changelog records after its flush, the dead-letter
-    /// path for each dead-lettered record). Read by the web layer's `/metrics`.
+    /// Metrics hook: `n` records this process produced to `topic`. The checkpoint calls it for
+    /// changelog records once its flush succeeded; the dead-letter path once per record it
+    /// sends (delivered by the next checkpoint's flush, which fails if it was not). Read by the
+    /// web layer's `/metrics`.
     pub fn add_produced(&self, topic: &str, n: u64) {
         if n == 0 {
             return;
