@@ -4,7 +4,8 @@
 # Kafka-protocol broker and registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+# chromium: the headless browser test of the live status page (tests/browser.rs).
+source scripts/setup.sh chromium
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release

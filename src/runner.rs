@@ -42,7 +42,7 @@ pub async fn run_worker(
         addr: opts.web_addr,
         source,
     })?;
-    let mut config = AppConfig::new(&opts.app_id, kafka, &opts.data_dir);
+    let mut config = AppConfig::new(&opts.app_id, kafka.clone(), &opts.data_dir);
     config.commit_interval = opts.commit_interval;
     config.advertise_url = Some(
         opts.advertise_url
@@ -50,12 +50,10 @@ pub async fn run_worker(
             .unwrap_or_else(|| format!("http://{bound}")),
     );
     let (app, tables) = crate::transit::build_worker(config, &registry)?;
-    let state = WebState {
-        tables,
-        status: app.status(),
-        directory: app.directory(),
-    };
-    let web = crate::web::serve(listener, state, shutdown.clone());
+    let state = WebState::new(tables, app.status())
+        .with_kafka(kafka)
+        .with_directory(app.directory());
+    let web = crate::web::serve_listener(listener, state, shutdown.clone(), Default::default());
     let result = app.run(shutdown.clone()).await;
     // Whatever ended the worker ends the web server too.
     shutdown.trigger();

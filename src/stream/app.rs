@@ -404,6 +404,7 @@ impl Engine {
             Some(headers),
             None,
         )?;
+        self.status.add_produced(&names::dlq_topic(m.topic()), 1);
         self.status.dead_lettered.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

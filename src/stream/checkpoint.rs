@@ -68,6 +68,9 @@ pub fn checkpoint<C: ConsumerContext>(
     }
     // 3
     flush(producer, FLUSH_TIMEOUT)?;
+    for (table, _, _, changes) in &prepared {
+        status.add_produced(table.changelog_topic(), changes.len() as u64);
+    }
     // 4
     for (table, p, source, changes) in &prepared {
         let changelog = if changes.is_empty() {
@@ -98,6 +101,7 @@ pub fn checkpoint<C: ConsumerContext>(
             tracing::warn!(error = %e, "offset commit to the group failed; local stores keep the offsets");
         }
     }
+    status.record_positions(positions);
     status.commits.fetch_add(1, Ordering::Relaxed);
     status
         .last_commit_ms

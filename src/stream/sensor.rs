@@ -20,6 +20,10 @@ pub struct Status {
     pub running: AtomicBool,
     per_topic: Mutex<BTreeMap<String, u64>>,
     assigned: Mutex<Vec<(String, i32)>>,
+    /// Records this process produced, per topic (changelog and dead-letter records).
+    produced_per_topic: Mutex<BTreeMap<String, u64>>,
+    /// Next source offset to process per (topic, partition), as of the last checkpoint.
+    positions: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 /// A copy of [`Status`] for display.
@@ -36,6 +40,7 @@ pub struct StatusSnapshot {
     pub last_commit_ms: i64,
     pub consumed_per_topic: BTreeMap<String, u64>,
     pub assigned: Vec<(String, i32)>,
+    pub produced_per_topic: BTreeMap<String, u64>,
 }
 
 impl Status {
@@ -48,6 +53,55 @@ impl Status {
                 m.insert(topic.to_string(), n);
             }
         }
+    }
+
+    /// Metrics hook: `n` records this process produced to `topic`. The checkpoint calls it for
+    /// changelog records once its flush succeeded; the dead-letter path once per record it
+    /// sends (delivered by the next checkpoint's flush, which fails if it was not). Read by the
+    /// web layer's `/metrics`.
+    pub fn add_produced(&self, topic: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut m = self
+            .produced_per_topic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match m.get_mut(topic) {
+            Some(c) => *c += n,
+            None => {
+                m.insert(topic.to_string(), n);
+            }
+        }
+    }
+
+    /// Metrics hook: the next source offset to process per (topic, partition), recorded by the
+    /// checkpoint once it has committed them. The web layer's `/metrics` computes consumer lag
+    /// as the partition's high watermark minus this position, for assigned partitions only.
+    pub fn record_positions(&self, positions: &crate::stream::checkpoint::Positions) {
+        let mut m = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, parts) in positions {
+            for (p, v) in parts {
+                m.insert((topic.clone(), *p), *v);
+            }
+        }
+    }
+
+    /// Positions recorded by [`Status::record_positions`] for the partitions assigned now.
+    pub fn assigned_positions(&self) -> Vec<((String, i32), Option<i64>)> {
+        let assigned = self
+            .assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        assigned
+            .into_iter()
+            .map(|k| {
+                let pos = positions.get(&k).copied();
+                (k, pos)
+            })
+            .collect()
     }
 
     pub fn set_assigned(&self, assigned: Vec<(String, i32)>) {
@@ -72,6 +126,11 @@ impl Status {
                 .clone(),
             assigned: self
                 .assigned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            produced_per_topic: self
+                .produced_per_topic
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),

@@ -4,13 +4,20 @@
 //! - `GET /api/turnstile/hourly[/{station_id}]`, `GET /api/turnstile/recent[/{station_id}]`:
 //!   entries per station per hour (tumbling) and per 15 minutes every 5 (hopping);
 //! - `GET /api/status`: everything the page shows, as JSON;
-//! - `GET /health`, `GET /static/style.css`.
+//! - `GET /api/events`: the page's content as Server-Sent Events ([`crate::web::events`]);
+//! - `GET /metrics`: Prometheus text format ([`crate::web::metrics`]);
+//! - `GET /health`, `GET /static/style.css`, `GET /static/live.js`.
 //!
-//! Every API answer covers all workers of the app (see [`crate::web::cluster`]); `?scope=local`
-//! limits it to this worker's partitions. While tables are being restored the API answers 503
-//! `{"error": "recovering", ...}` and the page says so. Errors are JSON `{"error": "..."}` with
-//! 400/404/503; nothing here panics on input.
+//! Every table answer covers all workers of the app (see [`crate::web::cluster`]);
+//! `?scope=local` limits it to this worker's partitions. While this worker restores its tables
+//! the table API answers 503 `{"error": "recovering", ...}` and the page says so.
+//!
+//! Errors are JSON `{"error": "..."}`: 400 for bad parameters, 404 for unknown paths, 405 for
+//! other methods, 413 for bodies over the limit, 503 when the state store fails. Nothing here
+//! panics on input. Every answer carries its route template as a [`RouteLabel`] extension,
+//! which the HTTP metrics use as their `route` label (`unmatched` when no route took it).
 
+use crate::stream::Shutdown;
 use crate::transit::queries::Window;
 use crate::web::cluster::{self, ClusterError};
 use crate::web::templates::StatusPage;
@@ -21,7 +28,33 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-const STYLE: &str = include_str!("../../static/style.css");
+/// The only files under `/static/`, compiled in.
+pub const STYLE_CSS: &str = include_str!("../../static/style.css");
+pub const LIVE_JS: &str = include_str!("../../static/live.js");
+
+/// The route template that answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteLabel(pub &'static str);
+
+/// Label of answers no route produced (unknown paths, wrong methods).
+pub const UNMATCHED: &str = "unmatched";
+
+pub fn json_error(status: StatusCode, msg: &str) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&serde_json::json!({ "error": msg })),
+        status,
+    )
+    .into_response()
+}
+
+fn json_ok<T: Serialize>(v: &T) -> Response {
+    warp::reply::json(v).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "query failed");
+    json_error(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable")
+}
 
 /// `?scope=local` restricts an answer to this worker's partitions.
 #[derive(Debug, Default, Deserialize)]
@@ -33,18 +66,6 @@ impl Scope {
     fn local(&self) -> bool {
         self.scope.as_deref() == Some("local")
     }
-}
-
-fn json_error(status: StatusCode, msg: &str) -> Response {
-    warp::reply::with_status(
-        warp::reply::json(&serde_json::json!({ "error": msg })),
-        status,
-    )
-    .into_response()
-}
-
-fn json_ok<T: Serialize>(v: &T) -> Response {
-    warp::reply::json(v).into_response()
 }
 
 fn unavailable(e: ClusterError) -> Response {
@@ -66,16 +87,30 @@ fn recovering(s: &WebState) -> Option<Response> {
     })
 }
 
-fn parse_station(id: &str) -> Option<i32> {
-    id.parse::<i32>().ok()
+fn bad_station() -> Response {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        "station_id must be an integer (32-bit)",
+    )
 }
 
-fn bad_station() -> Response {
-    json_error(StatusCode::BAD_REQUEST, "station_id must be an integer")
+fn labeled(route: &'static str, mut r: Response) -> Response {
+    r.extensions_mut().insert(RouteLabel(route));
+    r
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = warp::reply::with_header(body, "content-type", content_type).into_response();
+    r.headers_mut().insert(
+        "cache-control",
+        warp::http::HeaderValue::from_static("no-cache"),
+    );
+    r
 }
 
 pub fn routes(
     state: WebState,
+    shutdown: Shutdown,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let with_state = warp::any().map(move || state.clone());
     let scope = warp::query::<Scope>();
@@ -84,13 +119,14 @@ pub fn routes(
         .and(warp::get())
         .and(with_state.clone())
         .then(|s: WebState| async move {
-            match cluster::status(&s, false).await {
+            let r = match cluster::status(&s, false).await {
                 Ok(st) => match StatusPage::from_status(&st).render() {
                     Ok(html) => warp::reply::html(html).into_response(),
-                    Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                    Err(e) => internal(e),
                 },
                 Err(e) => unavailable(e),
-            }
+            };
+            labeled("/", r)
         });
 
     let turnstile_all = warp::path!("api" / "turnstile")
@@ -98,13 +134,14 @@ pub fn routes(
         .and(scope)
         .and(with_state.clone())
         .then(|q: Scope, s: WebState| async move {
-            if let Some(r) = recovering(&s) {
-                return r;
-            }
-            match cluster::turnstile(&s, None, q.local()).await {
-                Ok(v) => json_ok(&v),
-                Err(e) => unavailable(e),
-            }
+            let r = match recovering(&s) {
+                Some(r) => r,
+                None => match cluster::turnstile(&s, None, q.local()).await {
+                    Ok(v) => json_ok(&v),
+                    Err(e) => unavailable(e),
+                },
+            };
+            labeled("/api/turnstile", r)
         });
 
     let windowed = warp::path!("api" / "turnstile" / String / ..)
@@ -114,27 +151,26 @@ pub fn routes(
         .and(with_state.clone())
         .and_then(
             |kind: String, tail: warp::path::Tail, q: Scope, s: WebState| async move {
-                let window = match kind.as_str() {
-                    "hourly" => Window::Hourly,
-                    "recent" => Window::Recent,
+                let (window, label) = match kind.as_str() {
+                    "hourly" => (Window::Hourly, "/api/turnstile/hourly"),
+                    "recent" => (Window::Recent, "/api/turnstile/recent"),
                     _ => return Err(warp::reject::not_found()),
                 };
                 let station = match tail.as_str() {
                     "" => None,
-                    id => match parse_station(id) {
-                        Some(id) => Some(id),
-                        None => return Ok(bad_station()),
+                    id => match id.parse::<i32>() {
+                        Ok(id) => Some(id),
+                        Err(_) => return Ok(labeled(label, bad_station())),
                     },
                 };
-                if let Some(r) = recovering(&s) {
-                    return Ok(r);
-                }
-                Ok(
-                    match cluster::windows(&s, window, station, q.local()).await {
+                let r = match recovering(&s) {
+                    Some(r) => r,
+                    None => match cluster::windows(&s, window, station, q.local()).await {
                         Ok(v) => json_ok(&v),
                         Err(e) => unavailable(e),
                     },
-                )
+                };
+                Ok(labeled(label, r))
             },
         );
 
@@ -143,22 +179,21 @@ pub fn routes(
         .and(scope)
         .and(with_state.clone())
         .then(|id: String, q: Scope, s: WebState| async move {
-            let Some(id) = parse_station(&id) else {
-                return bad_station();
-            };
-            if let Some(r) = recovering(&s) {
-                return r;
-            }
-            match cluster::turnstile(&s, Some(id), q.local()).await {
-                Ok(v) => match v.first() {
-                    Some(one) => json_ok(one),
-                    None => json_error(
-                        StatusCode::NOT_FOUND,
-                        "no turnstile entries for this station",
-                    ),
+            let r = match (id.parse::<i32>(), recovering(&s)) {
+                (Err(_), _) => bad_station(),
+                (Ok(_), Some(r)) => r,
+                (Ok(id), None) => match cluster::turnstile(&s, Some(id), q.local()).await {
+                    Ok(v) => match v.first() {
+                        Some(one) => json_ok(one),
+                        None => json_error(
+                            StatusCode::NOT_FOUND,
+                            "no turnstile entries for this station",
+                        ),
+                    },
+                    Err(e) => unavailable(e),
                 },
-                Err(e) => unavailable(e),
-            }
+            };
+            labeled("/api/turnstile/:station_id", r)
         });
 
     let status = warp::path!("api" / "status")
@@ -166,22 +201,55 @@ pub fn routes(
         .and(scope)
         .and(with_state.clone())
         .then(|q: Scope, s: WebState| async move {
-            match cluster::status(&s, q.local()).await {
+            let r = match cluster::status(&s, q.local()).await {
                 Ok(st) => json_ok(&st),
                 Err(e) => unavailable(e),
-            }
+            };
+            labeled("/api/status", r)
+        });
+
+    let events = warp::path!("api" / "events")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(move |s: WebState| {
+            labeled(
+                "/api/events",
+                crate::web::events::reply(s, shutdown.clone()),
+            )
+        });
+
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|s: WebState| async move {
+            let rendered = tokio::task::spawn_blocking(move || s.metrics.render()).await;
+            let r = match rendered {
+                Ok(Ok(text)) => asset_owned(text, prometheus::TEXT_FORMAT),
+                Ok(Err(e)) => internal(e),
+                Err(e) => internal(e),
+            };
+            labeled("/metrics", r)
         });
 
     let health = warp::path!("health")
         .and(warp::get())
-        .map(|| warp::reply::html("ok").into_response());
+        .map(|| labeled("/health", warp::reply::html("ok").into_response()));
 
     let style = warp::path!("static" / "style.css")
         .and(warp::get())
         .map(|| {
-            warp::reply::with_header(STYLE, "content-type", "text/css; charset=utf-8")
-                .into_response()
+            labeled(
+                "/static/style.css",
+                asset(STYLE_CSS, "text/css; charset=utf-8"),
+            )
         });
+
+    let live = warp::path!("static" / "live.js").and(warp::get()).map(|| {
+        labeled(
+            "/static/live.js",
+            asset(LIVE_JS, "text/javascript; charset=utf-8"),
+        )
+    });
 
     page.or(turnstile_all)
         .unify()
@@ -191,14 +259,24 @@ pub fn routes(
         .unify()
         .or(status)
         .unify()
+        .or(events)
+        .unify()
+        .or(metrics)
+        .unify()
         .or(health)
         .unify()
         .or(style)
+        .unify()
+        .or(live)
         .unify()
         .recover(
             |r: Rejection| async move { Ok::<Response, std::convert::Infallible>(rejection(r)) },
         )
         .unify()
+}
+
+fn asset_owned(body: String, content_type: &'static str) -> Response {
+    warp::reply::with_header(body, "content-type", content_type).into_response()
 }
 
 fn rejection(r: Rejection) -> Response {
@@ -208,5 +286,24 @@ fn rejection(r: Rejection) -> Response {
         json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else {
         json_error(StatusCode::BAD_REQUEST, "bad request")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn assets_are_not_empty_and_script_writes_text_only() {
+        assert!(super::STYLE_CSS.contains("body"));
+        assert!(super::LIVE_JS.contains("EventSource"));
+        // The live script must never parse data as HTML.
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!super::LIVE_JS.contains(sink), "live.js uses {sink}");
+        }
     }
 }

@@ -1,16 +1,20 @@
 //! Askama view models (HTML in `templates/`). Values are pre-formatted here so the template
-//! only lays them out; askama escapes every value.
+//! only lays them out; askama escapes every value. The same models, as JSON, feed the page's
+//! live updates (`/api/events`), where `static/live.js` writes them as text only.
 
 use crate::transit::models::TrainSighting;
 use crate::transit::queries::TransitStatus;
 use askama::Template;
+use serde::Serialize;
 
+#[derive(Debug, Clone, Serialize)]
 pub struct TrainCell {
     pub train_id: String,
     pub status: String,
     pub css: &'static str,
 }
 
+#[derive(Debug, Clone, Serialize)]
 pub struct StationRowView {
     pub station_id: i32,
     pub name: String,
@@ -20,6 +24,7 @@ pub struct StationRowView {
     pub this_hour: i64,
 }
 
+#[derive(Debug, Clone, Serialize)]
 pub struct LineView {
     pub slug: &'static str,
     pub title: String,
@@ -28,7 +33,7 @@ pub struct LineView {
     pub trains: usize,
 }
 
-#[derive(Template)]
+#[derive(Template, Serialize)]
 #[template(path = "status.html")]
 pub struct StatusPage {
     pub weather: Option<String>,

@@ -344,3 +344,146 @@ impl TurnstileProducer {
         .unwrap();
     }
 }
+
+/// A worker (tables + web server) running in this process.
+pub struct RunningWorker {
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub shutdown: cta_stream::stream::Shutdown,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningWorker {
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+}
+
+impl Drop for RunningWorker {
+    /// A failing test still stops its worker, so the runtime can shut down.
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Starts a worker with its web server on a free loopback port.
+pub async fn spawn_worker(env: &TestEnv, dir: &std::path::Path, app_id: &str) -> RunningWorker {
+    use cta_stream::runner::{run_worker, WorkerOptions};
+    let addr = free_addr();
+    let opts = WorkerOptions {
+        app_id: app_id.to_string(),
+        data_dir: dir.to_path_buf(),
+        web_addr: addr,
+        commit_interval: Duration::from_millis(200),
+        advertise_url: None,
+    };
+    let shutdown = cta_stream::stream::Shutdown::new();
+    let (kafka, registry, s) = (env.kafka.clone(), env.registry.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        run_worker(opts, kafka, registry, s)
+            .await
+            .expect("worker failed");
+    });
+    // The server binds before the worker starts polling; wait until it answers.
+    let base = format!("http://{addr}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if reqwest::get(format!("{base}/health")).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "worker web server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    RunningWorker {
+        base,
+        addr,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// Topics the simulation writes plus the worker's changelogs, created on the embedded broker.
+pub fn create_all_topics(env: &TestEnv, app_id: &str) {
+    let mut topics: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    topics.extend(cta_stream::transit::changelog_topics(app_id));
+    env.create_topics(&topics, 4);
+}
+
+/// Sends one record with a plain producer (as another system would) and waits for delivery.
+pub fn produce_raw(brokers: &str, topic: &str, key: Option<&[u8]>, payload: &[u8]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(payload);
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    p.send(rec).map_err(|(e, _)| e).unwrap();
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// A station row as the JDBC source connector would publish it, on the Blue Line.
+pub fn station_row_json(station_id: i32, name: &str, order: i32) -> Vec<u8> {
+    serde_json::to_vec(&cta_stream::transit::stations::ConnectStationRow {
+        stop_id: station_id + 1,
+        direction_id: "N".into(),
+        stop_name: format!("{name} (test-bound)"),
+        station_name: name.to_string(),
+        station_descriptive_name: name.to_string(),
+        station_id,
+        order,
+        red: false,
+        blue: true,
+        green: false,
+    })
+    .unwrap()
+}
+
+/// `/metrics`, parsed with an independent Prometheus text parser.
+pub async fn scrape(base: &str) -> prometheus_parse::Scrape {
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(ct.starts_with("text/plain"), "content type {ct}");
+    let text = r.text().await.unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+/// The value of the sample `name` whose labels include all of `labels` (None if absent).
+pub fn sample(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            other => panic!("{name}: not a scalar: {other:?}"),
+        })
+}
+
+/// Every sample named `name`, with its labels.
+pub fn samples<'a>(
+    scrape: &'a prometheus_parse::Scrape,
+    name: &'a str,
+) -> impl Iterator<Item = &'a prometheus_parse::Sample> + 'a {
+    scrape.samples.iter().filter(move |s| s.metric == name)
+}
