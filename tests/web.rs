@@ -453,6 +453,21 @@ async fn fuzzed_paths_never_fail_the_server() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let w = spawn_worker(&env, dir.path(), &app_id).await;
+    // While it restores its tables the worker answers 503 "recovering" on purpose; fuzz the
+    // steady state.
+    let ready = std::time::Instant::now() + Duration::from_secs(60);
+    while reqwest::get(format!("{}/api/turnstile", w.base))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < ready,
+            "worker never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let assets = [
         include_str!("../static/style.css").as_bytes(),
         include_str!("../static/live.js").as_bytes(),
@@ -495,7 +510,10 @@ async fn fuzzed_paths_never_fail_the_server() {
             Some((status, body)) => {
                 *statuses.entry(status).or_default() += 1;
                 if status >= 500 {
-                    failures.push(format!("{method} {target}: {status}"));
+                    failures.push(format!(
+                        "{method} {target}: {status} {}",
+                        String::from_utf8_lossy(&body)
+                    ));
                 }
                 if target.starts_with("/static") && status == 200 && method == "GET" {
                     static_served += 1;

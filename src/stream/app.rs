@@ -458,7 +458,8 @@ impl Engine {
                 }
             }
         }
-        self.status.recovering.store(true, Ordering::Relaxed);
+        // `recovering` is raised by the restorer only when changelog records must be replayed,
+        // so a rebalance with warm stores does not make queries wait.
         let started = Instant::now();
         let mut resume = HashMap::new();
         for (topic, p) in assigned {
@@ -539,6 +540,10 @@ impl ConsumerContext for ConductorContext {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "assignment failed");
+                        let _ = self.with_engine(|eng| {
+                            eng.status.recovering.store(false, Ordering::Relaxed);
+                            Ok(())
+                        });
                         let _ = self.with_engine(|eng| {
                             eng.fatal = Some(e);
                             Ok(())

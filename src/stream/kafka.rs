@@ -225,9 +225,19 @@ pub fn send_blocking(
 
 /// Waits until every record sent so far is delivered, then reports the first failure.
 pub fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<()> {
-    producer
-        .flush(timeout)
-        .map_err(StreamError::kafka("flush producer"))?;
+    // The producer's own thread serves delivery reports; waiting for the in-flight count to
+    // reach zero returns as soon as the last ack is in (rdkafka's `flush` ends in a 100 ms
+    // poll, which made every checkpoint take at least that long).
+    let deadline = std::time::Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(StreamError::Kafka {
+                op: "flush producer",
+                source: rdkafka::error::KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut),
+            });
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
     if let Some(e) = producer.context().take_error() {
         return Err(StreamError::Changelog {
             topic: "delivery".into(),

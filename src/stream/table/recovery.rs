@@ -116,6 +116,8 @@ impl Restorer {
         }
         let total = (high - start) as u64;
         status.restore_total.fetch_add(total, Ordering::Relaxed);
+        // Cleared by the caller once every partition of the assignment is ready.
+        status.recovering.store(true, Ordering::Relaxed);
         tracing::info!(table = table.name(), partition, %topic, from = start, to = high, records = total, target_source_offset = target, "restoring from changelog");
 
         let mut tpl = TopicPartitionList::new();
