@@ -2,19 +2,26 @@
 //!
 //! For each changelog length L (10k and 1M by default), on a fresh embedded platform:
 //!
-//! 1. **build the changelog** by running the real worker over turnstile records with a small
-//!    `commit_every`, so every few records a checkpoint writes the changed counts to the
-//!    `TURNSTILE_SUMMARY` changelog, until it holds at least L records; stop the worker
-//!    gracefully (its final checkpoint puts the store's checkpoint at the end of the log);
+//! 1. **build the changelog** behind a checkpoint, one of two ways:
+//!    - `seeded` (default): write L records straight to the `TURNSTILE_SUMMARY` changelog in the
+//!      worker's own format (JSON key and `{"STATION_ID","COUNT"}` value, the source-offset
+//!      header at 0, each station in the partition its source records use), then run the real
+//!      worker over fresh source records: its first start restores the L records, its
+//!      checkpoints append its own, and its graceful stop leaves the store's checkpoint at the
+//!      end of the log. Fast whatever L is.
+//!    - `worker`: run the real worker over source records with a small `commit_every` until its
+//!      own checkpoints have written L records. Each checkpoint writes at most the stations of
+//!      the partitions it touched (about 24 when records arrive one partition at a time) and
+//!      waits for a producer flush, so long changelogs take long to build this way.
 //! 2. **warm restart** (same data dir, same app id), several times: time from start to
-//!    "partitions assigned and tables ready" (`Status::recovering` false, assignment non-empty)
-//!    and to counts available (the table's counts equal the produced ones). A warm restart
-//!    should read nothing of the changelog, whatever its length.
-//!
-//! After the long one, a **cold restore**: empty data dir, same app id, so every table partition
-//! is rebuilt from the changelog; records/s and records per CPU-second from
-//! `Status::restore_done`, and the counts must be exact the moment the worker is ready (before
-//! it has consumed any source record).
+//!    "partitions assigned and tables ready" (`Status::recovering` false, assignment non-empty),
+//!    split into the group join (start → the assignment callback begins) and the assignment
+//!    itself (open stores, check changelogs), and to counts available. A warm restart should
+//!    read nothing of the changelog, whatever its length.
+//! 3. **cold restore**: empty data dir, same app id, so every table partition is rebuilt from
+//!    the changelog; records/s and records per CPU-second from `Status::restore_done`, and the
+//!    counts must be exact the moment the worker is ready (before it consumed any source
+//!    record).
 //!
 //! Always on the embedded platform: each length needs its own empty changelog topic, and the
 //! turnstile changelog's name does not depend on the app id.
@@ -22,11 +29,17 @@
 use crate::bench::env::{unique, BenchEnv, BrokerChoice, ScratchDir};
 use crate::bench::measure::{MachineInfo, PhaseCost, PhaseMeter};
 use crate::bench::worker::{wait_for, RunningWorker};
-use crate::bench::workload::{as_map, compare_counts, produce_turnstile, Draw};
+use crate::bench::workload::{as_map, compare_counts, produce_turnstile, station_partitions, Draw};
 use crate::bench::{rate, thousands, BenchError, Result};
+use crate::stream::codec::json;
+use crate::stream::kafka::{flush, send_blocking, tracked_producer};
+use crate::stream::names::HEADER_SOURCE_OFFSET;
 use crate::stream::AppConfig;
+use crate::stream::StreamError;
 use crate::transit::models::topics;
+use crate::transit::models::TurnstileSummary;
 use crate::transit::stations::Dataset;
+use rdkafka::message::{Header, OwnedHeaders};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,9 +52,12 @@ pub struct RecoveryOptions {
     pub lengths: Vec<u64>,
     /// Warm restarts per length.
     pub restarts: u32,
-    /// Also measure a cold restore after the longest length.
+    /// Also measure a cold restore for each length.
     pub cold: bool,
-    /// Checkpoint every this many records while building the changelog.
+    pub build: Build,
+    /// `seeded`: source records the worker processes on top of the seeded history.
+    pub source_records: u64,
+    /// `worker`: checkpoint every this many records while building the changelog.
     pub commit_every: u64,
     pub seed: u64,
     pub work_dir: PathBuf,
@@ -51,8 +67,19 @@ pub struct RecoveryOptions {
     pub kafka_extra: Vec<(String, String)>,
 }
 
+/// How the changelog is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Build {
+    Seeded,
+    Worker,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Generated {
+    pub build: Build,
+    /// Records written straight to the changelog (`seeded`).
+    pub seeded_records: u64,
     pub source_records: u64,
     pub changelog_records: i64,
     pub checkpoints: u64,
@@ -92,6 +119,7 @@ pub struct LengthResult {
     pub target_changelog_records: u64,
     pub generated: Generated,
     pub warm: Vec<WarmRestart>,
+    pub cold: Option<ColdRestore>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,7 +128,6 @@ pub struct RecoveryReport {
     pub broker: String,
     pub kafka_extra: Vec<(String, String)>,
     pub lengths: Vec<LengthResult>,
-    pub cold: Option<ColdRestore>,
 }
 
 pub async fn run(opts: &RecoveryOptions) -> Result<RecoveryReport> {
@@ -111,30 +138,20 @@ pub async fn run(opts: &RecoveryOptions) -> Result<RecoveryReport> {
     }
     let machine = MachineInfo::now();
     let mut lengths = Vec::new();
-    let mut cold = None;
     let mut broker = String::new();
-    let longest = opts.lengths.iter().copied().max().unwrap_or(0);
-    let mut cold_done = false;
     for (i, &len) in opts.lengths.iter().enumerate() {
         let mut env = BenchEnv::start(&BrokerChoice::Embedded).await?;
         env.kafka.extra.extend(opts.kafka_extra.iter().cloned());
         broker = env.describe();
-        let want_cold = opts.cold && len == longest && !cold_done;
-        let result = one_length(&env, opts, len, opts.seed + 1000 * i as u64, want_cold).await;
+        let result = one_length(&env, opts, len, opts.seed + 1000 * i as u64).await;
         env.stop().await;
-        let (r, c) = result?;
-        if c.is_some() {
-            cold_done = true;
-            cold = c;
-        }
-        lengths.push(r);
+        lengths.push(result?);
     }
     Ok(RecoveryReport {
         machine,
         broker,
         kafka_extra: opts.kafka_extra.clone(),
         lengths,
-        cold,
     })
 }
 
@@ -143,12 +160,14 @@ async fn one_length(
     opts: &RecoveryOptions,
     len: u64,
     seed: u64,
-    want_cold: bool,
-) -> Result<(LengthResult, Option<ColdRestore>)> {
+) -> Result<LengthResult> {
     let app_id = unique("cta-bench-recovery");
-    env.create_worker_topics(&app_id, 4).await?;
+    env.create_worker_topics(&app_id, PARTITIONS).await?;
     let data = ScratchDir::new(&opts.work_dir, &app_id, opts.keep_data)?;
-    let (generated, expected) = generate(env, opts, &app_id, &data, len, seed).await?;
+    let (generated, expected) = match opts.build {
+        Build::Seeded => seeded(env, opts, &app_id, &data, len, seed).await?,
+        Build::Worker => generate(env, opts, &app_id, &data, len, seed).await?,
+    };
     tracing::info!(
         changelog = generated.changelog_records,
         source = generated.source_records,
@@ -158,7 +177,7 @@ async fn one_length(
     for _ in 0..opts.restarts {
         warm.push(warm_restart(env, opts, &app_id, &data, &expected).await?);
     }
-    let cold = if want_cold {
+    let cold = if opts.cold {
         let empty = ScratchDir::new(&opts.work_dir, &format!("{app_id}-cold"), opts.keep_data)?;
         Some(
             cold_restore(
@@ -174,14 +193,126 @@ async fn one_length(
     } else {
         None
     };
-    Ok((
-        LengthResult {
-            target_changelog_records: len,
-            generated,
-            warm,
-        },
+    Ok(LengthResult {
+        target_changelog_records: len,
+        generated,
+        warm,
         cold,
+    })
+}
+
+const PARTITIONS: i32 = 4;
+
+/// Writes `len` changelog records in the worker's format (see the module doc), then runs the
+/// worker over `opts.source_records` fresh source records and stops it gracefully.
+async fn seeded(
+    env: &BenchEnv,
+    opts: &RecoveryOptions,
+    app_id: &str,
+    data: &ScratchDir,
+    len: u64,
+    seed: u64,
+) -> Result<(Generated, BTreeMap<i32, i64>)> {
+    let began = Instant::now();
+    let dataset = Dataset::builtin();
+    let partition_of = station_partitions(&dataset, PARTITIONS);
+    let history = {
+        let (kafka, map) = (env.kafka.clone(), partition_of.clone());
+        tokio::task::spawn_blocking(move || seed_changelog(&kafka, &map, len))
+            .await
+            .map_err(|e| StreamError::Config(format!("seeding task failed: {e}")))??
+    };
+    let produced = produce_turnstile(
+        &env.kafka,
+        &env.registry,
+        &dataset,
+        opts.source_records,
+        seed,
+        Draw::Ridership,
+        Some(&partition_of),
+    )
+    .await?;
+    let mut expected = history.clone();
+    for (k, v) in &produced.per_station {
+        *expected.entry(*k).or_default() += v;
+    }
+    let total = expected_total(&expected);
+    let n = produced.records as i64;
+    let mut w = RunningWorker::start(
+        AppConfig::new(app_id, env.kafka.clone(), &data.path),
+        &env.registry,
+    )?;
+    wait_for(
+        "seeded history: first run",
+        opts.timeout,
+        Duration::from_millis(20),
+        &mut w,
+        |w| Ok(w.durable_source_offsets()? >= n && w.turnstile_total()? == total),
+        |w| {
+            format!(
+                "stored source offsets {:?} of {n}, table total {:?} of {total}",
+                w.durable_source_offsets().unwrap_or(-1),
+                w.turnstile_total().unwrap_or(-1)
+            )
+        },
+    )
+    .await?;
+    let got = as_map(&w.tables.turnstile_all()?);
+    let checkpoints = w.status.snapshot().commits;
+    w.stop().await?;
+    compare_counts(&expected, &got).map_err(|detail| BenchError::Mismatch {
+        phase: "seeded history: first run",
+        detail,
+    })?;
+    let changelog = tokio::task::block_in_place(|| env.topic_records(topics::TURNSTILE_SUMMARY))?;
+    Ok((
+        Generated {
+            build: Build::Seeded,
+            seeded_records: len,
+            source_records: produced.records,
+            changelog_records: changelog,
+            checkpoints,
+            secs: began.elapsed().as_secs_f64(),
+            store_bytes: data.size_bytes(),
+        },
+        expected,
     ))
+}
+
+/// Writes `len` turnstile changelog records, stations round-robin, each station's count
+/// rising by one per record, into the station's partition, with the source-offset header at 0
+/// (state from before the first source record). Returns each station's last count.
+fn seed_changelog(
+    kafka: &crate::stream::KafkaConfig,
+    partition_of: &BTreeMap<i32, i32>,
+    len: u64,
+) -> Result<BTreeMap<i32, i64>> {
+    let producer = tracked_producer(kafka)?;
+    let stations: Vec<(i32, i32)> = partition_of.iter().map(|(s, p)| (*s, *p)).collect();
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    if stations.is_empty() {
+        return Ok(last);
+    }
+    for i in 0..len {
+        let (station_id, partition) = stations[(i % stations.len() as u64) as usize];
+        let count = last.get(&station_id).copied().unwrap_or(0) + 1;
+        last.insert(station_id, count);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: HEADER_SOURCE_OFFSET,
+            value: Some(b"0".as_slice()),
+        });
+        send_blocking(
+            &producer,
+            topics::TURNSTILE_SUMMARY,
+            Some(partition),
+            Some(&json::encode(&station_id)),
+            Some(&json::encode(&TurnstileSummary { station_id, count })),
+            Some(headers),
+            None,
+        )?;
+    }
+    flush(&producer, Duration::from_secs(300))?;
+    Ok(last)
 }
 
 /// Runs the worker with frequent checkpoints over fresh records until the changelog holds at
@@ -211,6 +342,7 @@ async fn generate(
             chunk,
             seed + round,
             Draw::Uniform,
+            None,
         )
         .await?;
         for (k, v) in &p.per_station {
@@ -258,6 +390,8 @@ async fn generate(
     }
     Ok((
         Generated {
+            build: Build::Worker,
+            seeded_records: 0,
             source_records: source,
             changelog_records: changelog_final,
             checkpoints,
@@ -424,9 +558,14 @@ impl fmt::Display for RecoveryReport {
             let g = &l.generated;
             writeln!(
                 f,
-                "changelog {} records (target {}): built from {} source records in {} checkpoints, {:.1} s; store {:.1} MiB",
+                "changelog {} records (target {}), built {}: {} seeded + the worker over {} source records in {} checkpoints, {:.1} s; store {:.1} MiB",
                 thousands(g.changelog_records as f64),
                 thousands(l.target_changelog_records as f64),
+                match g.build {
+                    Build::Seeded => "seeded",
+                    Build::Worker => "by the worker",
+                },
+                thousands(g.seeded_records as f64),
                 thousands(g.source_records as f64),
                 g.checkpoints,
                 g.secs,
@@ -459,31 +598,35 @@ impl fmt::Display for RecoveryReport {
                 counts.join(", "),
                 restored
             )?;
-        }
-        if let Some(c) = &self.cold {
-            writeln!(
-                f,
-                "cold restore of {} changelog records ({} read): ready after {:.3} s (restore {:.3} s)",
-                thousands(c.changelog_records as f64),
-                thousands(c.restored_records as f64),
-                c.ready_secs,
-                c.restore_secs
-            )?;
-            writeln!(
-                f,
-                "  {} records/s during the restore ({} end to end); {} records per CPU-second ({} without the broker thread); CPU {:.2} s (user {:.2}, sys {:.2}, broker thread {:.2}); peak RSS {}",
-                thousands(c.records_per_sec),
-                thousands(c.records_per_sec_end_to_end),
-                thousands(c.records_per_cpu_sec),
-                thousands(c.records_per_cpu_sec_without_broker),
-                c.cost.cpu.total(),
-                c.cost.cpu.user,
-                c.cost.cpu.sys,
-                c.cost.broker_thread_cpu_secs,
-                crate::bench::measure::mib(c.cost.peak_rss_kib)
-            )?;
-            write!(f, "  counts exact at ready")?;
+            if let Some(c) = &l.cold {
+                write_cold(f, c)?;
+            }
         }
         Ok(())
     }
+}
+
+fn write_cold(f: &mut fmt::Formatter<'_>, c: &ColdRestore) -> fmt::Result {
+    writeln!(
+        f,
+        "  cold restore of {} changelog records ({} read): ready after {:.3} s (restore {:.3} s)",
+        thousands(c.changelog_records as f64),
+        thousands(c.restored_records as f64),
+        c.ready_secs,
+        c.restore_secs
+    )?;
+    writeln!(
+        f,
+        "    {} records/s during the restore ({} end to end); {} records per CPU-second ({} without the broker thread); CPU {:.2} s (user {:.2}, sys {:.2}, broker thread {:.2}); peak RSS {}",
+        thousands(c.records_per_sec),
+        thousands(c.records_per_sec_end_to_end),
+        thousands(c.records_per_cpu_sec),
+        thousands(c.records_per_cpu_sec_without_broker),
+        c.cost.cpu.total(),
+        c.cost.cpu.user,
+        c.cost.cpu.sys,
+        c.cost.broker_thread_cpu_secs,
+        crate::bench::measure::mib(c.cost.peak_rss_kib)
+    )?;
+    writeln!(f, "    counts exact at ready")
 }

@@ -116,6 +116,7 @@ async fn run_on(
         opts.records,
         opts.seed,
         Draw::Ridership,
+        None,
     )
     .await?;
     let partitions = tokio::task::block_in_place(|| partitions_of(&env.kafka, topics::TURNSTILE))?;

@@ -76,8 +76,13 @@ pub async fn produce_turnstile(
     records: u64,
     seed: u64,
     draw: Draw,
+    partition_of: Option<&BTreeMap<i32, i32>>,
 ) -> Result<Produced> {
     let rows = encode_rows(registry, dataset).await?;
+    let partitions: Vec<Option<i32>> = rows
+        .iter()
+        .map(|r| partition_of.and_then(|m| m.get(&r.station_id).copied()))
+        .collect();
     let weights: Vec<u32> = dataset
         .rows()
         .iter()
@@ -96,11 +101,12 @@ pub async fn produce_turnstile(
         let mut per_station: BTreeMap<i32, i64> = BTreeMap::new();
         let ts = crate::stream::now_ms();
         for _ in 0..records {
-            let row = &rows[dist.sample(&mut rng)];
+            let i = dist.sample(&mut rng);
+            let row = &rows[i];
             send_blocking(
                 &producer,
                 topics::TURNSTILE,
-                None,
+                partitions[i],
                 Some(&row.key),
                 Some(&row.value),
                 None,
@@ -123,6 +129,16 @@ pub async fn produce_turnstile(
     })
     .await
     .map_err(|e| StreamError::Config(format!("producer task failed: {e}")))?
+}
+
+/// A partition per station id of the dataset: stations in id order, dealt round-robin.
+pub fn station_partitions(dataset: &Dataset, partitions: i32) -> BTreeMap<i32, i32> {
+    let ids: std::collections::BTreeSet<i32> =
+        dataset.rows().iter().map(|r| r.station_id).collect();
+    ids.into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, (i as i32) % partitions.max(1)))
+        .collect()
 }
 
 /// FNV-1a over the sorted (station, count) pairs: equal maps give equal checksums.
@@ -186,6 +202,21 @@ mod tests {
         assert_eq!(counts_checksum(&a), counts_checksum(&a.clone()));
         assert_ne!(counts_checksum(&a), counts_checksum(&b));
         assert_ne!(counts_checksum(&a), counts_checksum(&c));
+    }
+
+    #[test]
+    fn stations_are_dealt_over_all_partitions() {
+        let ds = Dataset::builtin();
+        let m = station_partitions(&ds, 4);
+        let ids: std::collections::BTreeSet<i32> = ds.rows().iter().map(|r| r.station_id).collect();
+        assert_eq!(m.len(), ids.len());
+        for p in 0..4 {
+            let n = m.values().filter(|v| **v == p).count();
+            assert!(
+                n >= ids.len() / 4 && n <= ids.len() / 4 + 1,
+                "partition {p}: {n}"
+            );
+        }
     }
 
     #[test]

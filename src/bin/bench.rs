@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use cta_stream::bench::env::BrokerChoice;
 use cta_stream::bench::flush::{self, FlushOptions};
 use cta_stream::bench::http::{self, HttpOptions};
-use cta_stream::bench::recovery::{self, RecoveryOptions};
+use cta_stream::bench::recovery::{self, Build, RecoveryOptions};
 use cta_stream::bench::simspeed::{self, SimSpeedOptions, WEEKDAY_MIDNIGHT_MS};
 use cta_stream::bench::throughput::{self, ThroughputOptions};
 use cta_stream::cli::init_tracing;
@@ -85,11 +85,18 @@ struct RecoveryArgs {
     /// Warm restarts per length.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     restarts: u32,
-    /// Skip the cold restore (done after the longest changelog).
+    /// Skip the cold restores.
     #[arg(long)]
     no_cold: bool,
-    /// Checkpoint every this many records while building the changelog (smaller: more
-    /// changelog records per source record).
+    /// How to build the changelog: `seeded` writes the history straight to the changelog in
+    /// the worker's format, then runs the worker on top; `worker` lets the worker's own
+    /// checkpoints write all of it (slow for long changelogs).
+    #[arg(long, value_enum, default_value_t = BuildArg::Seeded)]
+    build: BuildArg,
+    /// `seeded`: source records the worker processes on top of the history.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    source_records: u64,
+    /// `worker`: checkpoint every this many records while building the changelog.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     commit_every: u64,
     /// Extra librdkafka property for every client, repeatable (KEY=VALUE), e.g.
@@ -99,6 +106,12 @@ struct RecoveryArgs {
     /// Keep the data dirs.
     #[arg(long)]
     keep_data: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BuildArg {
+    Seeded,
+    Worker,
 }
 
 #[derive(Args)]
@@ -225,6 +238,11 @@ async fn main() -> anyhow::Result<()> {
                 lengths: a.changelog.clone(),
                 restarts: a.restarts,
                 cold: !a.no_cold,
+                build: match a.build {
+                    BuildArg::Seeded => Build::Seeded,
+                    BuildArg::Worker => Build::Worker,
+                },
+                source_records: a.source_records,
                 commit_every: a.commit_every,
                 seed: 7,
                 work_dir: a.common.work_dir(),
