@@ -11,11 +11,19 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 /// Which broker to use.
 #[derive(Debug, Clone)]
 pub enum BrokerChoice {
-    Embedded,
+    /// The embedded platform, started in this process; `extra` librdkafka properties are
+    /// added to every client (as `-X` does for an external broker).
+    Embedded { extra: Vec<(String, String)> },
     External {
         kafka: KafkaConfig,
         registry: RegistryConfig,
     },
+}
+
+impl BrokerChoice {
+    pub fn embedded() -> Self {
+        BrokerChoice::Embedded { extra: Vec::new() }
+    }
 }
 
 /// A broker and registry ready for a benchmark.
@@ -28,10 +36,11 @@ pub struct BenchEnv {
 impl BenchEnv {
     pub async fn start(choice: &BrokerChoice) -> Result<Self> {
         match choice {
-            BrokerChoice::Embedded => {
+            BrokerChoice::Embedded { extra } => {
                 let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
                 let platform = Platform::start(addr, None).await?;
-                let kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
+                let mut kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
+                kafka.extra = extra.clone();
                 let registry = RegistryConfig::new(platform.registry_url.clone());
                 Ok(Self {
                     platform: Some(platform),
@@ -53,6 +62,21 @@ impl BenchEnv {
 
     /// One line for reports.
     pub fn describe(&self) -> String {
+        let extra = if self.kafka.extra.is_empty() {
+            String::new()
+        } else {
+            let props: Vec<String> = self
+                .kafka
+                .extra
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("; extra librdkafka properties: {}", props.join(" "))
+        };
+        self.describe_broker() + &extra
+    }
+
+    fn describe_broker(&self) -> String {
         if self.is_embedded() {
             format!(
                 "embedded platform in this process (librdkafka mock cluster at {}, registry {}); CPU and RSS figures include the broker",

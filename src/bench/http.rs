@@ -81,7 +81,7 @@ pub async fn run(opts: &HttpOptions) -> Result<HttpReport> {
         ));
     }
     let machine = MachineInfo::now();
-    let env = BenchEnv::start(&BrokerChoice::Embedded).await?;
+    let env = BenchEnv::start(&BrokerChoice::embedded()).await?;
     let result = run_on(&env, opts, machine).await;
     env.stop().await;
     result

@@ -140,7 +140,7 @@ pub async fn run(opts: &RecoveryOptions) -> Result<RecoveryReport> {
     let mut lengths = Vec::new();
     let mut broker = String::new();
     for (i, &len) in opts.lengths.iter().enumerate() {
-        let mut env = BenchEnv::start(&BrokerChoice::Embedded).await?;
+        let mut env = BenchEnv::start(&BrokerChoice::embedded()).await?;
         env.kafka.extra.extend(opts.kafka_extra.iter().cloned());
         broker = env.describe();
         let result = one_length(&env, opts, len, opts.seed + 1000 * i as u64).await;
@@ -551,9 +551,6 @@ impl fmt::Display for RecoveryReport {
         writeln!(f, "== recovery")?;
         writeln!(f, "machine: {}", self.machine)?;
         writeln!(f, "broker:  {}", self.broker)?;
-        if !self.kafka_extra.is_empty() {
-            writeln!(f, "extra librdkafka properties: {:?}", self.kafka_extra)?;
-        }
         for l in &self.lengths {
             let g = &l.generated;
             writeln!(

@@ -38,6 +38,18 @@ pub struct ThroughputOptions {
     pub keep_data: bool,
     /// Upper bound for each measured phase.
     pub timeout: Duration,
+    /// A `perf record --control fifo:PATH` FIFO: `enable` is written to it when the worker
+    /// phase starts and `disable` when it ends, so a profile covers the worker alone.
+    pub perf_control: Option<PathBuf>,
+}
+
+/// Writes a `perf record --control` command; a profiler that is not listening is not an error.
+fn perf_control(path: &Option<PathBuf>, command: &str) {
+    if let Some(p) = path {
+        if let Err(e) = std::fs::write(p, format!("{command}\n")) {
+            tracing::warn!(path = %p.display(), error = %e, "perf control FIFO not writable");
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,7 +152,10 @@ async fn run_on(
 
     tracing::info!("worker");
     let data = ScratchDir::new(&opts.work_dir, &app_id, opts.keep_data)?;
-    let worker = measure_worker(env, &app_id, &data, &produced, opts).await?;
+    perf_control(&opts.perf_control, "enable");
+    let worker = measure_worker(env, &app_id, &data, &produced, opts).await;
+    perf_control(&opts.perf_control, "disable");
+    let worker = worker?;
 
     let expected_checksum = counts_checksum(&produced.per_station);
     Ok(ThroughputReport {

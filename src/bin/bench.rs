@@ -159,7 +159,8 @@ struct BrokerArgs {
     /// Schema Registry URL of the external broker's registry.
     #[arg(long, env = "CTA_BENCH_SCHEMA_REGISTRY_URL", requires = "brokers")]
     schema_registry_url: Option<String>,
-    /// Extra librdkafka property for the external broker, repeatable (KEY=VALUE).
+    /// Extra librdkafka property for every client, repeatable (KEY=VALUE), e.g.
+    /// -X fetch.queue.backoff.ms=10 or the SASL settings of an external broker.
     #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     kafka_properties: Vec<(String, String)>,
 }
@@ -175,7 +176,9 @@ impl BrokerArgs {
                     registry: RegistryConfig::new(u.clone()),
                 }
             }
-            _ => BrokerChoice::Embedded,
+            _ => BrokerChoice::Embedded {
+                extra: self.kafka_properties.clone(),
+            },
         }
     }
 }
@@ -212,6 +215,10 @@ struct ThroughputArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Control FIFO of `perf record --control fifo:PATH -D -1`: profiling is enabled for the
+    /// worker phase only.
+    #[arg(long)]
+    perf_control_fifo: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -227,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
                 work_dir: a.work_dir.unwrap_or_else(std::env::temp_dir),
                 keep_data: a.keep_data,
                 timeout: Duration::from_secs(a.timeout_secs),
+                perf_control: a.perf_control_fifo.clone(),
             };
             let report = throughput::run(&a.broker.choice(), &opts)
                 .await
