@@ -239,7 +239,9 @@ async fn measure_worker(
     let meter = PhaseMeter::start();
     let config = AppConfig::new(app_id, env.kafka.clone(), &data.path);
     let mut w = RunningWorker::start(config, &env.registry)?;
-    let every = Duration::from_millis(10);
+    // Each probe reads the table (and holds its lock) briefly: 25 ms keeps the interference
+    // small and the quantization of the caught-up time under 1 % of a 1M-record run.
+    let every = Duration::from_millis(25);
     let mut ready_at: Option<Instant> = None;
     let caught_at = wait_for(
         "worker",
