@@ -9,7 +9,12 @@
 //! - [`simspeed`]: records per second the simulation produces with no sleep;
 //! - [`http`]: requests per second and latency of the JSON API and the page under a bounded
 //!   loopback load;
+//! - [`flush`]: latency of the checkpoint's producer flush in isolation;
 //! - [`fixtures`]: in-memory inputs for the criterion benches (a full status, sample records).
+//!
+//! Shared pieces: [`env`] (embedded platform or external broker), [`workload`] (the turnstile
+//! records and their exact counts), [`worker`] (the CTA worker run as a task, with readiness
+//! and progress probes).
 //!
 //! Measurement helpers ([`measure`]) read getrusage, per-thread CPU from `/proc/self/task` (to
 //! separate the embedded broker's thread, `rdk:mock`, from everything else) and peak RSS
