@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs the tests (unit + end-to-end on the embedded broker), after format and lint
-# checks. Set CTA_TEST_BROKERS and CTA_TEST_SCHEMA_REGISTRY_URL to run them against another
-# Kafka-protocol broker and registry.
+# checks, then a short throughput benchmark that fails unless the worker's counts are exact
+# (speed is reported, not checked). Set CTA_TEST_BROKERS and CTA_TEST_SCHEMA_REGISTRY_URL to run
+# the tests against another Kafka-protocol broker and registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # chromium: the headless browser test of the live status page (tests/browser.rs).
@@ -9,3 +10,5 @@ source scripts/setup.sh chromium
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release
+# Exit code 1 when the turnstile table's counts differ from the produced counts.
+cargo run --release --bin bench -- throughput --records 50000
