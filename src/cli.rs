@@ -101,6 +101,10 @@ pub struct WorkerArgs {
     /// http://<bound --web-addr>; set it when binding 0.0.0.0 or behind NAT).
     #[arg(long, env = "CTA_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
+    /// Delete this app's local table stores before starting, so they are rebuilt from their
+    /// changelogs (for a corrupt or mismatched data dir).
+    #[arg(long)]
+    pub reset_state: bool,
 }
 
 impl WorkerArgs {

@@ -61,6 +61,20 @@ pub async fn run_worker(
     Ok(result?)
 }
 
+/// Deletes the local stores of `app_id` under `data_dir` (they are rebuilt from the changelogs
+/// on start). Other apps' stores in the same directory are left alone.
+pub fn reset_state(data_dir: &std::path::Path, app_id: &str) -> Result<(), RunError> {
+    let dir = data_dir.join(app_id);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {
+            tracing::warn!(dir = %dir.display(), "local state deleted; tables will be restored from their changelogs");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(RunError::Stream(StreamError::Io { path: dir, source })),
+    }
+}
+
 /// Settings of the all-in-one demo.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {

@@ -59,7 +59,7 @@ async fn pipeline_counts_are_exact_across_restart() {
     topics.extend(cta_stream::transit::changelog_topics(&app_id));
     env.create_topics(&topics, 4);
     let ds = Dataset::builtin();
-    // 2026-11-24 07:00 Chicago (a weekday morning peak), fixed for a reproducible run.
+    // 2026-11-29 07:00 Chicago (a Sunday morning), fixed for a reproducible run.
     let start = 1_795_957_200_000;
     let report = simulation::run(
         ds.clone(),
@@ -76,7 +76,7 @@ async fn pipeline_counts_are_exact_across_restart() {
     let produced: i64 = expected.values().sum();
     assert!(
         produced > 10_000,
-        "a weekday morning hour should give many entries, got {produced}"
+        "an hour of Sunday morning should give many entries, got {produced}"
     );
     // The simulation's own tally agrees with what is on the topic.
     let sim_tally: std::collections::BTreeMap<i32, i64> = report

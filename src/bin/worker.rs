@@ -67,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {
             let (kafka, registry) = cli.connect.resolve()?;
+            if cli.worker.reset_state {
+                cta_stream::runner::reset_state(&cli.worker.data_dir, &cli.worker.app_id)?;
+            }
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
             run_worker(cli.worker.options(), kafka, registry, shutdown)
