@@ -10,7 +10,7 @@ use common::*;
 use cta_stream::transit::models::topics;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,26 +25,7 @@ fn spawn_worker(
     app_id: &str,
     addr: std::net::SocketAddr,
 ) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args(["--brokers", &env.kafka.brokers])
-        .args(["--schema-registry-url", &env.registry.url])
-        .args(["--app-id", app_id])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--web-addr", &addr.to_string()])
-        .args(["--commit-interval", "50ms"])
-        // A killed member is noticed quickly, so restarts are not held up by its session.
-        .args([
-            "-X",
-            "session.timeout.ms=3000",
-            "-X",
-            "heartbeat.interval.ms=500",
-        ])
-        .env("RUST_LOG", "warn,librdkafka=error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start worker binary")
+    spawn_worker_binary(env, dir, app_id, addr, "50ms")
 }
 
 /// Produces `RECORDS` entries in chunks, and on until the kill loop is done, so every kill

@@ -7,39 +7,16 @@ mod common;
 use common::*;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-fn spawn_worker(env: &TestEnv, dir: &std::path::Path, app_id: &str, addr: SocketAddr) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args([
-            "--brokers",
-            &env.kafka.brokers,
-            "--schema-registry-url",
-            &env.registry.url,
-        ])
-        .args([
-            "--app-id",
-            app_id,
-            "--web-addr",
-            &addr.to_string(),
-            "--commit-interval",
-            "100ms",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "-X",
-            "session.timeout.ms=3000",
-            "-X",
-            "heartbeat.interval.ms=500",
-        ])
-        .env("RUST_LOG", "warn,librdkafka=error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start worker binary")
+fn spawn_worker(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    app_id: &str,
+    addr: std::net::SocketAddr,
+) -> Child {
+    spawn_worker_binary(env, dir, app_id, addr, "100ms")
 }
 
 async fn local_counts(base: &str) -> Option<BTreeMap<i32, i64>> {

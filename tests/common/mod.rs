@@ -487,3 +487,33 @@ pub fn samples<'a>(
 ) -> impl Iterator<Item = &'a prometheus_parse::Sample> + 'a {
     scrape.samples.iter().filter(move |s| s.metric == name)
 }
+
+/// Starts the `worker` binary against `env`, with its own data dir and web address. A killed
+/// worker's group session ends after 3 s, so restarts and fail-overs are not held up by it.
+pub fn spawn_worker_binary(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    app_id: &str,
+    addr: std::net::SocketAddr,
+    commit_interval: &str,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["--brokers", &env.kafka.brokers])
+        .args(["--schema-registry-url", &env.registry.url])
+        .args(["--app-id", app_id])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--web-addr", &addr.to_string()])
+        .args(["--commit-interval", commit_interval])
+        .args([
+            "-X",
+            "session.timeout.ms=3000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ])
+        .env("RUST_LOG", "warn,librdkafka=error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start worker binary")
+}
