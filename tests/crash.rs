@@ -88,12 +88,7 @@ fn group_committed(env: &TestEnv, group: &str) -> i64 {
 async fn counts_are_exact_after_repeated_kill_9() {
     let env = env().await;
     let app_id = format!("crash-{}", std::process::id());
-    let mut names: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    names.extend(cta_stream::transit::changelog_topics(&app_id));
-    env.create_topics(&names, 4);
+    create_all_topics(&env, &app_id);
     let dir = tempfile::tempdir().unwrap();
     let kill_count = Arc::new(AtomicUsize::new(0));
     let producing = {

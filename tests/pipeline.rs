@@ -52,12 +52,7 @@ async fn start_worker(
 async fn pipeline_counts_are_exact_across_restart() {
     let env = env().await;
     let app_id = format!("cta-test-{}", std::process::id());
-    let mut topics: Vec<String> = simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    topics.extend(cta_stream::transit::changelog_topics(&app_id));
-    env.create_topics(&topics, 4);
+    create_all_topics(&env, &app_id);
     let ds = Dataset::builtin();
     // 2026-11-29 07:00 Chicago (a Sunday morning), fixed for a reproducible run.
     let start = 1_795_957_200_000;

@@ -21,13 +21,8 @@ const BAD: usize = 10_000;
 async fn poison_records_go_to_the_dead_letter_topic() {
     let env = env().await;
     let app_id = format!("poison-{}", std::process::id());
-    let mut names: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    names.extend(cta_stream::transit::changelog_topics(&app_id));
-    names.push("org.chicago.cta.turnstile.v1.dlq".into());
-    env.create_topics(&names, 4);
+    create_all_topics(&env, &app_id);
+    env.create_topics(&["org.chicago.cta.turnstile.v1.dlq".to_string()], 4);
 
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);

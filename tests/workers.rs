@@ -54,14 +54,8 @@ async fn assigned(base: &str) -> usize {
 async fn two_workers_share_route_and_fail_over() {
     let env = env().await;
     let app_id = format!("pair-{}", std::process::id());
-    let mut names: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    names.extend(cta_stream::transit::changelog_topics(&app_id));
-    names.push(format!("{app_id}-workers"));
-    env.create_topics(&names[..names.len() - 1], 4);
-    env.create_topics(&names[names.len() - 1..], 1);
+    create_all_topics(&env, &app_id);
+    env.create_topics(&[format!("{app_id}-workers")], 1);
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut expected = BTreeMap::new();
