@@ -20,7 +20,7 @@ use cta_stream::stream::{
     App, AppConfig, AvroDecoder, AvroEncoder, KafkaConfig, Record, RegistryConfig, Status,
     TableSpec,
 };
-use cta_stream::transit::agents::TransitTables;
+use cta_stream::transit::agents::{TransitTables, TurnstileCounts};
 use cta_stream::transit::models::{
     schemas, topics, Arrival, PlatformKey, Station, StationKey, TurnstileEntry, TurnstileSummary,
 };
@@ -117,7 +117,7 @@ fn tables(dir: &std::path::Path) -> TransitTables {
         stations: app.table(spec("stations")),
         platforms: app.table(spec("platform-arrivals")),
         trains: app.table(spec("train-positions")),
-        turnstile: app.table(spec("turnstile-summary")),
+        turnstile: TurnstileCounts::Native(app.table(spec("turnstile-summary"))),
         turnstile_hourly: app.windowed_table(
             spec("turnstile-hourly"),
             cta_stream::stream::Windows::tumbling(std::time::Duration::from_secs(3600)),
@@ -135,10 +135,17 @@ fn tables(dir: &std::path::Path) -> TransitTables {
         TableRuntime::open_partition(&t.stations, p, 4).expect("open");
         TableRuntime::open_partition(&t.platforms, p, 4).expect("open");
         TableRuntime::open_partition(&t.trains, p, 4).expect("open");
-        TableRuntime::open_partition(&t.turnstile, p, 4).expect("open");
+        TableRuntime::open_partition(summary(&t), p, 4).expect("open");
         TableRuntime::open_partition(&t.weather, p, 4).expect("open");
     }
     t
+}
+
+/// The turnstile summary table of [`tables`].
+fn summary(t: &TransitTables) -> &cta_stream::stream::Table<i32, TurnstileSummary> {
+    t.turnstile
+        .native()
+        .expect("the bench tables count natively")
 }
 
 fn commit_all<R: TableRuntime>(t: &R, offset: i64) {
@@ -197,7 +204,7 @@ fn populate(t: &TransitTables, ds: &Dataset) {
     for row in fixtures::turnstile_rows(ds) {
         let r = record((row.station_id % 4).abs(), i);
         i += 1;
-        t.turnstile.put(&r, row.station_id, row).expect("put");
+        summary(t).put(&r, row.station_id, row).expect("put");
     }
     if let Some(w) = status.weather {
         t.weather
@@ -207,7 +214,7 @@ fn populate(t: &TransitTables, ds: &Dataset) {
     commit_all(&t.stations, i + 1);
     commit_all(&t.platforms, i + 1);
     commit_all(&t.trains, i + 1);
-    commit_all(&t.turnstile, i + 1);
+    commit_all(summary(t), i + 1);
     commit_all(&t.weather, i + 1);
 }
 
@@ -225,7 +232,7 @@ fn table(c: &mut Criterion) {
         b.iter(|| {
             offset += 1;
             let id = ids[(offset as usize) % ids.len()];
-            t.turnstile
+            summary(&t)
                 .update(&record(0, offset), id, |old| TurnstileSummary {
                     station_id: id,
                     count: old.map_or(0, |o| o.count) + 1,
@@ -237,12 +244,12 @@ fn table(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                commit_all(&t.turnstile, offset);
+                commit_all(summary(&t), offset);
                 offset += 1;
                 let id = ids[(offset as usize) % ids.len()];
                 let r = record(0, offset);
                 let began = Instant::now();
-                t.turnstile
+                summary(&t)
                     .update(&r, id, |old| TurnstileSummary {
                         station_id: id,
                         count: old.map_or(0, |o| o.count) + 1,
@@ -264,7 +271,7 @@ fn table(c: &mut Criterion) {
                 for _ in 0..iters {
                     for &id in &ids {
                         offset += 1;
-                        t.turnstile
+                        summary(&t)
                             .update(&record(0, offset), id, |old| TurnstileSummary {
                                 station_id: id,
                                 count: old.map_or(0, |o| o.count) + 1,
@@ -272,9 +279,9 @@ fn table(c: &mut Criterion) {
                             .expect("update");
                     }
                     let began = Instant::now();
-                    let changes = TableRuntime::pending(&t.turnstile, 0);
+                    let changes = TableRuntime::pending(summary(&t), 0);
                     TableRuntime::commit_partition(
-                        &t.turnstile,
+                        summary(&t),
                         0,
                         &changes,
                         StoreOffsets {

@@ -3,10 +3,13 @@
 # checks, then a short throughput benchmark that fails unless the worker's counts are exact
 # (speed is reported, not checked). Set CTA_TEST_BROKERS and CTA_TEST_SCHEMA_REGISTRY_URL to run
 # the tests against another Kafka-protocol broker and registry.
+# Extra packages: chromium (tests/browser.rs drives the live status page headless),
+# postgresql (tests/postgres.rs starts its own server on a free port),
+# docker-compose (tests/compose.rs validates docker-compose.yml; no Docker engine needed),
+# openssl (tests/integrations.rs makes a CA and runs a TLS server for --schema-registry-ca).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# chromium: the headless browser test of the live status page (tests/browser.rs).
-source scripts/setup.sh chromium
+source scripts/setup.sh chromium postgresql docker-compose openssl
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release

@@ -3,6 +3,7 @@
 
 use crate::platform;
 use crate::stream::{KafkaConfig, RegistryConfig};
+use std::path::PathBuf;
 
 /// How to reach Kafka and the Schema Registry.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -21,9 +22,25 @@ pub struct ConnectArgs {
     #[arg(long, env = "CTA_SCHEMA_REGISTRY_AUTH", hide_env_values = true)]
     pub schema_registry_auth: Option<String>,
 
+    /// PEM file of a CA to trust for the Schema Registry's TLS (besides the system roots).
+    #[arg(long, env = "CTA_SCHEMA_REGISTRY_CA", value_name = "FILE")]
+    pub schema_registry_ca: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub properties: KafkaPropertyArgs,
+}
+
+/// librdkafka properties: SASL_SSL, SCRAM, mTLS and anything else librdkafka knows.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KafkaPropertyArgs {
     /// Extra librdkafka property, repeatable: -X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN
     #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub kafka_properties: Vec<(String, String)>,
+
+    /// librdkafka properties in Java properties format (key=value lines, # comments), e.g. the
+    /// client.properties Confluent Cloud gives out. -X wins over the file.
+    #[arg(long, env = "CTA_KAFKA_PROPERTIES_FILE", value_name = "FILE")]
+    pub kafka_properties_file: Option<PathBuf>,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -33,6 +50,7 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Configuration errors: the binaries exit with code 2 on these.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("--brokers is set but --schema-registry-url is not; give both (or neither, to use the embedded platform)")]
@@ -41,9 +59,169 @@ pub enum ConnectError {
     MissingBrokers,
     #[error("no --brokers given and no embedded platform is running (looked for {0}); start one with `cargo run --release --bin cta -- platform`, or run everything with `cargo run --release`")]
     NoPlatform(String),
+    #[error("--kafka-properties-file {path}: {reason}")]
+    PropertiesFile { path: String, reason: String },
+    /// `origin` is `-X` or `--kafka-properties-file FILE line N`; the value is never shown.
+    #[error("{origin} {key}: {reason}")]
+    KafkaProperty {
+        origin: String,
+        key: String,
+        reason: String,
+    },
+    #[error("Kafka client properties (-X / --kafka-properties-file) do not work together: {0}")]
+    KafkaClient(String),
+    #[error("--schema-registry-ca {path}: {reason}")]
+    RegistryCa { path: String, reason: String },
+    #[error("--schema-registry-url {url}: cannot reach the schema registry: {reason}")]
+    RegistryUnreachable { url: String, reason: String },
+    #[error("--schema-registry-url {url}: the schema registry refused access (HTTP {status}); check --schema-registry-auth")]
+    RegistryAuth { url: String, status: u16 },
+    #[error(
+        "--schema-registry-url {url}: not a schema registry? GET /subjects answered HTTP {status}"
+    )]
+    RegistryStatus { url: String, status: u16 },
+}
+
+impl KafkaPropertyArgs {
+    /// The properties in effect, file first then -X, each checked by librdkafka itself.
+    pub fn resolve(&self) -> Result<Vec<(String, String)>, ConnectError> {
+        let mut out = Vec::new();
+        if let Some(path) = &self.kafka_properties_file {
+            let name = path.display().to_string();
+            let file = std::fs::File::open(path).map_err(|e| ConnectError::PropertiesFile {
+                path: name.clone(),
+                reason: e.to_string(),
+            })?;
+            for line in java_properties::PropertiesIter::new(std::io::BufReader::new(file)) {
+                let line = line.map_err(|e| ConnectError::PropertiesFile {
+                    path: name.clone(),
+                    reason: crate::integrations::flatten(&e.to_string()),
+                })?;
+                let n = line.line_number();
+                if let java_properties::LineContent::KVPair(k, v) = line.consume_content() {
+                    let origin = format!("--kafka-properties-file {name} line {n}");
+                    if k == "sasl.jaas.config" {
+                        // The Java client's form of the SASL credentials.
+                        for (k, v) in jaas_credentials(&v).ok_or_else(|| {
+                            ConnectError::KafkaProperty {
+                                origin: origin.clone(),
+                                key: k.clone(),
+                                reason: "expected a login module with username='…' password='…'; or give sasl.username and sasl.password".into(),
+                            }
+                        })? {
+                            out.push((k.to_string(), v));
+                        }
+                        continue;
+                    }
+                    check_property(&origin, &k, &v)?;
+                    out.push((k, v));
+                }
+            }
+        }
+        for (k, v) in &self.kafka_properties {
+            check_property("-X", k, v)?;
+            out.push((k.clone(), v.clone()));
+        }
+        Ok(out)
+    }
+}
+
+/// `sasl.username` / `sasl.password` from a Java `sasl.jaas.config` value such as
+/// `org.apache.kafka.common.security.plain.PlainLoginModule required username='K' password='S';`.
+fn jaas_credentials(value: &str) -> Option<[(&'static str, String); 2]> {
+    let option = |name: &str| -> Option<String> {
+        let start = value.find(&format!("{name}="))? + name.len() + 1;
+        let rest = &value[start..];
+        let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        let body = &rest[1..];
+        Some(body[..body.find(quote)?].to_string())
+    };
+    Some([
+        ("sasl.username", option("username")?),
+        ("sasl.password", option("password")?),
+    ])
+}
+
+/// Sets one property on an empty librdkafka configuration: unknown keys and bad values fail.
+fn check_property(origin: &str, key: &str, value: &str) -> Result<(), ConnectError> {
+    // Confluent Cloud's client.properties mixes in the Java registry client's keys.
+    if key.starts_with("schema.registry.") || key.starts_with("basic.auth.") {
+        return Err(ConnectError::KafkaProperty {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            reason: "a Schema Registry setting, not a Kafka client one: use --schema-registry-url, --schema-registry-auth".into(),
+        });
+    }
+    let mut c = rdkafka::ClientConfig::new();
+    c.set(key, value);
+    match c.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ConnectError::KafkaProperty {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            reason: kafka_reason(&e),
+        }),
+    }
+}
+
+/// librdkafka's reason, without the value (it may be a password).
+fn kafka_reason(e: &rdkafka::error::KafkaError) -> String {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(_, desc, _, _) => {
+            crate::integrations::flatten(desc)
+        }
+        rdkafka::error::KafkaError::ClientCreation(desc) => crate::integrations::flatten(desc),
+        other => crate::integrations::flatten(&other.to_string()),
+    }
+}
+
+/// Creates (and drops) a producer with every property, which runs librdkafka's checks across
+/// properties (SASL mechanism, SSL files, ...) before anything else starts.
+pub fn check_kafka_client(kafka: &KafkaConfig) -> Result<(), ConnectError> {
+    if kafka.extra.is_empty() {
+        return Ok(());
+    }
+    kafka
+        .producer()
+        .create::<rdkafka::producer::BaseProducer>()
+        .map(drop)
+        .map_err(|e| ConnectError::KafkaClient(kafka_reason(&e)))
+}
+
+/// Asks the registry for its subjects: fails with the URL named when it cannot be reached, and
+/// with the auth flag named when it refuses the credentials.
+pub async fn check_registry(registry: &RegistryConfig) -> Result<(), ConnectError> {
+    let url = registry.url.clone();
+    let unreachable = |reason: String| ConnectError::RegistryUnreachable {
+        url: url.clone(),
+        reason,
+    };
+    let client = registry
+        .http_client_builder()
+        .map_err(|e| unreachable(e.to_string()))?
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| unreachable(crate::integrations::one_line(&e)))?;
+    let mut req = client.get(crate::integrations::join(&registry.url, "subjects"));
+    if let Some(auth) = &registry.basic_auth {
+        let (user, pass) = auth.split_once(':').unwrap_or((auth.as_str(), ""));
+        req = req.basic_auth(user, Some(pass));
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| unreachable(crate::integrations::one_line(&e)))?;
+    let status = resp.status().as_u16();
+    match status {
+        200..=299 => Ok(()),
+        401 | 403 => Err(ConnectError::RegistryAuth { url, status }),
+        _ => Err(ConnectError::RegistryStatus { url, status }),
+    }
 }
 
 impl ConnectArgs {
+    /// Kafka and registry settings from the flags (or the embedded platform's discovery file),
+    /// with the librdkafka properties and the CA file checked.
     pub fn resolve(&self) -> Result<(KafkaConfig, RegistryConfig), ConnectError> {
         let (brokers, url) = match (&self.brokers, &self.schema_registry_url) {
             (Some(b), Some(u)) => (b.clone(), u.clone()),
@@ -58,10 +236,60 @@ impl ConnectArgs {
             }
         };
         let mut kafka = KafkaConfig::new(brokers);
-        kafka.extra = self.kafka_properties.clone();
+        kafka.extra = self.properties.resolve()?;
         let mut registry = RegistryConfig::new(url);
         registry.basic_auth = self.schema_registry_auth.clone();
+        if let Some(path) = &self.schema_registry_ca {
+            let ca_err = |reason: String| ConnectError::RegistryCa {
+                path: path.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+            reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                ca_err(format!(
+                    "not a PEM certificate: {}",
+                    crate::integrations::one_line(&e)
+                ))
+            })?;
+            registry.ca_file = Some(path.clone());
+        }
         Ok((kafka, registry))
+    }
+
+    /// [`ConnectArgs::resolve`], then a librdkafka client built with every property and one
+    /// request to the registry: configuration mistakes surface at start, each naming its flag.
+    pub async fn connect(&self) -> Result<(KafkaConfig, RegistryConfig), ConnectError> {
+        let (kafka, registry) = self.resolve()?;
+        check_kafka_client(&kafka)?;
+        check_registry(&registry).await?;
+        Ok((kafka, registry))
+    }
+}
+
+/// Whether an error (or one of its causes) is a configuration mistake the user fixes in the
+/// flags: the binaries exit with code 2 for those, 1 for everything else.
+pub fn is_config_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.is::<ConnectError>() || e.is::<ArgError>() {
+            return true;
+        }
+        if let Some(e) = e.downcast_ref::<crate::runner::RunError>() {
+            if e.is_config() {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Exit code for an error: 2 for configuration mistakes, 1 otherwise.
+pub fn exit_code(err: &(dyn std::error::Error + 'static)) -> u8 {
+    if is_config_error(err) {
+        2
+    } else {
+        1
     }
 }
 
@@ -183,5 +411,174 @@ impl SimArgs {
             Some(p) => crate::transit::stations::Dataset::load(p)?,
             None => crate::transit::stations::Dataset::builtin(),
         })
+    }
+}
+
+/// The simulation's links to the rest of a real stack.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SimIntegrationArgs {
+    /// Kafka Connect REST URL (e.g. http://localhost:8083): register the JDBC source connector
+    /// that publishes the Postgres stations table to org.chicago.cta.stations (an existing
+    /// connector of that name is left alone); the simulation then publishes no station rows.
+    #[arg(
+        long,
+        env = "CTA_CONNECT_URL",
+        value_name = "URL",
+        conflicts_with = "stations_from"
+    )]
+    pub connect_url: Option<String>,
+    /// Name of the connector.
+    #[arg(long, env = "CTA_CONNECTOR_NAME", default_value = "stations")]
+    pub connector_name: String,
+    /// JDBC URL of the stations database as Kafka Connect's workers reach it.
+    #[arg(
+        long,
+        env = "CTA_CONNECT_JDBC_URL",
+        default_value = "jdbc:postgresql://postgres:5432/cta"
+    )]
+    pub connect_jdbc_url: String,
+    /// Database user of the connector.
+    #[arg(long, env = "CTA_CONNECT_JDBC_USER", default_value = "cta_admin")]
+    pub connect_jdbc_user: String,
+    /// Database password of the connector.
+    #[arg(long, env = "CTA_CONNECT_JDBC_PASSWORD", hide_env_values = true)]
+    pub connect_jdbc_password: Option<String>,
+    /// Read the station rows from this Postgres database (postgres://user:password@host:port/db,
+    /// table `stations` as load_stations.sql creates it) and publish them as the JDBC source
+    /// would, without Kafka Connect.
+    #[arg(
+        long,
+        env = "CTA_STATIONS_FROM",
+        value_name = "POSTGRES_URL",
+        hide_env_values = true
+    )]
+    pub stations_from: Option<String>,
+    /// Confluent REST Proxy URL (e.g. http://localhost:8082): post the weather through it
+    /// (REST Proxy v2, Avro) instead of producing it directly.
+    #[arg(long, env = "CTA_REST_PROXY_URL", value_name = "URL")]
+    pub rest_proxy_url: Option<String>,
+}
+
+impl SimIntegrationArgs {
+    pub fn options(&self) -> crate::runner::SimIntegrations {
+        crate::runner::SimIntegrations {
+            connect: self.connect_url.as_ref().map(|url| {
+                crate::integrations::connect::JdbcSource {
+                    connect_url: url.clone(),
+                    name: self.connector_name.clone(),
+                    jdbc_url: self.connect_jdbc_url.clone(),
+                    user: self.connect_jdbc_user.clone(),
+                    password: self.connect_jdbc_password.clone(),
+                }
+            }),
+            stations_from: self.stations_from.clone(),
+            rest_proxy_url: self.rest_proxy_url.clone(),
+        }
+    }
+}
+
+/// The worker's links to the rest of a real stack.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WorkerIntegrationArgs {
+    /// ksqlDB server URL (e.g. http://localhost:8088): submit the statements of
+    /// ksql/turnstile.sql (skipping streams and tables that exist) and read TURNSTILE_SUMMARY
+    /// from ksqlDB instead of counting here.
+    #[arg(long, env = "CTA_KSQL_URL", value_name = "URL")]
+    pub ksql_url: Option<String>,
+    /// ksqlDB basic auth as user:password (Confluent Cloud: API key:secret).
+    #[arg(long, env = "CTA_KSQL_AUTH", hide_env_values = true)]
+    pub ksql_auth: Option<String>,
+}
+
+impl WorkerIntegrationArgs {
+    pub fn options(&self) -> crate::runner::WorkerIntegrations {
+        crate::runner::WorkerIntegrations {
+            ksql_url: self.ksql_url.clone(),
+            ksql_auth: self.ksql_auth.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_file_then_x_each_checked() {
+        let dir = std::env::temp_dir().join(format!("cta-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("client.properties");
+        std::fs::write(
+            &file,
+            "# comment\nsecurity.protocol = SASL_SSL\nsasl.mechanisms: PLAIN\nsasl.password=a\\\n  b\n",
+        )
+        .unwrap();
+        let args = KafkaPropertyArgs {
+            kafka_properties: vec![("sasl.mechanisms".into(), "SCRAM-SHA-512".into())],
+            kafka_properties_file: Some(file.clone()),
+        };
+        let props = args.resolve().unwrap();
+        assert_eq!(
+            props,
+            vec![
+                ("security.protocol".to_string(), "SASL_SSL".to_string()),
+                ("sasl.mechanisms".to_string(), "PLAIN".to_string()),
+                ("sasl.password".to_string(), "ab".to_string()),
+                ("sasl.mechanisms".to_string(), "SCRAM-SHA-512".to_string()),
+            ]
+        );
+        std::fs::write(
+            &file,
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username='KEY' password=\"S'CRET\";\n",
+        )
+        .unwrap();
+        assert_eq!(
+            args.resolve().unwrap()[..2],
+            [
+                ("sasl.username".to_string(), "KEY".to_string()),
+                ("sasl.password".to_string(), "S'CRET".to_string())
+            ]
+        );
+        std::fs::write(&file, "sasl.jaas.config=Module required;\n").unwrap();
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("line 1 sasl.jaas.config: expected"), "{err}");
+        std::fs::write(&file, "ok.not=1\n").unwrap();
+        let err = args.resolve().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--kafka-properties-file {} line 1 ok.not: No such configuration property: \"ok.not\"",
+                file.display()
+            )
+        );
+        std::fs::write(&file, "schema.registry.url=https://x\n").unwrap();
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("use --schema-registry-url"), "{err}");
+        let missing = KafkaPropertyArgs {
+            kafka_properties: vec![],
+            kafka_properties_file: Some(dir.join("nope")),
+        };
+        assert!(missing
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("--kafka-properties-file "));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn configuration_errors_exit_2() {
+        let e = ConnectError::MissingBrokers;
+        assert_eq!(exit_code(&e), 2);
+        let run = crate::runner::RunError::Ksql(crate::integrations::ksql::KsqlError::Config(
+            "--ksql-url 'x'".into(),
+        ));
+        assert_eq!(exit_code(&run), 2);
+        let other =
+            crate::runner::RunError::Ksql(crate::integrations::ksql::KsqlError::Unreachable {
+                url: "http://k".into(),
+                reason: "refused".into(),
+            });
+        assert_eq!(exit_code(&other), 1);
     }
 }

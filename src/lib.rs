@@ -8,9 +8,12 @@
 //! - [`bench`]: benchmark programs (`src/bin/bench.rs`) and measurement helpers.
 //! - [`platform`]: the embedded demo infrastructure (in-process Kafka-protocol broker and
 //!   Schema Registry), imported only by binaries and tests.
+//! - [`integrations`]: the real Confluent stack's other parts (Postgres, Kafka Connect, REST
+//!   Proxy, ksqlDB), reached through [`runner`].
 
 pub mod bench;
 pub mod cli;
+pub mod integrations;
 pub mod platform;
 pub mod runner;
 pub mod stream;

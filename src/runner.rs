@@ -1,9 +1,16 @@
 //! Composition root: wires the transit worker to the web server, and the whole demo
-//! (embedded platform + simulation + worker + page) together. Binaries call these.
+//! (embedded platform + simulation + worker + page) together; with [`run_simulation`] and
+//! [`run_worker_with`], the outside systems of `crate::integrations` (Postgres, Kafka Connect,
+//! REST Proxy, ksqlDB) take over parts of the work. Binaries call these.
 
+use crate::integrations::connect::{ConnectApiError, JdbcSource, Registration};
+use crate::integrations::ksql::{self, KsqlClient, KsqlError};
+use crate::integrations::postgres::{PostgresError, StationsDb};
+use crate::integrations::rest_proxy::{RestProxyError, RestProxyTopic};
 use crate::platform::{Platform, PlatformError};
+use crate::stream::kafka::{ensure_topics, TopicSpec};
 use crate::stream::{AppConfig, KafkaConfig, RegistryConfig, Shutdown, StreamError};
-use crate::transit::simulation::{self, SimConfig};
+use crate::transit::simulation::{self, SimConfig, SimError, SimHooks, SimReport};
 use crate::transit::stations::Dataset;
 use crate::web::{WebError, WebState};
 use std::net::SocketAddr;
@@ -17,6 +24,29 @@ pub enum RunError {
     Web(#[from] WebError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    #[error(transparent)]
+    Simulation(#[from] SimError),
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    #[error(transparent)]
+    Connect(#[from] ConnectApiError),
+    #[error(transparent)]
+    RestProxy(#[from] RestProxyError),
+    #[error(transparent)]
+    Ksql(#[from] KsqlError),
+}
+
+impl RunError {
+    /// A mistake in the flags (exit code 2), as opposed to a failure at run time.
+    pub fn is_config(&self) -> bool {
+        match self {
+            RunError::Postgres(e) => e.is_config(),
+            RunError::Connect(e) => e.is_config(),
+            RunError::RestProxy(e) => e.is_config(),
+            RunError::Ksql(e) => e.is_config(),
+            _ => false,
+        }
+    }
 }
 
 /// Settings of a worker process.
@@ -30,6 +60,14 @@ pub struct WorkerOptions {
     pub advertise_url: Option<String>,
 }
 
+/// Outside systems the worker uses instead of its own code.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerIntegrations {
+    /// ksqlDB computes TURNSTILE_SUMMARY (from `ksql/`); the worker reads it from there.
+    pub ksql_url: Option<String>,
+    pub ksql_auth: Option<String>,
+}
+
 /// Runs the worker (agents + tables) and the web server until `shutdown`.
 pub async fn run_worker(
     opts: WorkerOptions,
@@ -37,6 +75,63 @@ pub async fn run_worker(
     registry: RegistryConfig,
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
+    run_worker_with(
+        opts,
+        kafka,
+        registry,
+        WorkerIntegrations::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Partitions of the turnstile topic when the worker must create it for ksqlDB (the
+/// simulation's default).
+const KSQL_SOURCE_PARTITIONS: i32 = 4;
+
+/// Submits `ksql/turnstile.sql` to ksqlDB (streams and tables that exist are skipped) and
+/// returns the client that reads TURNSTILE_SUMMARY back.
+pub async fn prepare_ksql(
+    url: &str,
+    auth: Option<&str>,
+    kafka: &KafkaConfig,
+) -> Result<KsqlClient, RunError> {
+    let client = KsqlClient::new(url, auth)?;
+    let statements = ksql::parse_statements(ksql::TURNSTILE_SQL, ksql::TURNSTILE_SQL_NAME)?;
+    // CREATE STREAM needs its topic; create it if the simulation has not yet.
+    ensure_topics(
+        kafka,
+        &[TopicSpec {
+            name: crate::transit::models::topics::TURNSTILE.to_string(),
+            partitions: KSQL_SOURCE_PARTITIONS,
+            compacted: false,
+        }],
+    )
+    .await?;
+    let applied = client.apply(&statements).await?;
+    tracing::info!(
+        url,
+        ?applied,
+        "ksqlDB statements in place; TURNSTILE_SUMMARY is read from ksqlDB"
+    );
+    Ok(client)
+}
+
+/// [`run_worker`] with the given outside systems.
+pub async fn run_worker_with(
+    opts: WorkerOptions,
+    kafka: KafkaConfig,
+    registry: RegistryConfig,
+    integrations: WorkerIntegrations,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    let external: Option<std::sync::Arc<dyn crate::transit::queries::TurnstileSource>> =
+        match &integrations.ksql_url {
+            Some(url) => Some(std::sync::Arc::new(
+                prepare_ksql(url, integrations.ksql_auth.as_deref(), &kafka).await?,
+            )),
+            None => None,
+        };
     let listener = crate::web::bind(opts.web_addr).await?;
     let bound = listener.local_addr().map_err(|source| WebError::Bind {
         addr: opts.web_addr,
@@ -49,7 +144,7 @@ pub async fn run_worker(
             .clone()
             .unwrap_or_else(|| format!("http://{bound}")),
     );
-    let (app, tables) = crate::transit::build_worker(config, &registry)?;
+    let (app, tables) = crate::transit::build_worker_with(config, &registry, external)?;
     let state = WebState::new(tables, app.status())
         .with_kafka(kafka)
         .with_directory(app.directory());
@@ -75,6 +170,57 @@ pub fn reset_state(data_dir: &std::path::Path, app_id: &str) -> Result<(), RunEr
     }
 }
 
+/// Outside systems the simulation uses for part of its output.
+#[derive(Debug, Clone, Default)]
+pub struct SimIntegrations {
+    /// Register this JDBC source connector; Kafka Connect publishes the station rows.
+    pub connect: Option<JdbcSource>,
+    /// Read the station rows from this Postgres URL and publish them natively.
+    pub stations_from: Option<String>,
+    /// Post weather through this Confluent REST Proxy.
+    pub rest_proxy_url: Option<String>,
+}
+
+/// Runs the simulation with its outside systems. Everything that can be checked before the
+/// first record is (URLs, the Postgres rows, the connector registration), so a mistake stops
+/// the run before anything is published.
+pub async fn run_simulation(
+    dataset: Dataset,
+    mut config: SimConfig,
+    kafka: &KafkaConfig,
+    registry: &RegistryConfig,
+    integrations: SimIntegrations,
+    shutdown: Shutdown,
+) -> Result<SimReport, RunError> {
+    // First every check that needs no network, then the systems in order.
+    let mut hooks = SimHooks::default();
+    if let Some(url) = &integrations.rest_proxy_url {
+        hooks.weather = Some(Box::new(RestProxyTopic::weather(url)?));
+    }
+    let db = match &integrations.stations_from {
+        Some(url) => Some(StationsDb::parse(url)?),
+        None => None,
+    };
+    if let Some(source) = &integrations.connect {
+        source.validate()?;
+    }
+    if let Some(db) = db {
+        hooks.station_rows = Some(db.read_stations().await?);
+    }
+    if let Some(source) = &integrations.connect {
+        match source.register().await? {
+            Registration::Created => {
+                tracing::info!(connector = %source.name, "Kafka Connect will publish the station rows")
+            }
+            Registration::AlreadyExists => {
+                tracing::info!(connector = %source.name, "Kafka Connect already publishes the station rows")
+            }
+        }
+        config.publish_stations = false;
+    }
+    Ok(simulation::run_with(dataset, config, kafka, registry, hooks, shutdown).await?)
+}
+
 /// Settings of the all-in-one demo.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -82,6 +228,8 @@ pub struct DemoOptions {
     pub sim: SimConfig,
     pub dataset: Dataset,
     pub registry_addr: SocketAddr,
+    /// librdkafka properties for every client (e.g. `debug=...`).
+    pub kafka_properties: Vec<(String, String)>,
 }
 
 /// Starts the embedded platform, creates the topics, then runs the simulation and the worker
@@ -105,7 +253,8 @@ pub async fn run_demo(opts: DemoOptions, shutdown: Shutdown) -> Result<(), RunEr
             .map_err(PlatformError::from)?;
     }
     let addrs = platform.addresses();
-    let kafka = KafkaConfig::new(addrs.brokers.clone());
+    let mut kafka = KafkaConfig::new(addrs.brokers.clone());
+    kafka.extra = opts.kafka_properties.clone();
     let registry = RegistryConfig::new(addrs.schema_registry_url.clone());
 
     let sim = {

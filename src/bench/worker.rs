@@ -6,7 +6,7 @@
 use crate::bench::{BenchError, Result};
 use crate::stream::table::TableRuntime;
 use crate::stream::{AppConfig, RegistryConfig, Shutdown, Status, StreamError};
-use crate::transit::agents::TransitTables;
+use crate::transit::agents::{TransitTables, TurnstileCounts};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,7 +69,12 @@ impl RunningWorker {
     /// with the data: equals the records processed once their checkpoint is complete
     /// (changelog flushed, store written).
     pub fn durable_source_offsets(&self) -> Result<i64> {
-        let t = &self.tables.turnstile;
+        let TurnstileCounts::Native(t) = &self.tables.turnstile else {
+            return Err(StreamError::Config(
+                "the benchmark worker counts turnstile entries itself".into(),
+            )
+            .into());
+        };
         let mut sum = 0;
         for p in TableRuntime::open_partitions(t) {
             sum += TableRuntime::offsets(t, p)?.source.unwrap_or(0);

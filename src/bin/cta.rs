@@ -1,14 +1,15 @@
 //! `cta`: the whole demo in one process (default), the embedded platform on its own, or the
-//! generated `load_stations.sql`.
+//! generated `load_stations.sql`. Exits 2 on configuration errors, 1 on other failures.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use cta_stream::cli::init_tracing;
-use cta_stream::cli::{SimArgs, WorkerArgs};
+use cta_stream::cli::{check_kafka_client, exit_code, init_tracing};
+use cta_stream::cli::{KafkaPropertyArgs, SimArgs, WorkerArgs};
 use cta_stream::runner::{host_platform, run_demo, DemoOptions};
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::stations::Dataset;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run everything in one process on the embedded broker and schema registry (the default).
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// Host only the embedded broker and schema registry, for `simulation` and `worker` run apart.
     Platform {
         /// Address of the schema registry.
@@ -62,18 +63,30 @@ struct DemoArgs {
     /// Address of the embedded schema registry (port 0: any free port).
     #[arg(long, env = "CTA_REGISTRY_ADDR", default_value = "127.0.0.1:0")]
     registry_addr: SocketAddr,
+    #[command(flatten)]
+    properties: KafkaPropertyArgs,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(e.as_ref()))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => {
             let cli = DemoCli::parse_from(["cta"]);
             demo(cli.args).await
         }
-        Some(Command::Demo(args)) => demo(args).await,
+        Some(Command::Demo(args)) => demo(*args).await,
         Some(Command::Platform {
             registry_addr,
             partitions,
@@ -112,11 +125,16 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         worker.data_dir = std::env::temp_dir().join(format!("cta-demo-{}", std::process::id()));
     }
     let data_dir = worker.data_dir.clone();
+    let kafka_properties = args.properties.resolve()?;
+    let mut probe = cta_stream::stream::KafkaConfig::new("127.0.0.1:9");
+    probe.extra = kafka_properties.clone();
+    check_kafka_client(&probe)?;
     let opts = DemoOptions {
         worker,
         sim: args.sim.config()?,
         dataset: args.sim.dataset()?,
         registry_addr: args.registry_addr,
+        kafka_properties,
     };
     let result = run_demo(opts, shutdown).await.context("demo failed");
     if data_dir.starts_with(std::env::temp_dir()) {

@@ -1,11 +1,13 @@
 //! `simulation`: moves trains and produces arrivals, turnstile entries, weather and station
-//! rows to Kafka (Avro, Confluent wire format).
+//! rows to Kafka (Avro, Confluent wire format); optionally with Kafka Connect, Postgres or the
+//! REST Proxy for parts of it. Exits 2 on configuration errors, 1 on other failures.
 
 use anyhow::Context;
 use clap::Parser;
-use cta_stream::cli::{init_tracing, ConnectArgs, SimArgs};
+use cta_stream::cli::{exit_code, init_tracing, ConnectArgs, SimArgs, SimIntegrationArgs};
+use cta_stream::runner::run_simulation;
 use cta_stream::stream::Shutdown;
-use cta_stream::transit::simulation;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -17,20 +19,39 @@ struct Cli {
     connect: ConnectArgs,
     #[command(flatten)]
     sim: SimArgs,
+    #[command(flatten)]
+    integrations: SimIntegrationArgs,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let (kafka, registry) = cli.connect.resolve()?;
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(e.as_ref()))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (kafka, registry) = cli.connect.connect().await?;
     let config = cli.sim.config()?;
     let dataset = cli.sim.dataset()?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
-    let report = simulation::run(dataset, config, &kafka, &registry, shutdown)
-        .await
-        .context("simulation failed")?;
+    let report = run_simulation(
+        dataset,
+        config,
+        &kafka,
+        &registry,
+        cli.integrations.options(),
+        shutdown,
+    )
+    .await
+    .context("simulation failed")?;
     let total: u64 = report.produced.values().sum();
     println!("{} steps, {total} records produced", report.steps);
     Ok(())

@@ -1,11 +1,13 @@
 //! `worker`: the stream worker (agents, RocksDB tables with changelogs) and the status page;
-//! `worker query turnstile` asks a running worker for the turnstile table.
+//! `worker query turnstile` asks a running worker for the turnstile table. Exits 2 on
+//! configuration errors, 1 on other failures.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use cta_stream::cli::{init_tracing, ConnectArgs, WorkerArgs};
-use cta_stream::runner::run_worker;
+use cta_stream::cli::{exit_code, init_tracing, ConnectArgs, WorkerArgs, WorkerIntegrationArgs};
+use cta_stream::runner::run_worker_with;
 use cta_stream::stream::Shutdown;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -17,6 +19,8 @@ struct Cli {
     connect: ConnectArgs,
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    integrations: WorkerIntegrationArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -52,9 +56,19 @@ enum QueryTable {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(e.as_ref()))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Query {
             table: QueryTable::Turnstile { station },
@@ -66,15 +80,21 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            let (kafka, registry) = cli.connect.resolve()?;
+            let (kafka, registry) = cli.connect.connect().await?;
             if cli.worker.reset_state {
                 cta_stream::runner::reset_state(&cli.worker.data_dir, &cli.worker.app_id)?;
             }
             let shutdown = Shutdown::new();
             shutdown.trigger_on_signals();
-            run_worker(cli.worker.options(), kafka, registry, shutdown)
-                .await
-                .context("worker failed")
+            run_worker_with(
+                cli.worker.options(),
+                kafka,
+                registry,
+                cli.integrations.options(),
+                shutdown,
+            )
+            .await
+            .context("worker failed")
         }
     }
 }

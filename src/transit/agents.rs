@@ -6,7 +6,9 @@ use crate::stream::codec::json;
 use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table, WindowedTable};
 use crate::transit::lines::Line;
 use crate::transit::models::*;
+use crate::transit::queries::TurnstileSource;
 use crate::transit::stations::ConnectStationRow;
+use std::sync::Arc;
 
 /// The tables the agents keep, shared with the query side.
 #[derive(Clone)]
@@ -14,12 +16,31 @@ pub struct TransitTables {
     pub stations: Table<StationKey, Station>,
     pub platforms: Table<PlatformKey, TrainSighting>,
     pub trains: Table<String, TrainSighting>,
-    pub turnstile: Table<i32, TurnstileSummary>,
+    pub turnstile: TurnstileCounts,
     /// Entries per station per hour (tumbling, by event time).
     pub turnstile_hourly: WindowedTable<i32, i64>,
     /// Entries per station in the last 15 minutes, every 5 (hopping).
     pub turnstile_recent: WindowedTable<i32, i64>,
     pub weather: Table<String, WeatherReading>,
+}
+
+/// Where the per-station turnstile counts (TURNSTILE_SUMMARY) come from.
+#[derive(Clone)]
+pub enum TurnstileCounts {
+    /// Counted by this worker's [`TurnstileAgent`] into a table with changelog TURNSTILE_SUMMARY.
+    Native(Table<i32, TurnstileSummary>),
+    /// Counted elsewhere (ksqlDB runs `ksql/turnstile.sql`) and read through this source.
+    External(Arc<dyn TurnstileSource>),
+}
+
+impl TurnstileCounts {
+    /// The worker's own table, unless an outside source keeps the counts.
+    pub fn native(&self) -> Option<&Table<i32, TurnstileSummary>> {
+        match self {
+            TurnstileCounts::Native(table) => Some(table),
+            TurnstileCounts::External(_) => None,
+        }
+    }
 }
 
 /// CTA map station ids ("4xxxx"); anything else is out of range.
@@ -122,12 +143,13 @@ impl Agent for TurnstileAgent {
             .into());
         }
         let station_id = e.station_id;
-        self.tables
-            .turnstile
-            .update(record, station_id, |old| TurnstileSummary {
+        // With ksqlDB keeping TURNSTILE_SUMMARY, only the windows are counted here.
+        if let TurnstileCounts::Native(summary) = &self.tables.turnstile {
+            summary.update(record, station_id, |old| TurnstileSummary {
                 station_id,
                 count: old.map_or(0, |o| o.count) + 1,
             })?;
+        }
         let inc = |c: Option<i64>| c.unwrap_or(0) + 1;
         self.tables
             .turnstile_hourly

@@ -91,13 +91,26 @@ pub fn changelog_topics(app_id: &str) -> Vec<String> {
 /// Declares the CTA tables and agents on a new app. Returns the app and the table handles the
 /// web layer reads.
 pub fn build_worker(config: AppConfig, registry: &RegistryConfig) -> Result<(App, TransitTables)> {
+    build_worker_with(config, registry, None)
+}
+
+/// [`build_worker`], with the turnstile counts read from `external_turnstile` (ksqlDB) when
+/// given: then this worker does not write TURNSTILE_SUMMARY (it still counts the windows).
+pub fn build_worker_with(
+    config: AppConfig,
+    registry: &RegistryConfig,
+    external_turnstile: Option<std::sync::Arc<dyn queries::TurnstileSource>>,
+) -> Result<(App, TransitTables)> {
     let mut app = App::new(config);
     let [(hourly_name, hourly_windows), (recent_name, recent_windows)] = windowed();
     let tables = TransitTables {
         stations: app.table(spec(tables::STATIONS)),
         platforms: app.table(spec(tables::PLATFORMS)),
         trains: app.table(spec(tables::TRAINS)),
-        turnstile: app.table(spec(tables::TURNSTILE)),
+        turnstile: match external_turnstile {
+            Some(source) => TurnstileCounts::External(source),
+            None => TurnstileCounts::Native(app.table(spec(tables::TURNSTILE))),
+        },
         turnstile_hourly: app.windowed_table(spec(hourly_name), hourly_windows),
         turnstile_recent: app.windowed_table(spec(recent_name), recent_windows),
         weather: app.table(spec(tables::WEATHER)),

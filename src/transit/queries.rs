@@ -1,10 +1,14 @@
 //! Read models over the worker's tables, for the page, the JSON API and the command line.
 //! Tables fed by topics not keyed by the table key (arrivals and weather are keyed by time) can
 //! hold a key in several partitions; these queries take the latest by event time.
+//!
+//! The turnstile counts come from the worker's own table or, in ksqlDB mode, from a
+//! [`TurnstileSource`] that covers the whole app; the answers across workers
+//! (`crate::web::cluster`) read whichever is in use, so the API looks the same.
 
 use crate::stream::WindowedTable;
-use crate::stream::{Result, StatusSnapshot};
-use crate::transit::agents::{TransitTables, WEATHER_KEY};
+use crate::stream::{Result, StatusSnapshot, StreamError};
+use crate::transit::agents::{TransitTables, TurnstileCounts, WEATHER_KEY};
 use crate::transit::lines::Line;
 use crate::transit::models::{TrainSighting, TurnstileSummary, WeatherReading, WindowCount};
 use serde::Serialize;
@@ -38,6 +42,31 @@ pub struct TransitStatus {
     pub total_entries: i64,
     pub worker: StatusSnapshot,
 }
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The worker's own state store.
+    #[error(transparent)]
+    Store(#[from] StreamError),
+    /// The outside source of the turnstile counts (ksqlDB); the message names it.
+    #[error("{0}")]
+    Source(String),
+}
+
+/// Per-station turnstile counts kept outside the worker (ksqlDB's TURNSTILE_SUMMARY), for the
+/// whole app.
+pub trait TurnstileSource: Send + Sync {
+    /// Every station's count.
+    fn all(&self) -> BoxFuture<'_, std::result::Result<Vec<TurnstileSummary>, QueryError>>;
+    /// One station's count; `None` when the station has no entries.
+    fn one(
+        &self,
+        station_id: i32,
+    ) -> BoxFuture<'_, std::result::Result<Option<TurnstileSummary>, QueryError>>;
+}
+
+type BoxFuture<'a, T> = futures::future::BoxFuture<'a, T>;
 
 fn latest(a: Option<TrainSighting>, b: TrainSighting) -> Option<TrainSighting> {
     match a {
@@ -85,10 +114,14 @@ impl TransitTables {
         }
     }
 
-    /// Per-station entry counts, by station id.
+    /// Per-station entry counts this worker keeps, by station id (none when an outside
+    /// [`TurnstileSource`] keeps them).
     pub fn turnstile_all(&self) -> Result<Vec<TurnstileSummary>> {
+        let TurnstileCounts::Native(table) = &self.turnstile else {
+            return Ok(Vec::new());
+        };
         let mut sums: BTreeMap<i32, i64> = BTreeMap::new();
-        for (_, k, v) in self.turnstile.items()? {
+        for (_, k, v) in table.items()? {
             *sums.entry(k).or_default() += v.count;
         }
         Ok(sums
@@ -97,8 +130,12 @@ impl TransitTables {
             .collect())
     }
 
+    /// One station's count as this worker keeps it (see [`Self::turnstile_all`]).
     pub fn turnstile_one(&self, station_id: i32) -> Result<Option<TurnstileSummary>> {
-        let vals = self.turnstile.get_all(&station_id)?;
+        let TurnstileCounts::Native(table) = &self.turnstile else {
+            return Ok(None);
+        };
+        let vals = table.get_all(&station_id)?;
         if vals.is_empty() {
             return Ok(None);
         }
@@ -198,6 +235,18 @@ impl TransitTables {
             worker,
         })
     }
+}
+
+/// Puts counts kept outside the workers (ksqlDB) into a status: each station's entries and
+/// the total.
+pub fn set_counts(status: &mut TransitStatus, counts: &[TurnstileSummary]) {
+    let by_station: HashMap<i32, i64> = counts.iter().map(|c| (c.station_id, c.count)).collect();
+    for line in &mut status.lines {
+        for s in &mut line.stations {
+            s.entries = by_station.get(&s.station_id).copied().unwrap_or(0);
+        }
+    }
+    status.total_entries = counts.iter().map(|c| c.count).sum();
 }
 
 fn later(a: Option<TrainSighting>, b: Option<TrainSighting>) -> Option<TrainSighting> {

@@ -1,10 +1,13 @@
 //! Answers that span workers. A worker owns some partitions; for the others it asks the
 //! workers that own them (found in the stream core's [`Directory`]) for their local answer
 //! (`?scope=local`) and merges. With one worker, or `scope=local`, only local state is read.
+//! Turnstile counts kept outside the workers (ksqlDB) already cover the app and are read
+//! from there once.
 
 use crate::stream::Directory;
+use crate::transit::agents::TurnstileCounts;
 use crate::transit::models::{TurnstileSummary, WindowCount};
-use crate::transit::queries::{TransitStatus, Window};
+use crate::transit::queries::{QueryError, TransitStatus, TurnstileSource, Window};
 use crate::web::WebState;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -16,6 +19,28 @@ pub enum ClusterError {
     Local(#[from] crate::stream::StreamError),
     #[error("worker {url} (owner of some partitions) did not answer: {reason}")]
     Peer { url: String, reason: String },
+    #[error("turnstile counts unavailable ({0}; see the worker log)")]
+    Source(String),
+}
+
+impl From<QueryError> for ClusterError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Store(e) => ClusterError::Local(e),
+            QueryError::Source(reason) => ClusterError::Source(reason),
+        }
+    }
+}
+
+/// Every station's count from an outside source, or one station's.
+async fn external_counts(
+    source: &dyn TurnstileSource,
+    station: Option<i32>,
+) -> Result<Vec<TurnstileSummary>, ClusterError> {
+    Ok(match station {
+        Some(id) => source.one(id).await?.into_iter().collect(),
+        None => source.all().await?,
+    })
 }
 
 async fn from_peers<T: DeserializeOwned>(
@@ -59,6 +84,11 @@ pub async fn turnstile(
     station: Option<i32>,
     local: bool,
 ) -> Result<Vec<TurnstileSummary>, ClusterError> {
+    if let TurnstileCounts::External(source) = &s.tables.turnstile {
+        let mut rows = external_counts(source.as_ref(), station).await?;
+        rows.sort_by_key(|r| r.station_id);
+        return Ok(rows);
+    }
     let mut all = match station {
         Some(id) => s.tables.turnstile_one(id)?.into_iter().collect(),
         None => s.tables.turnstile_all()?,
@@ -113,9 +143,15 @@ pub async fn windows(
 /// Everything the page shows, across workers.
 pub async fn status(s: &WebState, local: bool) -> Result<TransitStatus, ClusterError> {
     let mine = s.tables.status(s.status.snapshot())?;
-    if local {
-        return Ok(mine);
+    let mut merged = if local {
+        mine
+    } else {
+        let others = from_peers::<TransitStatus>(&s.directory, "/api/status").await?;
+        crate::transit::queries::merge_status(mine, others)
+    };
+    if let TurnstileCounts::External(source) = &s.tables.turnstile {
+        let counts = external_counts(source.as_ref(), None).await?;
+        crate::transit::queries::set_counts(&mut merged, &counts);
     }
-    let others = from_peers::<TransitStatus>(&s.directory, "/api/status").await?;
-    Ok(crate::transit::queries::merge_status(mine, others))
+    Ok(merged)
 }

@@ -2,7 +2,7 @@
 //!
 //! Each client gets an `event: status` at once, then one whenever the content changed, checked
 //! every [`TICK`]. The data is the page's view model ([`StatusPage`], built from
-//! `TransitTables::status`) as JSON, so the script shows exactly what a reload would. A
+//! `crate::web::cluster::status`) as JSON, so the script shows exactly what a reload would. A
 //! comment line every 15 s keeps idle proxies from closing the stream. The stream ends when
 //! the server shuts down; browsers then reconnect on their own after `retry`.
 
@@ -19,9 +19,10 @@ use warp::Reply;
 /// How often a client's stream looks for changes.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// The page's content now, as the JSON the script reads.
-pub fn payload(state: &WebState) -> crate::stream::Result<String> {
-    let status = state.tables.status(state.status.snapshot())?;
+/// The page's content now (across workers, as the page shows it), as the JSON the script
+/// reads.
+pub async fn payload(state: &WebState) -> Result<String, crate::web::cluster::ClusterError> {
+    let status = crate::web::cluster::status(state, false).await?;
     Ok(serde_json::to_string(&StatusPage::from_status(&status)).unwrap_or_default())
 }
 
@@ -51,8 +52,9 @@ fn stream(state: WebState, shutdown: Shutdown) -> impl Stream<Item = Result<Even
                 }
             }
             c.first = false;
+            // On a task of its own: the stream must stay `Sync`, the queries' futures are not.
             let state = c.state.clone();
-            let body = match tokio::task::spawn_blocking(move || payload(&state)).await {
+            let body = match tokio::spawn(async move { payload(&state).await }).await {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "live update skipped");

@@ -17,7 +17,7 @@
 
 use crate::stream::table::TableRuntime;
 use crate::stream::{KafkaConfig, Status};
-use crate::transit::agents::TransitTables;
+use crate::transit::agents::{TransitTables, TurnstileCounts};
 use crate::web::routes::{RouteLabel, UNMATCHED};
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -171,13 +171,16 @@ impl Metrics {
             &["table"],
         )?;
         let t = &self.tables;
-        for (name, n) in [
+        let mut sizes = vec![
             (t.stations.name(), t.stations.entry_count()),
             (t.platforms.name(), t.platforms.entry_count()),
             (t.trains.name(), t.trains.entry_count()),
-            (t.turnstile.name(), t.turnstile.entry_count()),
             (t.weather.name(), t.weather.entry_count()),
-        ] {
+        ];
+        if let TurnstileCounts::Native(turnstile) = &t.turnstile {
+            sizes.push((turnstile.name(), turnstile.entry_count()));
+        }
+        for (name, n) in sizes {
             entries.with_label_values(&[name]).set(n as i64);
         }
         reg.register(Box::new(entries))?;

@@ -371,7 +371,18 @@ impl Drop for RunningWorker {
 
 /// Starts a worker with its web server on a free loopback port.
 pub async fn spawn_worker(env: &TestEnv, dir: &std::path::Path, app_id: &str) -> RunningWorker {
-    use cta_stream::runner::{run_worker, WorkerOptions};
+    spawn_worker_with(env, dir, app_id, Default::default()).await
+}
+
+/// [`spawn_worker`] with outside systems (ksqlDB) taking over part of the work.
+#[allow(dead_code)]
+pub async fn spawn_worker_with(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    app_id: &str,
+    integrations: cta_stream::runner::WorkerIntegrations,
+) -> RunningWorker {
+    use cta_stream::runner::{run_worker_with, WorkerOptions};
     let addr = free_addr();
     let opts = WorkerOptions {
         app_id: app_id.to_string(),
@@ -383,7 +394,7 @@ pub async fn spawn_worker(env: &TestEnv, dir: &std::path::Path, app_id: &str) ->
     let shutdown = cta_stream::stream::Shutdown::new();
     let (kafka, registry, s) = (env.kafka.clone(), env.registry.clone(), shutdown.clone());
     let task = tokio::spawn(async move {
-        run_worker(opts, kafka, registry, s)
+        run_worker_with(opts, kafka, registry, integrations, s)
             .await
             .expect("worker failed");
     });

@@ -28,6 +28,8 @@ pub struct RegistryConfig {
     pub url: String,
     /// `user:password` (Confluent Cloud: API key and secret).
     pub basic_auth: Option<String>,
+    /// PEM file of a CA to trust for the registry's TLS, besides the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RegistryConfig {
@@ -35,7 +37,25 @@ impl RegistryConfig {
         Self {
             url: url.into(),
             basic_auth: None,
+            ca_file: None,
         }
+    }
+
+    /// An HTTP client builder that trusts `ca_file` (when set), for every registry request.
+    pub fn http_client_builder(&self) -> Result<reqwest::ClientBuilder, StreamError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path).map_err(|e| StreamError::Registry {
+                url: self.url.clone(),
+                reason: format!("CA file {}: {e}", path.display()),
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| StreamError::Registry {
+                url: self.url.clone(),
+                reason: format!("CA file {}: not a PEM certificate: {e}", path.display()),
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        Ok(builder)
     }
 
     pub fn settings(&self) -> Result<SrSettings, StreamError> {
@@ -48,10 +68,11 @@ impl RegistryConfig {
             };
             b.set_basic_authorization(user, pass);
         }
-        b.build().map_err(|e| StreamError::Registry {
-            url: self.url.clone(),
-            reason: e.to_string(),
-        })
+        b.build_with(self.http_client_builder()?)
+            .map_err(|e| StreamError::Registry {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
     }
 }
 

@@ -2,6 +2,11 @@
 //! trains, draws turnstile entries and (once per simulated hour) the weather, and produces all
 //! of it to Kafka as Confluent-framed Avro. At start it publishes the station rows as Kafka
 //! Connect's JDBC source would (JSON, schemas off).
+//!
+//! [`run_with`] takes [`SimHooks`]: station rows read elsewhere (e.g. from Postgres) to publish
+//! instead of the dataset's, and a [`WeatherSink`] that carries the weather instead of the Kafka
+//! producer (e.g. the Confluent REST Proxy). The domain only defines the seams; the outside
+//! systems live in `crate::integrations`.
 
 pub mod trains;
 pub mod turnstiles;
@@ -15,7 +20,7 @@ use crate::stream::{AvroEncoder, KafkaConfig, RegistryConfig, Result, Shutdown, 
 use crate::transit::models::{
     schemas, topics, Arrival, TimestampKey, TurnstileEntry, TurnstileKey, Weather,
 };
-use crate::transit::stations::Dataset;
+use crate::transit::stations::{ConnectStationRow, Dataset};
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -188,8 +193,12 @@ impl SimProducer {
 
     /// Publishes the station rows as the JDBC source connector would.
     pub fn publish_stations(&self, dataset: &Dataset) -> Result<u64> {
-        let rows = dataset.connect_rows();
-        for r in &rows {
+        self.publish_station_rows(&dataset.connect_rows())
+    }
+
+    /// Publishes the given station rows (JSON, schemas off, no key), as the JDBC source would.
+    pub fn publish_station_rows(&self, rows: &[ConnectStationRow]) -> Result<u64> {
+        for r in rows {
             self.send(
                 topics::STATIONS,
                 None,
@@ -263,6 +272,40 @@ pub fn topic_specs(partitions: i32) -> Vec<TopicSpec> {
     .collect()
 }
 
+/// Why a [`WeatherSink`] could not deliver a reading (one line, naming the system).
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Carries weather readings somewhere other than the simulation's Kafka producer.
+pub trait WeatherSink: Send + Sync {
+    /// Where the readings go, for errors and logs (e.g. the REST Proxy URL).
+    fn describe(&self) -> String;
+    /// Delivers one reading; returns once it is acknowledged.
+    fn send<'a>(
+        &'a self,
+        key: &'a TimestampKey,
+        value: &'a Weather,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<(), SinkError>>;
+}
+
+/// Optional replacements for parts of the simulation's output.
+#[derive(Default)]
+pub struct SimHooks {
+    /// Station rows to publish at start instead of the dataset's (when
+    /// [`SimConfig::publish_stations`] is on), e.g. read from Postgres.
+    pub station_rows: Option<Vec<ConnectStationRow>>,
+    /// Send weather here instead of producing it to Kafka.
+    pub weather: Option<Box<dyn WeatherSink>>,
+}
+
+/// Errors of [`run_with`].
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("weather via {sink}: {reason}")]
+    Weather { sink: String, reason: String },
+}
+
 /// Runs the simulation until `steps` are done or `shutdown`, then flushes.
 pub async fn run(
     dataset: Dataset,
@@ -271,19 +314,62 @@ pub async fn run(
     registry: &RegistryConfig,
     shutdown: Shutdown,
 ) -> Result<SimReport> {
+    match run_with(
+        dataset,
+        config,
+        kafka,
+        registry,
+        SimHooks::default(),
+        shutdown,
+    )
+    .await
+    {
+        Ok(r) => Ok(r),
+        Err(SimError::Stream(e)) => Err(e),
+        // Without hooks there is no sink; keep the message if that ever changes.
+        Err(e @ SimError::Weather { .. }) => Err(StreamError::Config(e.to_string())),
+    }
+}
+
+/// [`run`] with some output replaced by `hooks`.
+pub async fn run_with(
+    dataset: Dataset,
+    config: SimConfig,
+    kafka: &KafkaConfig,
+    registry: &RegistryConfig,
+    hooks: SimHooks,
+    shutdown: Shutdown,
+) -> std::result::Result<SimReport, SimError> {
     ensure_topics(kafka, &topic_specs(config.partitions)).await?;
     let producer = SimProducer::new(kafka, registry)?;
     let mut sim = Simulation::new(dataset, &config);
     let mut report = SimReport::default();
     if config.publish_stations {
-        let n = producer.publish_stations(sim.dataset())?;
+        let n = match &hooks.station_rows {
+            Some(rows) => producer.publish_station_rows(rows)?,
+            None => producer.publish_stations(sim.dataset())?,
+        };
         report.produced.insert(topics::STATIONS.into(), n);
     }
     let started = Instant::now();
     let mut last_log = Instant::now();
     while config.steps.is_none_or(|n| report.steps < n) && !shutdown.is_triggered() {
-        let out = sim.step();
+        let mut out = sim.step();
+        let diverted = match &hooks.weather {
+            Some(sink) => out.weather.take().map(|w| (sink, w)),
+            None => None,
+        };
         producer.produce_step(&out, &mut report).await?;
+        if let Some((sink, w)) = diverted {
+            let key = TimestampKey {
+                timestamp: out.time_ms,
+            };
+            sink.send(&key, &w).await.map_err(|e| SimError::Weather {
+                sink: sink.describe(),
+                reason: e.to_string(),
+            })?;
+            *report.produced.entry(topics::WEATHER.into()).or_default() += 1;
+        }
         report.steps += 1;
         if last_log.elapsed() >= Duration::from_secs(10) || config.steps == Some(report.steps) {
             last_log = Instant::now();
