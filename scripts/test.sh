@@ -10,6 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh chromium postgresql docker-compose openssl
+# noida-db (PyPI): a Kafka-protocol broker with transactions and read_committed, for
+# tests/exactly_once.rs (the embedded mock broker does not honour read_committed).
+if ! command -v noida-db >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check noida-db
+  hash -r
+fi
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release

@@ -333,6 +333,29 @@ pub struct WorkerArgs {
     /// changelogs (for a corrupt or mismatched data dir).
     #[arg(long)]
     pub reset_state: bool,
+    /// at-least-once: tables are exact after any crash (offsets are stored with the data), but
+    /// changelog and dead-letter readers may see a checkpoint's records twice after a crash.
+    /// exactly-once: those records and the consumed offsets commit in one Kafka transaction
+    /// per checkpoint, so `read_committed` readers see each once (needs a broker with
+    /// transactions; a failed transaction stops the worker, a restart resumes exactly).
+    #[arg(long, env = "CTA_PROCESSING_GUARANTEE", value_enum, default_value_t = ProcessingGuarantee::AtLeastOnce)]
+    pub processing_guarantee: ProcessingGuarantee,
+}
+
+/// `--processing-guarantee` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProcessingGuarantee {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+impl From<ProcessingGuarantee> for crate::stream::sink::Guarantee {
+    fn from(g: ProcessingGuarantee) -> Self {
+        match g {
+            ProcessingGuarantee::AtLeastOnce => Self::AtLeastOnce,
+            ProcessingGuarantee::ExactlyOnce => Self::ExactlyOnce,
+        }
+    }
 }
 
 impl WorkerArgs {
@@ -343,6 +366,7 @@ impl WorkerArgs {
             web_addr: self.web_addr,
             commit_interval: self.commit_interval,
             advertise_url: self.advertise_url.clone(),
+            guarantee: self.processing_guarantee.into(),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::integrations::postgres::{PostgresError, StationsDb};
 use crate::integrations::rest_proxy::{RestProxyError, RestProxyTopic};
 use crate::platform::{Platform, PlatformError};
 use crate::stream::kafka::{ensure_topics, TopicSpec};
+use crate::stream::sink::Guarantee;
 use crate::stream::{AppConfig, KafkaConfig, RegistryConfig, Shutdown, StreamError};
 use crate::transit::simulation::{self, SimConfig, SimError, SimHooks, SimReport};
 use crate::transit::stations::Dataset;
@@ -58,6 +59,8 @@ pub struct WorkerOptions {
     pub commit_interval: std::time::Duration,
     /// URL other workers use to reach this one's API (default: http://<bound web address>).
     pub advertise_url: Option<String>,
+    /// At least once, or exactly once with Kafka transactions.
+    pub guarantee: Guarantee,
 }
 
 /// Outside systems the worker uses instead of its own code.
@@ -139,6 +142,7 @@ pub async fn run_worker_with(
     })?;
     let mut config = AppConfig::new(&opts.app_id, kafka.clone(), &opts.data_dir);
     config.commit_interval = opts.commit_interval;
+    config.guarantee = opts.guarantee;
     config.advertise_url = Some(
         opts.advertise_url
             .clone()

@@ -43,24 +43,6 @@ async fn produce(env: &TestEnv, seed: u64, kills: Arc<AtomicUsize>) -> BTreeMap<
     tally
 }
 
-async fn wait_assigned(base: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(format!("{base}/api/status")).await {
-            if let Ok(v) = r.json::<serde_json::Value>().await {
-                if v["worker"]["assigned"]
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty())
-                {
-                    return;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("worker at {base} never got partitions");
-}
-
 /// Sum of the group's committed offsets on the turnstile topic.
 fn group_committed(env: &TestEnv, group: &str) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -92,11 +74,7 @@ async fn counts_are_exact_after_repeated_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let kill_count = Arc::new(AtomicUsize::new(0));
     let producing = {
-        let env2 = TestEnv {
-            platform: None,
-            kafka: env.kafka.clone(),
-            registry: env.registry.clone(),
-        };
+        let env2 = env.clone_clients();
         let k = kill_count.clone();
         tokio::spawn(async move { produce(&env2, 99, k).await })
     };

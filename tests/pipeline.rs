@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use cta_stream::runner::{run_worker, WorkerOptions};
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::simulation::{self, SimConfig};
 use cta_stream::transit::stations::Dataset;
@@ -23,29 +22,6 @@ fn sim_config(seed: u64, steps: u64, start_ms: i64) -> SimConfig {
         start_ms,
         publish_stations: true,
     }
-}
-
-async fn start_worker(
-    env: &TestEnv,
-    dir: &std::path::Path,
-    app_id: &str,
-) -> (String, Shutdown, tokio::task::JoinHandle<()>) {
-    let addr = free_addr();
-    let opts = WorkerOptions {
-        app_id: app_id.to_string(),
-        data_dir: dir.to_path_buf(),
-        web_addr: addr,
-        commit_interval: Duration::from_millis(200),
-        advertise_url: None,
-    };
-    let shutdown = Shutdown::new();
-    let (kafka, registry, s) = (env.kafka.clone(), env.registry.clone(), shutdown.clone());
-    let task = tokio::spawn(async move {
-        run_worker(opts, kafka, registry, s)
-            .await
-            .expect("worker failed");
-    });
-    (format!("http://{addr}"), shutdown, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -82,8 +58,8 @@ async fn pipeline_counts_are_exact_across_restart() {
     assert_eq!(sim_tally, expected);
 
     let dir = tempfile::tempdir().unwrap();
-    let (base, shutdown, task) = start_worker(&env, dir.path(), &app_id).await;
-    let _guard = StopOnDrop(shutdown.clone());
+    let worker = spawn_worker(&env, dir.path(), &app_id).await;
+    let base = worker.base.clone();
     wait_for_counts(&base, &expected, Duration::from_secs(90)).await;
 
     // One station, unknown station, bad id.
@@ -157,10 +133,9 @@ async fn pipeline_counts_are_exact_across_restart() {
     assert_eq!(trains, 30, "10 trains per line seen");
 
     // Stop; start again on the same data dir: counts stay exact.
-    shutdown.trigger();
-    task.await.unwrap();
-    let (base, shutdown, task) = start_worker(&env, dir.path(), &app_id).await;
-    let _guard2 = StopOnDrop(shutdown.clone());
+    worker.stop().await;
+    let worker = spawn_worker(&env, dir.path(), &app_id).await;
+    let base = worker.base.clone();
     wait_for_counts(&base, &expected, Duration::from_secs(60)).await;
 
     // Windowed counts: entries per station per hour, and the newest 15-minute window, as
@@ -211,6 +186,5 @@ async fn pipeline_counts_are_exact_across_restart() {
     let expected2 = count_turnstile(&env).await;
     assert!(expected2.values().sum::<i64>() > produced);
     wait_for_counts(&base, &expected2, Duration::from_secs(90)).await;
-    shutdown.trigger();
-    task.await.unwrap();
+    worker.stop().await;
 }

@@ -6,8 +6,6 @@
 mod common;
 
 use common::*;
-use cta_stream::runner::{run_worker, WorkerOptions};
-use cta_stream::stream::Shutdown;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -65,23 +63,8 @@ async fn poison_records_go_to_the_dead_letter_topic() {
     assert_eq!(expected.values().sum::<i64>(), GOOD as i64);
 
     let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let shutdown = Shutdown::new();
-    let _guard = StopOnDrop(shutdown.clone());
-    let opts = WorkerOptions {
-        app_id: app_id.clone(),
-        data_dir: dir.path().to_path_buf(),
-        web_addr: addr,
-        commit_interval: Duration::from_millis(200),
-        advertise_url: None,
-    };
-    let task = tokio::spawn(run_worker(
-        opts,
-        env.kafka.clone(),
-        env.registry.clone(),
-        shutdown.clone(),
-    ));
-    let base = format!("http://{addr}");
+    let worker = spawn_worker(&env, dir.path(), &app_id).await;
+    let base = worker.base.clone();
     wait_for_counts(&base, &expected, Duration::from_secs(120)).await;
 
     // Exactly the poison is in the DLQ, with reasons and source coordinates.
@@ -124,8 +107,7 @@ async fn poison_records_go_to_the_dead_letter_topic() {
     let (_, status) = get_json(&format!("{base}/api/status")).await;
     assert_eq!(status["worker"]["dead_lettered"].as_u64(), Some(BAD as u64));
 
-    shutdown.trigger();
-    task.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 /// Headers of every DLQ record.

@@ -7,8 +7,7 @@ mod common;
 use common::*;
 use cta_stream::platform::broker::EmbeddedBroker;
 use cta_stream::platform::schema_registry::SchemaRegistry;
-use cta_stream::runner::{run_worker, WorkerOptions};
-use cta_stream::stream::{KafkaConfig, RegistryConfig, Shutdown};
+use cta_stream::stream::{KafkaConfig, RegistryConfig};
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,23 +61,8 @@ async fn worker_waits_for_the_registry_and_loses_nothing() {
     drop(registry);
 
     let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let shutdown = Shutdown::new();
-    let _guard = StopOnDrop(shutdown.clone());
-    let opts = WorkerOptions {
-        app_id,
-        data_dir: dir.path().to_path_buf(),
-        web_addr: addr,
-        commit_interval: Duration::from_millis(200),
-        advertise_url: None,
-    };
-    let worker = tokio::spawn(run_worker(
-        opts,
-        env.kafka.clone(),
-        env.registry.clone(),
-        shutdown.clone(),
-    ));
-    let base = format!("http://{addr}");
+    let worker = spawn_worker(&env, dir.path(), &app_id).await;
+    let base = worker.base.clone();
     tokio::time::sleep(Duration::from_secs(4)).await;
     // Nothing counted, nothing dead-lettered while the registry is away.
     let (_, st) = get_json(&format!("{base}/api/status")).await;
@@ -91,8 +75,7 @@ async fn worker_waits_for_the_registry_and_loses_nothing() {
     wait_for_counts(&base, &expected, Duration::from_secs(90)).await;
     let (_, st) = get_json(&format!("{base}/api/status")).await;
     assert_eq!(st["worker"]["dead_lettered"].as_u64(), Some(0));
-    shutdown.trigger();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
     let _ = stop.send(());
     task.await.unwrap();
 }

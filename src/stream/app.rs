@@ -19,6 +19,7 @@ use crate::stream::names;
 use crate::stream::record::Record;
 use crate::stream::sensor::Status;
 use crate::stream::shutdown::Shutdown;
+use crate::stream::sink::{Guarantee, Sink};
 use crate::stream::table::recovery::Restorer;
 use crate::stream::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
 use crate::stream::window::{WindowedTable, Windows};
@@ -48,6 +49,8 @@ pub struct AppConfig {
     /// Where this worker answers queries (e.g. `http://10.0.0.5:8889`). When set, the worker
     /// announces it with its partitions in the app's directory topic, and learns the others'.
     pub advertise_url: Option<String>,
+    /// At least once (default), or exactly once with Kafka transactions ([`Sink`]).
+    pub guarantee: Guarantee,
 }
 
 impl AppConfig {
@@ -64,6 +67,7 @@ impl AppConfig {
             commit_every: 100_000,
             dead_letter: true,
             advertise_url: None,
+            guarantee: Guarantee::default(),
         }
     }
 }
@@ -164,13 +168,24 @@ impl App {
     }
 
     fn run_blocking(mut self, shutdown: Shutdown) -> Result<()> {
-        let producer = tracked_producer(&self.config.kafka)?;
+        let sink = Sink::new(
+            &self.config.kafka,
+            self.config.guarantee,
+            &self.config.app_id,
+            &self.config.data_dir,
+        )?;
+        // Directory adverts are not part of any transaction.
+        let adverts = match (&sink, &self.directory) {
+            (Sink::Transactional { .. }, Some(_)) => Some(tracked_producer(&self.config.kafka)?),
+            _ => None,
+        };
         let restorer = Restorer::new(&self.config.kafka, &self.config.app_id)?;
         let topics = self.source_topics();
         let engine = Engine {
             app_id: self.config.app_id.clone(),
             tables: self.tables.clone(),
-            producer,
+            sink,
+            adverts,
             restorer,
             positions: Positions::new(),
             status: self.status.clone(),
@@ -336,7 +351,10 @@ async fn prepare_topics(
 struct Engine {
     app_id: String,
     tables: Vec<Arc<dyn TableRuntime>>,
-    producer: TrackedProducer,
+    /// Changelog and dead-letter records.
+    sink: Sink,
+    /// Directory adverts when the sink is transactional (else the sink's producer sends them).
+    adverts: Option<TrackedProducer>,
     restorer: Restorer,
     positions: Positions,
     status: Arc<Status>,
@@ -351,17 +369,22 @@ impl Engine {
         checkpoint(
             &self.tables,
             &self.positions,
-            &self.producer,
+            &mut self.sink,
             consumer,
             &self.status,
         )
     }
 
+    fn advert_producer(&self) -> &TrackedProducer {
+        self.adverts.as_ref().unwrap_or(self.sink.tracker())
+    }
+
     /// Tells the other workers this one owns nothing any more (graceful stop).
     fn withdraw(&mut self) -> Result<()> {
         if let Some(d) = &self.directory {
-            d.publish(&self.producer, &self.app_id, Vec::new())?;
-            flush(&self.producer, Duration::from_secs(10))?;
+            let producer = self.advert_producer();
+            d.publish(producer, &self.app_id, Vec::new())?;
+            flush(producer, Duration::from_secs(10))?;
         }
         Ok(())
     }
@@ -396,7 +419,7 @@ impl Engine {
             });
         }
         send_blocking(
-            &self.producer,
+            self.sink.producer()?,
             &names::dlq_topic(m.topic()),
             None,
             m.key(),
@@ -494,7 +517,7 @@ impl Engine {
         tracing::info!(partitions = assigned.len(), secs = format!("{:.3}", started.elapsed().as_secs_f64()), app_id = %self.app_id, "partitions assigned and tables ready");
         self.status.set_assigned(assigned.to_vec());
         if let Some(d) = &self.directory {
-            d.publish(&self.producer, &self.app_id, assigned.to_vec())?;
+            d.publish(self.advert_producer(), &self.app_id, assigned.to_vec())?;
         }
         Ok(resume)
     }

@@ -4,16 +4,18 @@
 //! 2. send them to the table's changelog partition, each with a header carrying the source
 //!    offset this checkpoint covers;
 //! 3. flush the producer (changelog and dead-letter records): on any delivery failure stop
-//!    here, nothing below happens and the source will be re-read;
+//!    here, nothing below happens and the source will be re-read; in exactly-once mode
+//!    ([`Sink`]), add the source offsets to the transaction and commit it;
 //! 4. write each partition's changes to RocksDB in one batch together with the source offset and
 //!    the last changelog offset (the warm-restart checkpoint);
-//! 5. commit the source offsets to the consumer group (for other workers and tools; the local
-//!    store's offset is authoritative on this worker).
+//! 5. at least once: commit the source offsets to the consumer group (for other workers and
+//!    tools; the local store's offset is authoritative on this worker).
 
 use crate::stream::error::{Result, StreamError};
-use crate::stream::kafka::{flush, send_blocking, TrackedProducer};
+use crate::stream::kafka::{flush, send_blocking};
 use crate::stream::names::HEADER_SOURCE_OFFSET;
 use crate::stream::sensor::Status;
+use crate::stream::sink::Sink;
 use crate::stream::table::store::StoreOffsets;
 use crate::stream::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -35,11 +37,12 @@ pub type Positions = HashMap<String, HashMap<i32, i64>>;
 pub fn checkpoint<C: ConsumerContext>(
     tables: &[Arc<dyn TableRuntime>],
     positions: &Positions,
-    producer: &TrackedProducer,
+    sink: &mut Sink,
     consumer: &BaseConsumer<C>,
     status: &Status,
 ) -> Result<()> {
     // 1 + 2
+    let producer = sink.producer()?;
     let mut prepared = Vec::new();
     for table in tables {
         for p in table.open_partitions() {
@@ -68,6 +71,8 @@ pub fn checkpoint<C: ConsumerContext>(
     }
     // 3
     flush(producer, FLUSH_TIMEOUT)?;
+    let offsets = offset_list(positions)?;
+    let in_transaction = sink.commit(consumer, &offsets)?;
     for (table, _, _, changes) in &prepared {
         status.add_produced(table.changelog_topic(), changes.len() as u64);
     }
@@ -76,7 +81,9 @@ pub fn checkpoint<C: ConsumerContext>(
         let changelog = if changes.is_empty() {
             None
         } else {
-            producer.context().last_offset(table.changelog_topic(), *p)
+            sink.tracker()
+                .context()
+                .last_offset(table.changelog_topic(), *p)
         };
         table.commit_partition(
             *p,
@@ -88,16 +95,8 @@ pub fn checkpoint<C: ConsumerContext>(
         )?;
     }
     // 5
-    if !positions.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, p, off) in positions
-            .iter()
-            .flat_map(|(t, m)| m.iter().map(move |(p, o)| (t, p, o)))
-        {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(*off))
-                .map_err(StreamError::kafka("commit offsets"))?;
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+    if !in_transaction && offsets.count() > 0 {
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
             tracing::warn!(error = %e, "offset commit to the group failed; local stores keep the offsets");
         }
     }
@@ -107,4 +106,16 @@ pub fn checkpoint<C: ConsumerContext>(
         .last_commit_ms
         .store(crate::stream::now_ms(), Ordering::Relaxed);
     Ok(())
+}
+
+fn offset_list(positions: &Positions) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, off) in positions
+        .iter()
+        .flat_map(|(t, m)| m.iter().map(move |(p, o)| (t, p, o)))
+    {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*off))
+            .map_err(StreamError::kafka("commit offsets"))?;
+    }
+    Ok(tpl)
 }

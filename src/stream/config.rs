@@ -46,6 +46,19 @@ impl KafkaConfig {
         self.finish(c)
     }
 
+    /// Producer whose records and offsets commit in transactions (exactly-once mode).
+    pub fn transactional_producer(&self, transactional_id: &str) -> ClientConfig {
+        let mut c = self.producer();
+        c.set("transactional.id", transactional_id)
+            // A killed worker's open transaction blocks read_committed readers until the
+            // broker aborts it; a restart with the same id aborts it at once.
+            .set("transaction.timeout.ms", "60000")
+            // librdkafka requires deliveries to give up within the transaction's timeout.
+            .set("message.timeout.ms", "60000");
+        // User properties still win.
+        self.finish(c)
+    }
+
     /// Group consumer of the worker. Offsets are stored with the table data and committed to
     /// Kafka by the checkpoint only, never automatically.
     pub fn group_consumer(&self, group_id: &str) -> ClientConfig {
@@ -75,6 +88,8 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            // Changelog records of aborted transactions (exactly-once mode) are not state.
+            .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "50")
             .set("queued.min.messages", "500000")
             .set("fetch.queue.backoff.ms", "10");

@@ -100,7 +100,11 @@ pub fn partition_count<C: ClientContext>(client: &Client<C>, topic: &str) -> Res
 }
 
 /// Low and high watermark of a partition.
-pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
+pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64)> {
     consumer
         .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
         .map_err(StreamError::kafka("fetch watermarks"))
@@ -171,8 +175,12 @@ impl ProducerContext for DeliveryTracker {
 pub type TrackedProducer = ThreadedProducer<DeliveryTracker>;
 
 pub fn tracked_producer(config: &KafkaConfig) -> Result<TrackedProducer> {
+    tracked_producer_with(config.producer())
+}
+
+/// A tracked producer with the given client settings (e.g. a transactional producer).
+pub fn tracked_producer_with(config: rdkafka::ClientConfig) -> Result<TrackedProducer> {
     config
-        .producer()
         .create_with_context(DeliveryTracker::default())
         .map_err(StreamError::kafka("create producer"))
 }

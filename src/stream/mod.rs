@@ -4,7 +4,8 @@
 //! - [`agent`]: per-topic record handlers.
 //! - [`table`]: RocksDB-backed partitioned tables with changelogs and recovery.
 //! - [`window`]: tumbling and hopping windowed tables with grace and expiry.
-//! - [`checkpoint`]: the single commit procedure (changelog → flush → store → offsets).
+//! - [`checkpoint`]: the single commit procedure (changelog → flush → store → offsets);
+//!   [`sink`]: its producer, plain or transactional (the processing guarantee).
 //! - [`codec`]: JSON and Confluent-framed Avro.
 //! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers.
 //! - [`directory`]: which worker owns which partitions, for routed queries.
@@ -25,6 +26,7 @@ pub mod names;
 pub mod record;
 pub mod sensor;
 pub mod shutdown;
+pub mod sink;
 pub mod table;
 pub mod window;
 

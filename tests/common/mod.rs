@@ -49,6 +49,15 @@ pub async fn env() -> TestEnv {
 }
 
 impl TestEnv {
+    /// The same broker and registry, for another task (the platform stays with `self`).
+    pub fn clone_clients(&self) -> TestEnv {
+        TestEnv {
+            platform: None,
+            kafka: self.kafka.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+
     /// Creates topics on the embedded broker (a real broker gets them from the code under test).
     pub fn create_topics(&self, names: &[String], partitions: i32) {
         if let Some(p) = &self.platform {
@@ -390,6 +399,7 @@ pub async fn spawn_worker_with(
         web_addr: addr,
         commit_interval: Duration::from_millis(200),
         advertise_url: None,
+        guarantee: Default::default(),
     };
     let shutdown = cta_stream::stream::Shutdown::new();
     let (kafka, registry, s) = (env.kafka.clone(), env.registry.clone(), shutdown.clone());
@@ -508,6 +518,18 @@ pub fn spawn_worker_binary(
     addr: std::net::SocketAddr,
     commit_interval: &str,
 ) -> std::process::Child {
+    spawn_worker_binary_with(env, dir, app_id, addr, commit_interval, &[])
+}
+
+/// [`spawn_worker_binary`] with more flags.
+pub fn spawn_worker_binary_with(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    app_id: &str,
+    addr: std::net::SocketAddr,
+    commit_interval: &str,
+    extra: &[&str],
+) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
         .args(["--brokers", &env.kafka.brokers])
         .args(["--schema-registry-url", &env.registry.url])
@@ -516,15 +538,41 @@ pub fn spawn_worker_binary(
         .arg(dir)
         .args(["--web-addr", &addr.to_string()])
         .args(["--commit-interval", commit_interval])
+        // A killed worker's partitions move on after the session timeout: short on the
+        // embedded broker, Kafka's minimum (group.min.session.timeout.ms) elsewhere.
         .args([
             "-X",
-            "session.timeout.ms=3000",
+            if env.platform.is_some() {
+                "session.timeout.ms=3000"
+            } else {
+                "session.timeout.ms=6000"
+            },
             "-X",
             "heartbeat.interval.ms=500",
         ])
+        .args(extra)
         .env("RUST_LOG", "warn,librdkafka=error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("start worker binary")
+}
+
+/// Waits until the worker at `base` owns partitions (its tables are restored).
+pub async fn wait_assigned(base: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("{base}/api/status?scope=local")).await {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if v["worker"]["assigned"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+                {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("worker at {base} never got partitions");
 }

@@ -16,8 +16,10 @@ use crate::stream::names::HEADER_SOURCE_OFFSET;
 use crate::stream::sensor::Status;
 use crate::stream::table::store::{Change, StoreOffsets};
 use crate::stream::table::TableRuntime;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ const BATCH: usize = 20_000;
 
 /// Reads changelog partitions. One per worker, reused across restores.
 pub struct Restorer {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RestoreContext>,
 }
 
 /// What a restore did.
@@ -50,11 +52,33 @@ fn header_source_offset<M: Message>(m: &M) -> Option<i64> {
         .and_then(|s| s.parse().ok())
 }
 
+/// Client context of the restore consumer: the end-of-partition events it asks for are how a
+/// restore knows it is done, not errors to log.
+pub struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::error!(%error, reason, "restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 impl Restorer {
     pub fn new(kafka: &KafkaConfig, app_id: &str) -> Result<Self> {
-        let consumer: BaseConsumer = kafka
+        // The end of a changelog is where the consumer reports EOF: the high watermark, or
+        // for read_committed the last stable offset (transaction markers occupy offsets but
+        // are never delivered, so counting up to the high watermark could wait forever).
+        let consumer: BaseConsumer<RestoreContext> = kafka
             .restore_consumer(&format!("{app_id}-restore"))
-            .create()
+            .set("enable.partition.eof", "true")
+            .create_with_context(RestoreContext)
             .map_err(StreamError::kafka("create restore consumer"))?;
         Ok(Self { consumer })
     }
@@ -143,6 +167,20 @@ impl Restorer {
                         });
                     }
                 }
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => {
+                    if !batch.is_empty() {
+                        table.restore_batch(
+                            partition,
+                            &batch,
+                            StoreOffsets {
+                                source: None,
+                                changelog: Some(next - 1),
+                            },
+                        )?;
+                        batch.clear();
+                    }
+                    break;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(%topic, partition, error = %e, "changelog read error; retrying");
                 }
@@ -201,7 +239,7 @@ impl Restorer {
             &[],
             StoreOffsets {
                 source: Some(target),
-                changelog: Some(high - 1),
+                changelog: Some(next - 1),
             },
         )?;
         let secs = began.elapsed().as_secs_f64();
