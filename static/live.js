@@ -114,6 +114,9 @@
     var recovering = byId("recovering");
     setText(recovering, s.recovering === null ? "" : s.recovering);
     setHidden(recovering, s.recovering === null);
+    var stale = byId("stale");
+    setText(stale, s.stale === null ? "" : s.stale);
+    setHidden(stale, s.stale === null);
     for (var i = 0; i < s.lines.length; i++) {
       updateLine(s.lines[i]);
     }

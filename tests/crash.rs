@@ -43,29 +43,6 @@ async fn produce(env: &TestEnv, seed: u64, kills: Arc<AtomicUsize>) -> BTreeMap<
     tally
 }
 
-/// Sum of the group's committed offsets on the turnstile topic.
-fn group_committed(env: &TestEnv, group: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &env.kafka.brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..4 {
-        tpl.add_partition(topics::TURNSTILE, p);
-    }
-    c.committed_offsets(tpl, Duration::from_secs(10))
-        .map(|l| {
-            l.elements()
-                .iter()
-                .filter_map(|e| e.offset().to_raw())
-                .filter(|o| *o > 0)
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn counts_are_exact_after_repeated_kill_9() {
     let env = env().await;
@@ -97,7 +74,11 @@ async fn counts_are_exact_after_repeated_kill_9() {
         child.wait().unwrap();
         kills += 1;
         kill_count.store(kills, Ordering::SeqCst);
-        committed_at_kills.push(group_committed(&env, &app_id));
+        committed_at_kills.push(
+            group_committed(&env, &app_id, topics::TURNSTILE)
+                .values()
+                .sum::<i64>(),
+        );
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "kill loop took too long"

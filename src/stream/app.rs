@@ -210,6 +210,12 @@ impl App {
         consumer
             .subscribe(&topic_refs)
             .map_err(StreamError::kafka("subscribe"))?;
+        let watch = crate::stream::health::BrokerWatch::start(
+            &self.config.kafka,
+            topics.first().map(String::as_str),
+            self.status.clone(),
+            shutdown.clone(),
+        )?;
         tracing::info!(app_id = %self.config.app_id, topics = ?topics, "worker started");
         self.status.running.store(true, Ordering::Relaxed);
 
@@ -233,6 +239,7 @@ impl App {
         if let Some(f) = follower {
             let _ = f.join();
         }
+        watch.join();
         tracing::info!("worker stopped");
         final_result
     }

@@ -53,6 +53,12 @@ pub enum StreamError {
     },
     #[error("state store {path}: {reason}")]
     StoreMismatch { path: PathBuf, reason: String },
+    /// RocksDB found the store's files damaged (e.g. garbage in CURRENT or a MANIFEST).
+    #[error("state store {path} is corrupt ({cause}); run with --reset-state to rebuild it from the changelog")]
+    StoreCorrupt {
+        path: PathBuf,
+        cause: rocksdb::Error,
+    },
     #[error("state dir {path}: {source}")]
     Io {
         path: PathBuf,
@@ -79,6 +85,7 @@ impl StreamError {
             StreamError::Decode(_) => ErrorKind::Data,
             StreamError::Kafka { .. }
             | StreamError::Store { .. }
+            | StreamError::StoreCorrupt { .. }
             | StreamError::Io { .. }
             | StreamError::Changelog { .. }
             | StreamError::Registry { .. } => ErrorKind::External,

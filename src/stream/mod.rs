@@ -10,6 +10,7 @@
 //! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers.
 //! - [`directory`]: which worker owns which partitions, for routed queries.
 //! - [`sensor`]: counters and recovery state for the web layer.
+//! - [`health`]: whether the brokers answer (stale data during an outage).
 //! - [`names`]: reserved topic, header and metadata names.
 //!
 //! Dependency rule: `stream` imports nothing from `transit`, `web` or `platform`.
@@ -21,6 +22,7 @@ pub mod codec;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod health;
 pub mod kafka;
 pub mod names;
 pub mod record;

@@ -1,6 +1,7 @@
-//! What the runtime reports about itself: counters and the recovery state, read by the web
-//! layer (page banner, `/api/status`) and by tests. Plain atomics; no locking on the hot path
-//! except the per-topic map, touched once per poll batch.
+//! What the runtime reports about itself: counters, the recovery state and whether the brokers
+//! answer (see [`crate::stream::health`]), read by the web layer (page banners,
+//! `/api/status`) and by tests. Plain atomics; no locking on the hot path except the per-topic
+//! map, touched once per poll batch.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -18,6 +19,11 @@ pub struct Status {
     /// Milliseconds since the epoch of the last successful checkpoint.
     pub last_commit_ms: AtomicI64,
     pub running: AtomicBool,
+    /// Milliseconds since the epoch since when the brokers have been unreachable (0: they
+    /// answer). Set and cleared by [`crate::stream::health`]'s probe.
+    brokers_unreachable_since_ms: AtomicI64,
+    /// Milliseconds since the epoch of the last time the brokers answered the probe.
+    brokers_last_seen_ms: AtomicI64,
     per_topic: Mutex<BTreeMap<String, u64>>,
     assigned: Mutex<Vec<(String, i32)>>,
     /// Records this process produced, per topic (changelog and dead-letter records).
@@ -41,6 +47,15 @@ pub struct StatusSnapshot {
     pub consumed_per_topic: BTreeMap<String, u64>,
     pub assigned: Vec<(String, i32)>,
     pub produced_per_topic: BTreeMap<String, u64>,
+    /// The brokers do not answer, so what the tables show may be out of date.
+    #[serde(default)]
+    pub stale: bool,
+    /// Since when the brokers have not answered (ms since the epoch); `None` while they do.
+    #[serde(default)]
+    pub stale_since_ms: Option<i64>,
+    /// When the brokers last answered (ms since the epoch; 0 before the first answer).
+    #[serde(default)]
+    pub brokers_last_seen_ms: i64,
 }
 
 impl Status {
@@ -104,6 +119,32 @@ impl Status {
             .collect()
     }
 
+    /// Health hook: the brokers did not answer at `now_ms`. The first failure after an answer
+    /// starts the stale period; later ones keep its start.
+    pub fn brokers_unreachable(&self, now_ms: i64) {
+        let _ = self.brokers_unreachable_since_ms.compare_exchange(
+            0,
+            now_ms.max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Health hook: the brokers answered at `now_ms`; ends a stale period.
+    pub fn brokers_reachable(&self, now_ms: i64) {
+        self.brokers_last_seen_ms.store(now_ms, Ordering::Relaxed);
+        self.brokers_unreachable_since_ms
+            .store(0, Ordering::Relaxed);
+    }
+
+    /// Since when the brokers have been unreachable, if they are.
+    pub fn stale_since_ms(&self) -> Option<i64> {
+        match self.brokers_unreachable_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
     pub fn set_assigned(&self, assigned: Vec<(String, i32)>) {
         *self.assigned.lock().unwrap_or_else(|p| p.into_inner()) = assigned;
     }
@@ -134,6 +175,32 @@ impl Status {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            stale: self.stale_since_ms().is_some(),
+            stale_since_ms: self.stale_since_ms(),
+            brokers_last_seen_ms: self.brokers_last_seen_ms.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_period_starts_at_the_first_failure_and_ends_at_an_answer() {
+        let s = Status::default();
+        assert_eq!(s.snapshot().stale_since_ms, None);
+        s.brokers_unreachable(1_000);
+        s.brokers_unreachable(5_000);
+        let snap = s.snapshot();
+        assert!(snap.stale);
+        assert_eq!(snap.stale_since_ms, Some(1_000));
+        s.brokers_reachable(9_000);
+        let snap = s.snapshot();
+        assert!(!snap.stale);
+        assert_eq!(snap.stale_since_ms, None);
+        assert_eq!(snap.brokers_last_seen_ms, 9_000);
+        s.brokers_unreachable(12_000);
+        assert_eq!(s.snapshot().stale_since_ms, Some(12_000));
     }
 }

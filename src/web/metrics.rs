@@ -216,6 +216,11 @@ impl Metrics {
             i64::from(snap.running),
         )?))?;
         reg.register(Box::new(gauge(
+            "cta_brokers_unreachable",
+            "1 while the brokers do not answer (the tables are stale)",
+            i64::from(snap.stale),
+        )?))?;
+        reg.register(Box::new(gauge(
             "cta_last_commit_timestamp_seconds",
             "Unix time of the last checkpoint (0: none yet)",
             snap.last_commit_ms / 1000,

@@ -38,6 +38,8 @@ pub struct LineView {
 pub struct StatusPage {
     pub weather: Option<String>,
     pub recovering: Option<String>,
+    /// Set while the brokers do not answer: the figures are the last ones received.
+    pub stale: Option<String>,
     pub lines: Vec<LineView>,
     pub total_entries: i64,
     pub consumed: u64,
@@ -65,11 +67,20 @@ impl StatusPage {
                 w.restore_done, w.restore_total
             )
         });
+        let stale = w.stale_since_ms.map(|since| {
+            let at = chrono::DateTime::from_timestamp_millis(since)
+                .map(|t| t.format("%H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "a while".into());
+            format!(
+                "Stale data: Kafka has not answered since {at}. These figures are the last received and catch up when it is back."
+            )
+        });
         Self {
             weather: s
                 .weather
                 .map(|w| format!("{:.1} °F, {}", w.temperature, w.status.label())),
             recovering,
+            stale,
             lines: s
                 .lines
                 .iter()

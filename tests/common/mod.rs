@@ -518,7 +518,9 @@ pub fn spawn_worker_binary(
     addr: std::net::SocketAddr,
     commit_interval: &str,
 ) -> std::process::Child {
-    spawn_worker_binary_with(env, dir, app_id, addr, commit_interval, &[])
+    worker_binary(env, dir, app_id, addr, commit_interval)
+        .spawn()
+        .expect("start worker binary")
 }
 
 /// [`spawn_worker_binary`] with more flags.
@@ -530,8 +532,22 @@ pub fn spawn_worker_binary_with(
     commit_interval: &str,
     extra: &[&str],
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args(["--brokers", &env.kafka.brokers])
+    worker_binary(env, dir, app_id, addr, commit_interval)
+        .args(extra)
+        .spawn()
+        .expect("start worker binary")
+}
+
+/// The command [`spawn_worker_binary`] runs, to add flags or capture its output.
+pub fn worker_binary(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    app_id: &str,
+    addr: std::net::SocketAddr,
+    commit_interval: &str,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_worker"));
+    cmd.args(["--brokers", &env.kafka.brokers])
         .args(["--schema-registry-url", &env.registry.url])
         .args(["--app-id", app_id])
         .arg("--data-dir")
@@ -550,12 +566,72 @@ pub fn spawn_worker_binary_with(
             "-X",
             "heartbeat.interval.ms=500",
         ])
-        .args(extra)
         .env("RUST_LOG", "warn,librdkafka=error")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("start worker binary")
+        .stderr(std::process::Stdio::inherit());
+    cmd
+}
+
+/// Waits up to `timeout` for a child process to exit; `None` if it is still running.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The consumer group's committed offset per partition of `topic` (partitions without one are
+/// left out).
+pub fn group_committed(env: &TestEnv, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka.brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..md.topics()[0].partitions().len() as i32 {
+        tpl.add_partition(topic, p);
+    }
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            e.offset()
+                .to_raw()
+                .filter(|o| *o >= 0)
+                .map(|o| (e.partition(), o))
+        })
+        .collect()
+}
+
+/// The turnstile counts the changelog says were checkpointed: the latest `COUNT` per station
+/// in `TURNSTILE_SUMMARY`, read back with a plain consumer.
+pub fn changelog_turnstile(env: &TestEnv) -> BTreeMap<i32, i64> {
+    let mut latest = BTreeMap::new();
+    for (_, v) in read_all(
+        &env.kafka.brokers,
+        cta_stream::transit::models::topics::TURNSTILE_SUMMARY,
+    ) {
+        let v: serde_json::Value = serde_json::from_slice(&v.unwrap()).unwrap();
+        latest.insert(
+            v["STATION_ID"].as_i64().unwrap() as i32,
+            v["COUNT"].as_i64().unwrap(),
+        );
+    }
+    latest
 }
 
 /// Waits until the worker at `base` owns partitions (its tables are restored).

@@ -54,11 +54,19 @@ impl PartitionStore {
             ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Options::default()),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ];
-        let db =
-            DB::open_cf_descriptors(&opts, path, cfs).map_err(|source| StreamError::Store {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|source| {
+            if source.kind() == rocksdb::ErrorKind::Corruption {
+                StreamError::StoreCorrupt {
+                    path: path.to_path_buf(),
+                    cause: source,
+                }
+            } else {
+                StreamError::Store {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
         let store = Self {
             db,
             path: path.to_path_buf(),
@@ -169,7 +177,9 @@ impl PartitionStore {
 
     fn write(&self, b: WriteBatch) -> Result<()> {
         // WAL on, no fsync: survives kill -9 (the OS keeps the log); after a machine crash the
-        // store may be older, and recovery replays the changelog tail to catch up.
+        // store may be older, and recovery replays the changelog tail to catch up. The batch
+        // is appended to the WAL by this call (not by a background flush), so a disk that is
+        // full or read-only fails it here, before the checkpoint commits any offset.
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
         self.db.write_opt(b, &wo).map_err(self.store_err())
@@ -225,6 +235,45 @@ mod tests {
         );
         assert_eq!(s.get(b"a").unwrap(), None);
         assert_eq!(s.items().unwrap(), vec![(b"b".to_vec(), b"2".to_vec())]);
+    }
+
+    /// Garbage in CURRENT or in the MANIFEST it names: refused, saying how to rebuild.
+    #[test]
+    fn corrupt_store_is_refused_with_the_way_out() {
+        for damaged in ["CURRENT", "MANIFEST"] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let s = PartitionStore::open(dir.path(), &ident(1)).unwrap();
+                s.commit(
+                    &[(b"a".to_vec(), Some(b"1".to_vec()))],
+                    StoreOffsets {
+                        source: Some(1),
+                        changelog: None,
+                    },
+                )
+                .unwrap();
+            }
+            let file = if damaged == "CURRENT" {
+                dir.path().join("CURRENT")
+            } else {
+                let current = std::fs::read_to_string(dir.path().join("CURRENT")).unwrap();
+                dir.path().join(current.trim())
+            };
+            std::fs::write(&file, b"\x00garbage, not a RocksDB file\xff").unwrap();
+            let err = PartitionStore::open(dir.path(), &ident(1)).err().unwrap();
+            assert!(
+                matches!(err, StreamError::StoreCorrupt { .. }),
+                "{damaged}: {err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&dir.path().display().to_string())
+                    && msg.contains("is corrupt")
+                    && msg.contains("--reset-state")
+                    && !msg.contains('\n'),
+                "{damaged}: {msg}"
+            );
+        }
     }
 
     #[test]

@@ -13,9 +13,7 @@ pub mod turnstiles;
 pub mod weather;
 
 use crate::stream::codec::confluent::SubjectSchema;
-use crate::stream::kafka::{
-    ensure_topics, flush, send_blocking, tracked_producer, TopicSpec, TrackedProducer,
-};
+use crate::stream::kafka::{ensure_topics, flush, tracked_producer, TopicSpec, TrackedProducer};
 use crate::stream::{AvroEncoder, KafkaConfig, RegistryConfig, Result, Shutdown, StreamError};
 use crate::transit::models::{
     schemas, topics, Arrival, TimestampKey, TurnstileEntry, TurnstileKey, Weather,
@@ -24,8 +22,13 @@ use crate::transit::stations::{ConnectStationRow, Dataset};
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::BaseRecord;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// How long the simulation waits before retrying a record its producer's full queue refused.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Chicago local time as a fixed UTC-6 offset (the simulation ignores daylight saving).
 pub const CHICAGO_OFFSET_MS: i64 = -6 * 3600 * 1000;
@@ -187,24 +190,56 @@ impl SimProducer {
         })
     }
 
-    fn send(&self, topic: &str, key: Option<&[u8]>, value: &[u8], ts: Option<i64>) -> Result<()> {
-        send_blocking(&self.producer, topic, None, key, Some(value), None, ts)
+    /// Sends one record. While the producer's bounded queue is full (the brokers are slow or
+    /// away) the simulation waits here, asynchronously: it neither drops records nor grows
+    /// without bound, and it never blocks the runtime's threads (a blocked worker thread can
+    /// stall other tasks, such as a web server in the same process).
+    async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        ts: Option<i64>,
+    ) -> Result<()> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(value);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(ts) = ts {
+            record = record.timestamp(ts);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                }
+                Err((source, _)) => {
+                    return Err(StreamError::Kafka {
+                        op: "produce",
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     /// Publishes the station rows as the JDBC source connector would.
-    pub fn publish_stations(&self, dataset: &Dataset) -> Result<u64> {
-        self.publish_station_rows(&dataset.connect_rows())
+    pub async fn publish_stations(&self, dataset: &Dataset) -> Result<u64> {
+        self.publish_station_rows(&dataset.connect_rows()).await
     }
 
     /// Publishes the given station rows (JSON, schemas off, no key), as the JDBC source would.
-    pub fn publish_station_rows(&self, rows: &[ConnectStationRow]) -> Result<u64> {
+    pub async fn publish_station_rows(&self, rows: &[ConnectStationRow]) -> Result<u64> {
         for r in rows {
             self.send(
                 topics::STATIONS,
                 None,
                 &crate::stream::codec::json::encode(r),
                 None,
-            )?;
+            )
+            .await?;
         }
         Ok(rows.len() as u64)
     }
@@ -217,7 +252,8 @@ impl SimProducer {
         let arrival_key = self.encoder.encode(&tkey, &self.arrival_key).await?;
         for a in &out.arrivals {
             let v = self.encoder.encode(a, &self.arrival_value).await?;
-            self.send(topics::ARRIVALS, Some(&arrival_key), &v, ts)?;
+            self.send(topics::ARRIVALS, Some(&arrival_key), &v, ts)
+                .await?;
         }
         *report.produced.entry(topics::ARRIVALS.into()).or_default() += out.arrivals.len() as u64;
         // Entries of one station in a step are identical records: encode each once.
@@ -234,7 +270,8 @@ impl SimProducer {
                     v.insert((k, val))
                 }
             };
-            self.send(topics::TURNSTILE, Some(&slot.0), &slot.1, ts)?;
+            self.send(topics::TURNSTILE, Some(&slot.0), &slot.1, ts)
+                .await?;
             *report
                 .turnstile_per_station
                 .entry(e.station_id)
@@ -244,7 +281,7 @@ impl SimProducer {
         if let Some(w) = &out.weather {
             let k = self.encoder.encode(&tkey, &self.weather_key).await?;
             let v = self.encoder.encode(w, &self.weather_value).await?;
-            self.send(topics::WEATHER, Some(&k), &v, ts)?;
+            self.send(topics::WEATHER, Some(&k), &v, ts).await?;
             *report.produced.entry(topics::WEATHER.into()).or_default() += 1;
         }
         Ok(())
@@ -346,8 +383,8 @@ pub async fn run_with(
     let mut report = SimReport::default();
     if config.publish_stations {
         let n = match &hooks.station_rows {
-            Some(rows) => producer.publish_station_rows(rows)?,
-            None => producer.publish_stations(sim.dataset())?,
+            Some(rows) => producer.publish_station_rows(rows).await?,
+            None => producer.publish_stations(sim.dataset()).await?,
         };
         report.produced.insert(topics::STATIONS.into(), n);
     }

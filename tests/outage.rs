@@ -1,0 +1,217 @@
+//! Broker outage: the embedded broker goes down for 30 s in the middle of a run while the
+//! simulation produces turnstile entries and a worker counts them. The simulation keeps every
+//! record (idempotent producer, a bounded queue that blocks it, a message timeout longer than
+//! the outage); during the outage the page and `/api/status` keep answering 200 and say the
+//! data is stale; afterwards the marker clears and the per-station counts equal both the topic
+//! read back independently and what the simulation reports it produced.
+//!
+//! Needs the embedded broker's fault injection, so it skips itself when `CTA_TEST_BROKERS`
+//! points at another broker.
+
+mod common;
+
+use common::*;
+use cta_stream::stream::Shutdown;
+use cta_stream::transit::simulation::{self, SimConfig};
+use cta_stream::transit::stations::Dataset;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const OUTAGE: Duration = Duration::from_secs(30);
+/// The probe calls the data stale after two failed probes (each up to 1 s apart plus a 2 s
+/// timeout); every answer after this much outage must say so.
+const STALE_WITHIN: Duration = Duration::from_secs(7);
+// 2026-11-29 07:00 Chicago (a Sunday morning), fixed for a reproducible run.
+const START_MS: i64 = 1_795_957_200_000;
+
+/// The stale banner's text when the page shows it, `None` when it is hidden.
+fn stale_banner(html: &str) -> Option<String> {
+    let start = html
+        .find(r#"<p class="stale""#)
+        .expect("page has the stale banner element");
+    let rest = &html[start..];
+    let tag_end = rest.find('>').expect("banner tag closes");
+    if rest[..tag_end].contains(" hidden") {
+        return None;
+    }
+    let text_end = rest.find("</p>").expect("banner closes");
+    Some(unescape_html(&rest[tag_end + 1..text_end]))
+}
+
+async fn get_text(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
+    if std::env::var_os("CTA_TEST_BROKERS").is_some() {
+        eprintln!("skipped: takes the embedded broker down, and CTA_TEST_BROKERS points elsewhere");
+        return;
+    }
+    let env = env().await;
+    let app_id = format!("outage-{}", std::process::id());
+    create_all_topics(&env, &app_id);
+    let dir = tempfile::tempdir().unwrap();
+    let worker = spawn_worker(&env, dir.path(), &app_id).await;
+    let base = worker.base.clone();
+
+    // The simulation with a small producer queue, so the outage fills it and blocks the
+    // simulation (back-pressure) instead of growing without bound.
+    let mut sim_kafka = env.kafka.clone();
+    sim_kafka
+        .extra
+        .push(("queue.buffering.max.messages".into(), "2000".into()));
+    let sim_stop = Shutdown::new();
+    let _sim_guard = StopOnDrop(sim_stop.clone());
+    let config = SimConfig {
+        time_step: Duration::from_secs(60),
+        sleep: Duration::from_millis(100),
+        steps: None,
+        seed: 30,
+        trains_per_line: 4,
+        partitions: 4,
+        start_ms: START_MS,
+        publish_stations: true,
+    };
+    let sim = {
+        let (registry, stop) = (env.registry.clone(), sim_stop.clone());
+        tokio::spawn(async move {
+            simulation::run(Dataset::builtin(), config, &sim_kafka, &registry, stop).await
+        })
+    };
+
+    // Records flow and are counted before the outage.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let (_, st) = get_json(&format!("{base}/api/status")).await;
+        let total = st["total_entries"].as_i64().unwrap_or(0);
+        if total > 2_000 {
+            break total;
+        }
+        assert!(Instant::now() < deadline, "no entries counted: {st}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (_, st) = get_json(&format!("{base}/api/status")).await;
+    assert_eq!(
+        st["worker"]["stale"], false,
+        "not stale before the outage: {st}"
+    );
+    assert!(stale_banner(&get_text(&format!("{base}/")).await.1).is_none());
+
+    let broker = &env.platform.as_ref().expect("embedded platform").broker;
+    let down_ms = cta_stream::stream::now_ms();
+    let down = Instant::now();
+    broker.broker_down(1).unwrap();
+    eprintln!("broker down with {before} entries counted");
+    let mut samples = 0;
+    let mut stale_samples = 0;
+    while down.elapsed() < OUTAGE {
+        let (code, st) = get_json(&format!("{base}/api/status")).await;
+        assert_eq!(code, 200, "/api/status during the outage: {st}");
+        let (page_code, html) = get_text(&format!("{base}/")).await;
+        assert_eq!(page_code, 200, "page during the outage: {html}");
+        let banner = stale_banner(&html);
+        let stale = st["worker"]["stale"] == true;
+        if down.elapsed() >= STALE_WITHIN {
+            samples += 1;
+            assert!(
+                stale,
+                "/api/status must say stale {:?} into the outage: {}",
+                down.elapsed(),
+                st["worker"]
+            );
+            let since = st["worker"]["stale_since_ms"].as_i64().unwrap();
+            assert!(
+                since >= down_ms - 1_000 && since <= down_ms + STALE_WITHIN.as_millis() as i64,
+                "stale since {since}, broker down at {down_ms}"
+            );
+            let text = banner.as_deref().unwrap_or_else(|| {
+                panic!(
+                    "the page must show the stale banner {:?} into the outage",
+                    down.elapsed()
+                )
+            });
+            assert!(text.contains("Stale data"), "{text}");
+        }
+        if stale {
+            stale_samples += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(samples >= 20, "sampled the outage {samples} times");
+    broker.broker_up(1).unwrap();
+    let up = Instant::now();
+    eprintln!(
+        "broker up after {:?}; stale in {stale_samples} answers",
+        down.elapsed()
+    );
+
+    // The marker clears once the brokers answer again.
+    loop {
+        let (code, st) = get_json(&format!("{base}/api/status")).await;
+        assert_eq!(code, 200);
+        let html = get_text(&format!("{base}/")).await.1;
+        if st["worker"]["stale"] == false && st["worker"]["stale_since_ms"].is_null() {
+            assert!(stale_banner(&html).is_none(), "banner gone with the marker");
+            break;
+        }
+        assert!(
+            up.elapsed() < Duration::from_secs(30),
+            "still stale {:?} after the brokers returned: {}",
+            up.elapsed(),
+            st["worker"]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "stale marker cleared {:?} after the brokers returned",
+        up.elapsed()
+    );
+
+    // The simulation carries on after the outage, then stops and flushes.
+    let after_outage = count_total(&base).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_total(&base).await <= after_outage + 1_000 {
+        assert!(Instant::now() < deadline, "no progress after the outage");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sim_stop.trigger();
+    let report = sim
+        .await
+        .unwrap()
+        .expect("simulation keeps its records through the outage");
+
+    // No loss and no duplicates: the topic read back independently holds exactly what the
+    // simulation says it produced, and the worker's counts equal both.
+    let on_topic = count_turnstile(&env).await;
+    let produced: BTreeMap<i32, i64> = report
+        .turnstile_per_station
+        .iter()
+        .map(|(k, v)| (*k, *v as i64))
+        .collect();
+    let topic_total: i64 = on_topic.values().sum();
+    let produced_total: i64 = produced.values().sum();
+    eprintln!(
+        "simulation produced {produced_total} entries in {} steps; topic holds {topic_total}; counted before the outage {before}",
+        report.steps
+    );
+    assert_eq!(on_topic, produced, "topic vs the simulation's report");
+    assert!(topic_total > before + 1_000);
+    wait_for_counts(&base, &on_topic, Duration::from_secs(90)).await;
+    let (_, st) = get_json(&format!("{base}/api/status")).await;
+    assert_eq!(st["total_entries"].as_i64(), Some(topic_total));
+    assert_eq!(st["worker"]["dead_lettered"].as_u64(), Some(0));
+    eprintln!(
+        "worker counts equal the topic and the simulation: {topic_total} entries over {} stations",
+        on_topic.len()
+    );
+    worker.stop().await;
+}
+
+async fn count_total(base: &str) -> i64 {
+    api_turnstile(base)
+        .await
+        .map(|m| m.values().sum())
+        .unwrap_or(0)
+}
