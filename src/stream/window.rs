@@ -64,15 +64,16 @@ impl Windows {
 
     /// Starts of the windows containing `t`, oldest first.
     pub fn starts(&self, t: i64) -> Vec<i64> {
-        let last = t - t.rem_euclid(self.step_ms);
-        let mut out = Vec::new();
-        let mut s = last;
-        while s > t - self.size_ms {
-            out.push(s);
-            s -= self.step_ms;
-        }
-        out.reverse();
-        out
+        self.starts_iter(t).collect()
+    }
+
+    /// [`Windows::starts`] without allocating.
+    pub fn starts_iter(&self, t: i64) -> impl Iterator<Item = i64> {
+        let last = self.latest_start(t);
+        // Windows `last - j * step` for j = 0.. while the start is after `t - size`.
+        let n = (self.size_ms - (t - last) + self.step_ms - 1) / self.step_ms;
+        let step = self.step_ms;
+        (0..n).rev().map(move |j| last - j * step)
     }
 
     /// Start of the newest window containing `t`.
@@ -144,20 +145,18 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
             self.time.put(record, self.time_key.clone(), stream_time)?;
         }
         let w = self.windows;
-        for start in w.starts(t) {
-            if start + w.size_ms + w.grace_ms <= stream_time {
+        let open = |start: &i64| {
+            let open = start + w.size_ms + w.grace_ms > stream_time;
+            if !open {
                 self.late.fetch_add(1, Ordering::Relaxed);
-                continue;
             }
-            self.table.update(
-                record,
-                WindowKey {
-                    key: key.clone(),
-                    start,
-                },
-                &f,
-            )?;
-        }
+            open
+        };
+        let keys = w.starts_iter(t).filter(open).map(|start| WindowKey {
+            key: key.clone(),
+            start,
+        });
+        self.table.update_each(record, keys, f)?;
         // Expire when stream time crosses a step boundary.
         let crossed =
             previous.is_some_and(|p| p.div_euclid(w.step_ms) != stream_time.div_euclid(w.step_ms));
@@ -175,6 +174,12 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
             }
         }
         Ok(())
+    }
+
+    /// Every stored window, across partitions, as (partition, key, value) sorted by key; the
+    /// same snapshot until the table changes.
+    pub fn items_shared(&self) -> Result<crate::stream::table::Entries<WindowKey<K>, V>> {
+        self.table.items_shared()
     }
 
     /// Every stored window, across partitions: (key, start, value).

@@ -85,7 +85,7 @@ pub enum Window {
 fn window_counts(t: &WindowedTable<i32, i64>, station: Option<i32>) -> Result<Vec<WindowCount>> {
     let size = t.windows().size_ms;
     let mut sums: BTreeMap<(i32, i64), i64> = BTreeMap::new();
-    for (k, v) in t.items()? {
+    for (_, k, v) in t.items_shared()?.iter() {
         if station.is_none_or(|s| s == k.key) {
             *sums.entry((k.key, k.start)).or_default() += v;
         }
@@ -121,8 +121,8 @@ impl TransitTables {
             return Ok(Vec::new());
         };
         let mut sums: BTreeMap<i32, i64> = BTreeMap::new();
-        for (_, k, v) in table.items()? {
-            *sums.entry(k).or_default() += v.count;
+        for (_, k, v) in table.items_shared()?.iter() {
+            *sums.entry(*k).or_default() += v.count;
         }
         Ok(sums
             .into_iter()

@@ -75,6 +75,13 @@ fn unavailable(e: ClusterError) -> Response {
 
 /// 503 while this worker restores its tables: answers would be incomplete.
 fn recovering(s: &WebState) -> Option<Response> {
+    if !s
+        .status
+        .recovering
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return None;
+    }
     let st = s.status.snapshot();
     st.recovering.then(|| {
         let body = serde_json::json!({

@@ -9,6 +9,12 @@
 //!
 //! Writes for a record the store already reflects (offset below the stored source offset) are
 //! ignored, which makes re-processing after a crash idempotent.
+//!
+//! Reads never go to RocksDB on the record path: each partition keeps a decoded copy of its
+//! committed entries (loaded from the store on first use, updated by every commit, dropped by a
+//! restore), so a key missing from the write cache is found, or known absent, in memory.
+//! Partitions larger than [`MIRROR_MAX_KEYS`] read RocksDB instead. Whole-table reads
+//! ([`Table::items`]) are kept as a snapshot until the table changes.
 
 pub mod recovery;
 pub mod store;
@@ -18,6 +24,7 @@ use crate::stream::error::{Result, StreamError};
 use crate::stream::record::Record;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::path::PathBuf;
@@ -26,13 +33,16 @@ use store::{Change, PartitionStore, StoreIdentity, StoreOffsets};
 
 /// Key bounds for tables.
 pub trait TableKey:
-    Serialize + DeserializeOwned + Hash + Eq + Ord + Clone + Send + 'static
+    Serialize + DeserializeOwned + Hash + Eq + Ord + Clone + Send + Sync + 'static
 {
 }
-impl<T: Serialize + DeserializeOwned + Hash + Eq + Ord + Clone + Send + 'static> TableKey for T {}
-/// Value bounds for tables.
-pub trait TableValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
-impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> TableValue for T {}
+impl<T: Serialize + DeserializeOwned + Hash + Eq + Ord + Clone + Send + Sync + 'static> TableKey
+    for T
+{
+}
+/// Value bounds for tables (shared read snapshots need `Sync`).
+pub trait TableValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> TableValue for T {}
 
 /// How a table is declared.
 #[derive(Debug, Clone)]
@@ -76,6 +86,19 @@ pub trait TableRuntime: Send + Sync {
     fn entry_count(&self) -> usize;
 }
 
+/// A partition keeps its committed entries in memory up to this many keys; a larger one reads
+/// RocksDB for keys not in the write cache.
+pub const MIRROR_MAX_KEYS: usize = 100_000;
+
+/// The committed entries of a partition, decoded, as the store holds them.
+enum Mirror<K, V> {
+    /// Not read yet (or dropped after a restore wrote the store directly).
+    Unloaded,
+    Loaded(BTreeMap<K, V>),
+    /// More than [`MIRROR_MAX_KEYS`]: the store is read instead.
+    TooLarge,
+}
+
 struct Part<K, V> {
     store: PartitionStore,
     /// Latest value per key since the last commit; `None` is a delete.
@@ -84,6 +107,19 @@ struct Part<K, V> {
     order: Vec<K>,
     /// The store reflects source offsets below this; writes from older records are ignored.
     stored_source: i64,
+    committed: Mirror<K, V>,
+}
+
+/// Every entry of a table as (partition, key, value), sorted by key.
+pub type Entries<K, V> = Arc<Vec<(i32, K, V)>>;
+
+/// The partitions of a table, and what whole-table reads last returned.
+struct Parts<K, V> {
+    map: HashMap<i32, Part<K, V>>,
+    /// Bumped by every change of what [`Table::items`] returns.
+    version: u64,
+    /// [`Table::items`] as of `version`.
+    snapshot: Option<(u64, Entries<K, V>)>,
 }
 
 struct Inner<K, V> {
@@ -92,7 +128,7 @@ struct Inner<K, V> {
     source_topic: String,
     changelog_topic: String,
     dir: PathBuf,
-    parts: Mutex<HashMap<i32, Part<K, V>>>,
+    parts: Mutex<Parts<K, V>>,
 }
 
 /// A typed table. Clones share the same state.
@@ -124,12 +160,16 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 app_id: app_id.to_string(),
                 source_topic: spec.source_topic,
                 changelog_topic,
-                parts: Mutex::new(HashMap::new()),
+                parts: Mutex::new(Parts {
+                    map: HashMap::new(),
+                    version: 0,
+                    snapshot: None,
+                }),
             }),
         }
     }
 
-    fn parts(&self) -> MutexGuard<'_, HashMap<i32, Part<K, V>>> {
+    fn parts(&self) -> MutexGuard<'_, Parts<K, V>> {
         // Nothing panics while holding this lock; a poisoned guard still holds consistent data.
         self.inner.parts.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -138,18 +178,61 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
         &self.inner.name
     }
 
-    fn lookup(part: &Part<K, V>, key: &K) -> Result<Option<V>> {
+    /// The committed entries of a partition, read from the store on first use; `None` when
+    /// the partition is too large to keep in memory.
+    fn mirror<'a>(
+        store: &PartitionStore,
+        committed: &'a mut Mirror<K, V>,
+    ) -> Result<Option<&'a mut BTreeMap<K, V>>> {
+        if let Mirror::Unloaded = committed {
+            let mut map = BTreeMap::new();
+            let mut too_large = false;
+            for (kb, vb) in store.items()? {
+                if map.len() >= MIRROR_MAX_KEYS {
+                    too_large = true;
+                    break;
+                }
+                if let (Some(k), Some(v)) = (decode_bytes::<K>(&kb), decode_bytes::<V>(&vb)) {
+                    map.insert(k, v);
+                }
+            }
+            *committed = if too_large {
+                Mirror::TooLarge
+            } else {
+                Mirror::Loaded(map)
+            };
+        }
+        Ok(match committed {
+            Mirror::Loaded(map) => Some(map),
+            _ => None,
+        })
+    }
+
+    /// The committed value of `key` (ignoring the write cache).
+    fn committed_value(
+        store: &PartitionStore,
+        committed: &mut Mirror<K, V>,
+        key: &K,
+    ) -> Result<Option<V>> {
+        match Self::mirror(store, committed)? {
+            Some(map) => Ok(map.get(key).cloned()),
+            None => Ok(store
+                .get(&json::encode(key))?
+                .and_then(|b| decode_bytes(&b))),
+        }
+    }
+
+    fn lookup(part: &mut Part<K, V>, key: &K) -> Result<Option<V>> {
         if let Some(v) = part.dirty.get(key) {
             return Ok(v.clone());
         }
-        let kb = json::encode(key);
-        Ok(part.store.get(&kb)?.and_then(|b| decode_bytes(&b)))
+        Self::committed_value(&part.store, &mut part.committed, key)
     }
 
     /// The value for `key` in the record's partition.
     pub fn get(&self, record: &Record<'_>, key: &K) -> Result<Option<V>> {
-        let parts = self.parts();
-        match parts.get(&record.partition) {
+        let mut parts = self.parts();
+        match parts.map.get_mut(&record.partition) {
             Some(part) => Self::lookup(part, key),
             None => Ok(None),
         }
@@ -173,13 +256,49 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
         f: impl FnOnce(Option<V>) -> V,
     ) -> Result<()> {
         let mut parts = self.parts();
-        let part = self.part_mut(&mut parts, record.partition)?;
+        let parts = &mut *parts;
+        let part = self.part_mut(&mut parts.map, record.partition)?;
         if record.offset < part.stored_source {
             return Ok(());
         }
-        let old = Self::lookup(part, &key)?;
-        let new = f(old);
-        Self::set_dirty(part, key, Some(new));
+        Self::update_in(part, key, f)?;
+        parts.version += 1;
+        Ok(())
+    }
+
+    /// [`Table::update`] for several keys of the record's partition, under one lock.
+    pub fn update_each(
+        &self,
+        record: &Record<'_>,
+        keys: impl IntoIterator<Item = K>,
+        f: impl Fn(Option<V>) -> V,
+    ) -> Result<()> {
+        let mut parts = self.parts();
+        let parts = &mut *parts;
+        let part = self.part_mut(&mut parts.map, record.partition)?;
+        if record.offset < part.stored_source {
+            return Ok(());
+        }
+        for key in keys {
+            Self::update_in(part, key, &f)?;
+            parts.version += 1;
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write of one key in the write cache, hashing the key once when it is there.
+    fn update_in(part: &mut Part<K, V>, key: K, f: impl FnOnce(Option<V>) -> V) -> Result<()> {
+        match part.dirty.entry(key) {
+            Entry::Occupied(mut e) => {
+                let slot = e.get_mut();
+                *slot = Some(f(slot.take()));
+            }
+            Entry::Vacant(e) => {
+                let old = Self::committed_value(&part.store, &mut part.committed, e.key())?;
+                part.order.push(e.key().clone());
+                e.insert(Some(f(old)));
+            }
+        }
         Ok(())
     }
 
@@ -200,31 +319,33 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
     }
 
     fn set_dirty(part: &mut Part<K, V>, key: K, value: Option<V>) {
-        match part.dirty.get_mut(&key) {
-            Some(slot) => *slot = value,
-            None => {
-                part.order.push(key.clone());
-                part.dirty.insert(key, value);
+        match part.dirty.entry(key) {
+            Entry::Occupied(mut e) => *e.get_mut() = value,
+            Entry::Vacant(e) => {
+                part.order.push(e.key().clone());
+                e.insert(value);
             }
         }
     }
 
     fn write(&self, record: &Record<'_>, key: K, value: Option<V>) -> Result<()> {
         let mut parts = self.parts();
-        let part = self.part_mut(&mut parts, record.partition)?;
+        let parts = &mut *parts;
+        let part = self.part_mut(&mut parts.map, record.partition)?;
         if record.offset < part.stored_source {
             return Ok(());
         }
         Self::set_dirty(part, key, value);
+        parts.version += 1;
         Ok(())
     }
 
     /// Every value stored under `key`, one per partition that has it (a table fed by a topic not
     /// keyed by the table key can hold the same key in several partitions).
     pub fn get_all(&self, key: &K) -> Result<Vec<V>> {
-        let parts = self.parts();
+        let mut parts = self.parts();
         let mut out = Vec::new();
-        for part in parts.values() {
+        for part in parts.map.values_mut() {
             if let Some(v) = Self::lookup(part, key)? {
                 out.push(v);
             }
@@ -234,20 +355,26 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
 
     /// All entries of one open partition (store merged with pending writes), sorted by key.
     pub fn partition_items(&self, partition: i32) -> Result<Vec<(K, V)>> {
-        let parts = self.parts();
-        match parts.get(&partition) {
+        let mut parts = self.parts();
+        match parts.map.get_mut(&partition) {
             Some(part) => Self::merged(part),
             None => Ok(Vec::new()),
         }
     }
 
-    fn merged(part: &Part<K, V>) -> Result<Vec<(K, V)>> {
-        let mut merged: BTreeMap<K, V> = BTreeMap::new();
-        for (kb, vb) in part.store.items()? {
-            if let (Some(k), Some(v)) = (decode_bytes::<K>(&kb), decode_bytes::<V>(&vb)) {
-                merged.insert(k, v);
+    fn merged(part: &mut Part<K, V>) -> Result<Vec<(K, V)>> {
+        let mut merged: BTreeMap<K, V> = match Self::mirror(&part.store, &mut part.committed)? {
+            Some(map) => map.clone(),
+            None => {
+                let mut m = BTreeMap::new();
+                for (kb, vb) in part.store.items()? {
+                    if let (Some(k), Some(v)) = (decode_bytes::<K>(&kb), decode_bytes::<V>(&vb)) {
+                        m.insert(k, v);
+                    }
+                }
+                m
             }
-        }
+        };
         for (k, v) in &part.dirty {
             match v {
                 Some(v) => merged.insert(k.clone(), v.clone()),
@@ -259,13 +386,27 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
 
     /// All entries of all open partitions, as (partition, key, value), sorted by key.
     pub fn items(&self) -> Result<Vec<(i32, K, V)>> {
-        let parts = self.parts();
+        Ok(self.items_shared()?.as_ref().clone())
+    }
+
+    /// [`Table::items`] without copying: the same snapshot is returned until the table
+    /// changes.
+    pub fn items_shared(&self) -> Result<Entries<K, V>> {
+        let mut parts = self.parts();
+        let parts = &mut *parts;
+        if let Some((version, snapshot)) = &parts.snapshot {
+            if *version == parts.version {
+                return Ok(snapshot.clone());
+            }
+        }
         let mut out = Vec::new();
-        for (p, part) in parts.iter() {
+        for (p, part) in parts.map.iter_mut() {
             out.extend(Self::merged(part)?.into_iter().map(|(k, v)| (*p, k, v)));
         }
         out.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-        Ok(out)
+        let snapshot = Arc::new(out);
+        parts.snapshot = Some((parts.version, snapshot.clone()));
+        Ok(snapshot)
     }
 
     /// Type-erased handle for the runtime.
@@ -289,7 +430,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
 
     fn open_partition(&self, partition: i32, partitions: i32) -> Result<StoreOffsets> {
         let mut parts = self.parts();
-        if let Some(part) = parts.get(&partition) {
+        if let Some(part) = parts.map.get(&partition) {
             return part.store.offsets();
         }
         let identity = StoreIdentity {
@@ -300,29 +441,34 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         };
         let store = PartitionStore::open(&self.inner.dir.join(partition.to_string()), &identity)?;
         let offsets = store.offsets()?;
-        parts.insert(
+        parts.map.insert(
             partition,
             Part {
                 store,
                 dirty: HashMap::new(),
                 order: Vec::new(),
                 stored_source: offsets.source.unwrap_or(0),
+                committed: Mirror::Unloaded,
             },
         );
+        parts.version += 1;
         Ok(offsets)
     }
 
     fn offsets(&self, partition: i32) -> Result<StoreOffsets> {
         let mut parts = self.parts();
-        self.part_mut(&mut parts, partition)?.store.offsets()
+        self.part_mut(&mut parts.map, partition)?.store.offsets()
     }
 
     fn close_partition(&self, partition: i32) {
-        self.parts().remove(&partition);
+        let mut parts = self.parts();
+        if parts.map.remove(&partition).is_some() {
+            parts.version += 1;
+        }
     }
 
     fn open_partitions(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self.parts().keys().copied().collect();
+        let mut v: Vec<i32> = self.parts().map.keys().copied().collect();
         v.sort_unstable();
         v
     }
@@ -334,17 +480,23 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         offsets: StoreOffsets,
     ) -> Result<()> {
         let mut parts = self.parts();
-        let part = self.part_mut(&mut parts, partition)?;
+        let parts = &mut *parts;
+        let part = self.part_mut(&mut parts.map, partition)?;
         part.store.commit(changes, offsets)?;
+        if !changes.is_empty() {
+            // Written behind the mirror's back: read the store again when next needed.
+            part.committed = Mirror::Unloaded;
+        }
         if let Some(s) = offsets.source {
             part.stored_source = s;
         }
+        parts.version += 1;
         Ok(())
     }
 
     fn pending(&self, partition: i32) -> Vec<Change> {
         let parts = self.parts();
-        let Some(part) = parts.get(&partition) else {
+        let Some(part) = parts.map.get(&partition) else {
             return Vec::new();
         };
         part.order
@@ -364,17 +516,107 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         offsets: StoreOffsets,
     ) -> Result<()> {
         let mut parts = self.parts();
-        let part = self.part_mut(&mut parts, partition)?;
+        let parts = &mut *parts;
+        let part = self.part_mut(&mut parts.map, partition)?;
         part.store.commit(changes, offsets)?;
+        // `changes` are the cache's entries serialized (nothing wrote in between), so the
+        // mirror takes the cached values as they are.
+        let mut too_large = false;
+        if let Mirror::Loaded(map) = &mut part.committed {
+            for (k, v) in part.dirty.drain() {
+                match v {
+                    Some(v) => map.insert(k, v),
+                    None => map.remove(&k),
+                };
+            }
+            too_large = map.len() > MIRROR_MAX_KEYS;
+        }
+        if too_large {
+            part.committed = Mirror::TooLarge;
+        }
         part.dirty.clear();
         part.order.clear();
         if let Some(s) = offsets.source {
             part.stored_source = s;
         }
+        parts.version += 1;
         Ok(())
     }
 
     fn entry_count(&self) -> usize {
-        self.items().map(|v| v.len()).unwrap_or(0)
+        self.items_shared().map(|v| v.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(offset: i64) -> Record<'static> {
+        Record {
+            topic: "src",
+            partition: 0,
+            offset,
+            timestamp: None,
+            key: None,
+            payload: None,
+        }
+    }
+
+    fn commit(t: &Table<String, i64>, source: i64) {
+        let changes = t.pending(0);
+        t.commit_partition(
+            0,
+            &changes,
+            StoreOffsets {
+                source: Some(source),
+                changelog: None,
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn reads_after_commits_and_restores_match_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TableSpec {
+            name: "t".into(),
+            source_topic: "src".into(),
+            changelog_topic: None,
+        };
+        let t: Table<String, i64> = Table::new("app", dir.path(), spec.clone());
+        t.open_partition(0, 1).unwrap();
+        let inc = |o: Option<i64>| o.unwrap_or(0) + 1;
+        t.update(&rec(0), "a".into(), inc).unwrap();
+        t.update_each(&rec(1), ["a".to_string(), "b".to_string()], inc)
+            .unwrap();
+        let first = t.items_shared().unwrap();
+        assert!(Arc::ptr_eq(&first, &t.items_shared().unwrap()));
+        commit(&t, 2);
+        t.delete(&rec(2), "b".into()).unwrap();
+        t.update(&rec(3), "c".into(), inc).unwrap();
+        assert!(!Arc::ptr_eq(&first, &t.items_shared().unwrap()));
+        commit(&t, 4);
+        // Older records are ignored; the values come from memory and equal the store's.
+        t.update(&rec(1), "a".into(), inc).unwrap();
+        assert_eq!(t.get(&rec(4), &"a".to_string()).unwrap(), Some(2));
+        assert_eq!(t.get(&rec(4), &"b".to_string()).unwrap(), None);
+        let want = vec![(0, "a".to_string(), 2), (0, "c".to_string(), 1)];
+        assert_eq!(t.items().unwrap(), want);
+        // A restore written straight to the store is seen by the next read.
+        t.restore_batch(
+            0,
+            &[(json::encode(&"d".to_string()), Some(json::encode(&7i64)))],
+            StoreOffsets::default(),
+        )
+        .unwrap();
+        assert_eq!(t.get(&rec(4), &"d".to_string()).unwrap(), Some(7));
+        assert_eq!(t.entry_count(), 3);
+        // A fresh handle on the same directory reads the same entries from RocksDB.
+        t.close_partition(0);
+        let again: Table<String, i64> = Table::new("app", dir.path(), spec);
+        again.open_partition(0, 1).unwrap();
+        assert_eq!(again.partition_items(0).unwrap().len(), 3);
+        assert_eq!(again.get(&rec(4), &"a".to_string()).unwrap(), Some(2));
     }
 }
