@@ -293,6 +293,17 @@ pub fn exit_code(err: &(dyn std::error::Error + 'static)) -> u8 {
     }
 }
 
+/// A binary's outcome as its exit status: 0, or the error on one line and [`exit_code`].
+pub fn report(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(exit_code(e.as_ref()))
+        }
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

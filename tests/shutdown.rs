@@ -72,13 +72,13 @@ async fn api_total(base: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// Waits until the worker's count grows (records are flowing into it); returns the count.
-async fn wait_counting(base: &str) -> i64 {
+/// Waits until the worker's count is above `before` (records are flowing into it); returns
+/// the count. Take `before` ahead of sending: the worker may count a batch before this looks.
+async fn wait_counting(base: &str, before: i64) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let first = api_total(base).await;
     loop {
         let now = api_total(base).await;
-        if now > first {
+        if now > before {
             return now;
         }
         assert!(Instant::now() < deadline, "worker at {base} counts nothing");
@@ -119,7 +119,8 @@ async fn graceful(env: &TestEnv, dir: &Path, app_id: &str, sig: i32, name: &str)
     let base = format!("http://{addr}");
     let mut child = spawn_worker_binary(env, dir, app_id, addr, COMMIT_INTERVAL);
     wait_assigned(&base, Duration::from_secs(60)).await;
-    wait_counting(&base).await;
+    let before = api_total(&base).await;
+    wait_counting(&base, before).await;
     let shown = api_total(&base).await;
     let sent = Instant::now();
     signal(&child, sig);
@@ -192,8 +193,9 @@ async fn signals_stop_the_worker_cleanly_and_state_stays_exact() {
             let base = format!("http://{addr}");
             let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, COMMIT_INTERVAL);
             wait_assigned(&base, Duration::from_secs(60)).await;
+            let before = api_total(&base).await;
             producer.send(20_000, &mut rng, &mut expected);
-            wait_counting(&base).await;
+            wait_counting(&base, before).await;
             broker.broker_down(1).unwrap();
             signal(&child, libc::SIGTERM);
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -220,8 +222,9 @@ async fn signals_stop_the_worker_cleanly_and_state_stays_exact() {
                 .spawn()
                 .unwrap();
             wait_assigned(&base, Duration::from_secs(60)).await;
+            let before = api_total(&base).await;
             producer.send(20_000, &mut rng, &mut expected);
-            wait_counting(&base).await;
+            wait_counting(&base, before).await;
             broker.broker_down(1).unwrap();
             let sent = Instant::now();
             signal(&child, libc::SIGTERM);

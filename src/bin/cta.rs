@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use cta_stream::cli::{check_kafka_client, exit_code, init_tracing};
+use cta_stream::cli::{check_kafka_client, init_tracing};
 use cta_stream::cli::{KafkaPropertyArgs, SimArgs, WorkerArgs};
 use cta_stream::runner::{host_platform, run_demo, DemoOptions};
 use cta_stream::stream::Shutdown;
@@ -71,13 +71,7 @@ struct DemoArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(e.as_ref()))
-        }
-    }
+    cta_stream::cli::report(run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

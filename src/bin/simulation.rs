@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use cta_stream::cli::{exit_code, init_tracing, ConnectArgs, SimArgs, SimIntegrationArgs};
+use cta_stream::cli::{init_tracing, ConnectArgs, SimArgs, SimIntegrationArgs};
 use cta_stream::runner::run_simulation;
 use cta_stream::stream::Shutdown;
 use std::process::ExitCode;
@@ -27,13 +27,7 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(e.as_ref()))
-        }
-    }
+    cta_stream::cli::report(run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

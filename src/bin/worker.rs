@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use cta_stream::cli::{exit_code, init_tracing, ConnectArgs, WorkerArgs, WorkerIntegrationArgs};
+use cta_stream::cli::{init_tracing, ConnectArgs, WorkerArgs, WorkerIntegrationArgs};
 use cta_stream::runner::run_worker_with;
 use cta_stream::stream::Shutdown;
 use std::process::ExitCode;
@@ -59,13 +59,7 @@ enum QueryTable {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(e.as_ref()))
-        }
-    }
+    cta_stream::cli::report(run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
