@@ -10,7 +10,6 @@ use common::*;
 use cta_stream::transit::models::topics;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,14 +18,8 @@ const RECORDS: usize = 200_000;
 const KILLS: usize = 12;
 const CHUNK: usize = 4_000;
 
-fn spawn_worker(
-    env: &TestEnv,
-    dir: &std::path::Path,
-    app_id: &str,
-    addr: std::net::SocketAddr,
-) -> Child {
-    spawn_worker_binary(env, dir, app_id, addr, "50ms")
-}
+/// Checkpoint interval of the worker processes.
+const COMMIT_INTERVAL: &str = "50ms";
 
 /// Produces `RECORDS` entries in chunks, and on until the kill loop is done, so every kill
 /// lands while records are still arriving; returns the per-station tally.
@@ -62,7 +55,7 @@ async fn counts_are_exact_after_repeated_kill_9() {
     let started = Instant::now();
     while kills < KILLS || !producing.is_finished() {
         let addr = free_addr();
-        let mut child = spawn_worker(&env, dir.path(), &app_id, addr);
+        let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, COMMIT_INTERVAL);
         // Kill at a random moment after the worker owns its partitions (before that, a kill
         // would only test start-up).
         let t0 = Instant::now();
@@ -110,7 +103,7 @@ async fn counts_are_exact_after_repeated_kill_9() {
 
     // A last, undisturbed run must reach exactly the produced counts.
     let addr = free_addr();
-    let mut child = spawn_worker(&env, dir.path(), &app_id, addr);
+    let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, COMMIT_INTERVAL);
     wait_for_counts(
         &format!("http://{addr}"),
         &expected,
@@ -128,7 +121,7 @@ async fn counts_are_exact_after_repeated_kill_9() {
     // checkpoints too) gives the same exact counts.
     let cold = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let mut child = spawn_worker(&env, cold.path(), &app_id, addr);
+    let mut child = spawn_worker_binary(&env, cold.path(), &app_id, addr, COMMIT_INTERVAL);
     wait_for_counts(
         &format!("http://{addr}"),
         &expected,

@@ -7,17 +7,10 @@ mod common;
 use common::*;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-fn spawn_worker(
-    env: &TestEnv,
-    dir: &std::path::Path,
-    app_id: &str,
-    addr: std::net::SocketAddr,
-) -> Child {
-    spawn_worker_binary(env, dir, app_id, addr, "100ms")
-}
+/// Checkpoint interval of the worker processes.
+const COMMIT_INTERVAL: &str = "100ms";
 
 async fn local_counts(base: &str) -> Option<BTreeMap<i32, i64>> {
     let v: Vec<serde_json::Value> = reqwest::get(format!("{base}/api/turnstile?scope=local"))
@@ -64,8 +57,8 @@ async fn two_workers_share_route_and_fail_over() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (addr_a, addr_b) = (free_addr(), free_addr());
     let (base_a, base_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
-    let mut a = spawn_worker(&env, dir_a.path(), &app_id, addr_a);
-    let mut b = spawn_worker(&env, dir_b.path(), &app_id, addr_b);
+    let mut a = spawn_worker_binary(&env, dir_a.path(), &app_id, addr_a, COMMIT_INTERVAL);
+    let mut b = spawn_worker_binary(&env, dir_b.path(), &app_id, addr_b, COMMIT_INTERVAL);
 
     // Both own some of the 16 source partitions (4 topics x 4).
     let deadline = Instant::now() + Duration::from_secs(60);
