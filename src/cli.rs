@@ -223,6 +223,7 @@ impl ConnectArgs {
     /// Kafka and registry settings from the flags (or the embedded platform's discovery file),
     /// with the librdkafka properties and the CA file checked.
     pub fn resolve(&self) -> Result<(KafkaConfig, RegistryConfig), ConnectError> {
+        let mut embedded = false;
         let (brokers, url) = match (&self.brokers, &self.schema_registry_url) {
             (Some(b), Some(u)) => (b.clone(), u.clone()),
             (Some(_), None) => return Err(ConnectError::MissingRegistry),
@@ -232,11 +233,15 @@ impl ConnectArgs {
                     ConnectError::NoPlatform(platform::discovery_path().display().to_string())
                 })?;
                 tracing::info!(brokers = %found.brokers, registry = %found.schema_registry_url, "using the embedded platform");
+                embedded = true;
                 (found.brokers, found.schema_registry_url)
             }
         };
         let mut kafka = KafkaConfig::new(brokers);
         kafka.extra = self.properties.resolve()?;
+        if embedded {
+            kafka.prefer_consumer_group_protocol();
+        }
         let mut registry = RegistryConfig::new(url);
         registry.basic_auth = self.schema_registry_auth.clone();
         if let Some(path) = &self.schema_registry_ca {

@@ -41,6 +41,7 @@ impl BenchEnv {
                 let platform = Platform::start(addr, None).await?;
                 let mut kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
                 kafka.extra = extra.clone();
+                kafka.prefer_consumer_group_protocol();
                 let registry = RegistryConfig::new(platform.registry_url.clone());
                 Ok(Self {
                     platform: Some(platform),

@@ -92,6 +92,8 @@ pub struct WarmRestart {
     /// Start → the assignment callback began (first seen `recovering`): group join and
     /// rebalance.
     pub assignment_began_secs: f64,
+    /// Start → topics checked and consumer subscribed (what precedes the join).
+    pub subscribed_secs: f64,
     /// Start → ready.
     pub ready_secs: f64,
     pub counts_secs: f64,
@@ -452,13 +454,17 @@ async fn warm_restart(
     let cost = meter.read();
     let got = as_map(&w.tables.turnstile_all()?);
     let restored = w.status.snapshot().restore_done;
+    let w_status = w.status.clone();
     w.stop().await?;
     compare_counts(expected, &got).map_err(|detail| BenchError::Mismatch {
         phase: "warm restart",
         detail,
     })?;
     let start = meter.started();
+    let began = w_status.assignment_began_at().or(began);
+    let subscribed = w_status.subscribed_at().unwrap_or(start);
     Ok(WarmRestart {
+        subscribed_secs: subscribed.duration_since(start).as_secs_f64(),
         assignment_began_secs: began.unwrap_or(ready).duration_since(start).as_secs_f64(),
         ready_secs: ready.duration_since(start).as_secs_f64(),
         counts_secs: counts.duration_since(start).as_secs_f64(),
@@ -573,9 +579,10 @@ impl fmt::Display for RecoveryReport {
                 .iter()
                 .map(|w| {
                     format!(
-                        "{:.3} (join {:.3} + assign {:.3})",
+                        "{:.3} (start {:.3} + join {:.3} + assign {:.3})",
                         w.ready_secs,
-                        w.assignment_began_secs,
+                        w.subscribed_secs,
+                        w.assignment_began_secs - w.subscribed_secs,
                         w.ready_secs - w.assignment_began_secs
                     )
                 })

@@ -69,8 +69,15 @@ impl EmbeddedBroker {
         let bootstrap = unsafe { CStr::from_ptr(rd::rd_kafka_mock_cluster_bootstraps(cluster)) }
             .to_string_lossy()
             .into_owned();
-        // SAFETY: valid cluster handle.
-        unsafe { rd::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0) };
+        // SAFETY: valid cluster handle (all three calls).
+        unsafe {
+            rd::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+            // KIP-848 groups (`group.protocol=consumer`): the session timeout is the broker's.
+            // A dev broker moves a killed worker's partitions on after 6 s, as the classic
+            // groups do with the worker's minimum (see tests/common).
+            rd::rd_kafka_mock_set_group_consumer_session_timeout_ms(cluster, 6000);
+            rd::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(cluster, 1000);
+        }
         Ok(Self {
             cluster,
             bootstrap,

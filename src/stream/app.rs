@@ -12,15 +12,15 @@ use crate::stream::config::{KafkaConfig, REQUEST_TIMEOUT};
 use crate::stream::directory::{directory_topic, Directory};
 use crate::stream::error::{ErrorKind, Result, StreamError};
 use crate::stream::kafka::{
-    ensure_topics, flush, partition_count, send_blocking, tracked_producer, TopicSpec,
-    TrackedProducer,
+    ensure_topics, flush, partition_count, partition_counts, send_blocking, tracked_producer,
+    TopicSpec, TrackedProducer,
 };
 use crate::stream::names;
 use crate::stream::record::Record;
 use crate::stream::sensor::Status;
 use crate::stream::shutdown::Shutdown;
 use crate::stream::sink::{Guarantee, Sink};
-use crate::stream::table::recovery::Restorer;
+use crate::stream::table::recovery::{parallel_map, Restorer};
 use crate::stream::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
 use crate::stream::window::{WindowedTable, Windows};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -29,7 +29,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -187,10 +187,11 @@ impl App {
             sink,
             adverts,
             restorer,
-            positions: Positions::new(),
+            positions: Positions::default(),
             status: self.status.clone(),
             partition_counts: HashMap::new(),
             fatal: None,
+            owned: Vec::new(),
             directory: self.directory.clone(),
         };
         let follower = match &self.directory {
@@ -199,6 +200,8 @@ impl App {
         };
         let context = ConductorContext {
             engine: Mutex::new(engine),
+            failed: AtomicBool::new(false),
+            incremental: self.config.kafka.incremental_rebalancing(),
         };
         let consumer: BaseConsumer<ConductorContext> = self
             .config
@@ -216,6 +219,7 @@ impl App {
             self.status.clone(),
             shutdown.clone(),
         )?;
+        self.status.subscribed_now();
         tracing::info!(app_id = %self.config.app_id, topics = ?topics, "worker started");
         self.status.running.store(true, Ordering::Relaxed);
 
@@ -254,16 +258,23 @@ impl App {
         let mut last_commit = coarse_now();
         let mut batch_topic = String::new();
         let mut batch_count = 0u64;
+        let mut seen_first = false;
         while !shutdown.is_triggered() {
             let polled = consumer.poll(Duration::from_millis(100));
             let ctx = consumer.context();
-            if let Some(e) = ctx.with_engine(|e| Ok(e.fatal.take()))? {
-                return Err(e);
+            if ctx.failed.load(Ordering::Relaxed) {
+                if let Some(e) = ctx.with_engine(|e| Ok(e.fatal.take()))? {
+                    return Err(e);
+                }
             }
             match polled {
                 None => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
                 Some(Ok(m)) => {
+                    if !seen_first {
+                        self.status.first_record_seen();
+                        seen_first = true;
+                    }
                     let record = Record::from_message(&m);
                     if let Some(agents) = routes.get(record.topic) {
                         for &i in agents {
@@ -355,10 +366,10 @@ async fn prepare_topics(
         .restore_consumer(app_id)
         .create()
         .map_err(StreamError::kafka("create metadata client"))?;
+    let counts = tokio::task::block_in_place(|| partition_counts(probe.client()))?;
     let mut specs = Vec::new();
     for (changelog, source) in changelog_and_source {
-        let n =
-            tokio::task::block_in_place(|| partition_count(probe.client(), source))?.unwrap_or(4);
+        let n = counts.get(source).copied().unwrap_or(4);
         specs.push(TopicSpec {
             name: changelog.clone(),
             partitions: n,
@@ -389,6 +400,8 @@ struct Engine {
     partition_counts: HashMap<String, i32>,
     /// An error raised inside a callback, returned by the poll loop.
     fatal: Option<StreamError>,
+    /// Source partitions assigned to this worker now.
+    owned: Vec<(String, i32)>,
     directory: Option<Directory>,
 }
 
@@ -473,15 +486,29 @@ impl Engine {
         Ok(n)
     }
 
-    /// Restores every table partition of the assignment and returns where each source
-    /// partition resumes.
+    /// Restores every table partition of the `added` source partitions and returns where each
+    /// of them resumes. With the eager protocol `added` is the whole new assignment (partitions
+    /// kept from before keep their open stores); with the incremental one (KIP-848's
+    /// `group.protocol=consumer`, or `cooperative-sticky`) it adds to what this worker owns.
     fn on_assign<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        assigned: &[(String, i32)],
+        added: &[(String, i32)],
+        incremental: bool,
     ) -> Result<HashMap<(String, i32), Offset>> {
+        self.status.assignment_began_now();
+        let mut assigned: Vec<(String, i32)> = if incremental {
+            self.owned.clone()
+        } else {
+            Vec::new()
+        };
+        for a in added {
+            if !assigned.contains(a) {
+                assigned.push(a.clone());
+            }
+        }
         let mut tpl = TopicPartitionList::new();
-        for (t, p) in assigned {
+        for (t, p) in added {
             tpl.add_partition(t, *p);
         }
         let committed: HashMap<(String, i32), i64> = match consumer
@@ -502,6 +529,7 @@ impl Engine {
         };
         // Close stores of partitions we no longer own.
         let keep: HashSet<(String, i32)> = assigned.iter().cloned().collect();
+        self.owned = assigned.clone();
         for t in &self.tables {
             for p in t.open_partitions() {
                 if !keep.contains(&(t.source_topic().to_string(), p)) {
@@ -512,8 +540,40 @@ impl Engine {
         // `recovering` is raised by the restorer only when changelog records must be replayed,
         // so a rebalance with warm stores does not make queries wait.
         let started = Instant::now();
+        // Open the stores and ask for the changelogs' watermarks concurrently: one after the
+        // other, an assignment of 36 table partitions spent most of its time waiting.
+        let mut to_open = Vec::new();
+        for (topic, p) in added {
+            let n = self.partitions_of(consumer, topic)?;
+            for t in &self.tables {
+                if t.source_topic() == topic {
+                    to_open.push((t.clone(), *p, n));
+                }
+            }
+        }
+        tracing::debug!(
+            secs = started.elapsed().as_secs_f64(),
+            "assignment: partition counts known"
+        );
+        for r in parallel_map(&to_open, |(t, p, n)| t.open_partition(*p, *n)) {
+            r?;
+        }
+        tracing::debug!(
+            secs = started.elapsed().as_secs_f64(),
+            stores = to_open.len(),
+            "assignment: stores open"
+        );
+        let changelogs: Vec<(String, i32)> = to_open
+            .iter()
+            .map(|(t, p, _)| (t.changelog_topic().to_string(), *p))
+            .collect();
+        self.restorer.prefetch_watermarks(&changelogs);
+        tracing::debug!(
+            secs = started.elapsed().as_secs_f64(),
+            "assignment: changelog watermarks known"
+        );
         let mut resume = HashMap::new();
-        for (topic, p) in assigned {
+        for (topic, p) in added {
             let key = (topic.clone(), *p);
             let committed = committed.get(&key).copied();
             let mut start: Option<i64> = None;
@@ -542,17 +602,57 @@ impl Engine {
             resume.insert(key, offset);
         }
         self.status.recovering.store(false, Ordering::Relaxed);
-        tracing::info!(partitions = assigned.len(), secs = format!("{:.3}", started.elapsed().as_secs_f64()), app_id = %self.app_id, "partitions assigned and tables ready");
-        self.status.set_assigned(assigned.to_vec());
+        tracing::info!(partitions = assigned.len(), added = added.len(), secs = format!("{:.3}", started.elapsed().as_secs_f64()), app_id = %self.app_id, "partitions assigned and tables ready");
+        self.status.set_assigned(assigned.clone());
         if let Some(d) = &self.directory {
-            d.publish(self.advert_producer(), &self.app_id, assigned.to_vec())?;
+            d.publish(self.advert_producer(), &self.app_id, assigned)?;
         }
         Ok(resume)
+    }
+
+    /// Checkpoints everything processed so far before `revoked` move to another worker. Eager
+    /// protocol: the whole assignment goes (stores stay open until the next assignment shows
+    /// which are still ours). Incremental: only `revoked` go; their stores close now.
+    fn on_revoke<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        revoked: &[(String, i32)],
+        incremental: bool,
+    ) -> Result<()> {
+        let r = self.checkpoint(consumer);
+        if !incremental {
+            self.positions.clear();
+            self.owned.clear();
+            self.status.set_assigned(Vec::new());
+            return r;
+        }
+        for (topic, p) in revoked {
+            if let Some(m) = self.positions.get_mut(topic) {
+                m.remove(p);
+            }
+            for t in &self.tables {
+                if t.source_topic() == topic {
+                    t.close_partition(*p);
+                }
+            }
+        }
+        self.owned.retain(|a| !revoked.contains(a));
+        self.status.set_assigned(self.owned.clone());
+        if let Some(d) = &self.directory {
+            d.publish(self.advert_producer(), &self.app_id, self.owned.clone())?;
+        }
+        r
     }
 }
 
 struct ConductorContext {
     engine: Mutex<Engine>,
+    /// Set with `Engine::fatal`, so the poll loop checks for it without taking the lock.
+    failed: AtomicBool,
+    /// Incremental (cooperative) rebalancing, from the configuration. Not asked of the
+    /// consumer inside the callback: `rebalance_protocol()` there can block for good while the
+    /// consumer is closing.
+    incremental: bool,
 }
 
 impl ConductorContext {
@@ -562,9 +662,25 @@ impl ConductorContext {
         let mut g = self.engine.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g)
     }
+
+    /// A rebalance callback failed: the poll loop stops with `e` after this poll.
+    fn fail(&self, e: StreamError) {
+        let _ = self.with_engine(|eng| {
+            eng.fatal = Some(e);
+            Ok(())
+        });
+        self.failed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl ClientContext for ConductorContext {}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
 
 impl ConsumerContext for ConductorContext {
     fn rebalance(
@@ -575,12 +691,9 @@ impl ConsumerContext for ConductorContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let assigned: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                let result = self.with_engine(|e| e.on_assign(consumer, &assigned));
+                let incremental = self.incremental;
+                let added = partitions(tpl);
+                let result = self.with_engine(|e| e.on_assign(consumer, &added, incremental));
                 match result {
                     Ok(resume) => {
                         for ((t, p), o) in resume {
@@ -595,35 +708,31 @@ impl ConsumerContext for ConductorContext {
                             eng.status.recovering.store(false, Ordering::Relaxed);
                             Ok(())
                         });
-                        let _ = self.with_engine(|eng| {
-                            eng.fatal = Some(e);
-                            Ok(())
-                        });
+                        self.fail(e);
                     }
                 }
-                if let Err(e) = consumer.assign(tpl) {
+                let assigned = if incremental {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
                     tracing::error!(error = %e, "assign failed");
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let r = self.with_engine(|e| {
-                    let r = e.checkpoint(consumer);
-                    e.positions.clear();
-                    r
-                });
-                if let Err(e) = r {
+                let incremental = self.incremental;
+                let revoked = partitions(tpl);
+                if let Err(e) = self.with_engine(|e| e.on_revoke(consumer, &revoked, incremental)) {
                     tracing::error!(error = %e, "checkpoint on revoke failed");
-                    let _ = self.with_engine(|eng| {
-                        eng.fatal = Some(e);
-                        Ok(())
-                    });
+                    self.fail(e);
                 }
-                self.with_engine(|e| {
-                    e.status.set_assigned(Vec::new());
-                    Ok(())
-                })
-                .ok();
-                if let Err(e) = consumer.unassign() {
+                let unassigned = if incremental {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
                     tracing::error!(error = %e, "unassign failed");
                 }
             }

@@ -18,11 +18,11 @@ use crate::stream::sensor::Status;
 use crate::stream::sink::Sink;
 use crate::stream::table::store::StoreOffsets;
 use crate::stream::table::TableRuntime;
+use crate::stream::FastMap;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Next source offset to process, per topic and partition, as the conductor advanced it.
 /// (Nested so the per-record update looks the topic up by `&str`, without allocating.)
-pub type Positions = HashMap<String, HashMap<i32, i64>>;
+pub type Positions = FastMap<String, FastMap<i32, i64>>;
 
 /// Runs steps 1–5 for every open partition of `tables`.
 pub fn checkpoint<C: ConsumerContext>(

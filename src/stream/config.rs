@@ -72,12 +72,56 @@ impl KafkaConfig {
             .set("fetch.wait.max.ms", "100")
             // A long restore runs inside the assignment; allow it before the group evicts us.
             .set("max.poll.interval.ms", "600000")
-            .set("session.timeout.ms", "10000")
-            .set("queued.min.messages", "200000")
+            // Prefetch per partition: 20k records keep the poll loop fed (a larger queue measured
+            // no faster) at a fraction of the memory (peak RSS 94 vs 173 MiB over 1M records).
+            .set("queued.min.messages", "20000")
             // The default 1 s pause before refetching a partition whose local queue was full
             // left the poll loop idle most of the time once it drained the queue quickly.
             .set("fetch.queue.backoff.ms", "10");
+        // The session timeout is the broker's under KIP-848 (`group.protocol=consumer`), and
+        // librdkafka refuses the property there.
+        if !self.uses_consumer_group_protocol() {
+            c.set("session.timeout.ms", "10000");
+        }
         self.finish(c)
+    }
+
+    /// For brokers known to speak KIP-848 (the embedded one): use `group.protocol=consumer`
+    /// unless the user chose the classic protocol's settings themselves. A restarted worker then
+    /// rejoins at once, where a classic group waits out the leaving member's rebalance.
+    pub fn prefer_consumer_group_protocol(&mut self) {
+        let classic_keys = [
+            "group.protocol",
+            "session.timeout.ms",
+            "heartbeat.interval.ms",
+            "partition.assignment.strategy",
+            "group.instance.id",
+        ];
+        if !self
+            .extra
+            .iter()
+            .any(|(k, _)| classic_keys.contains(&k.as_str()))
+        {
+            self.extra
+                .push(("group.protocol".to_string(), "consumer".to_string()));
+        }
+    }
+
+    /// Whether assignments come incrementally: KIP-848 groups, or classic groups whose only
+    /// assignor is `cooperative-sticky` (librdkafka refuses to mix eager and cooperative ones).
+    pub fn incremental_rebalancing(&self) -> bool {
+        self.uses_consumer_group_protocol()
+            || self.extra.iter().any(|(k, v)| {
+                k == "partition.assignment.strategy"
+                    && v.split(',').all(|s| s.trim() == "cooperative-sticky")
+            })
+    }
+
+    /// `-X group.protocol=consumer`: KIP-848 groups (incremental assignment, no join barrier).
+    pub fn uses_consumer_group_protocol(&self) -> bool {
+        self.extra
+            .iter()
+            .any(|(k, v)| k == "group.protocol" && v.trim().eq_ignore_ascii_case("consumer"))
     }
 
     /// Assign-only consumer used to read a changelog partition during recovery.
@@ -90,7 +134,9 @@ impl KafkaConfig {
             .set("enable.partition.eof", "false")
             // Changelog records of aborted transactions (exactly-once mode) are not state.
             .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "50")
+            // Restores read one partition after another: a fetch parked at the end of the
+            // last one delays the next one's first records by up to this long.
+            .set("fetch.wait.max.ms", "10")
             .set("queued.min.messages", "500000")
             .set("fetch.queue.backoff.ms", "10");
         self.finish(c)
@@ -103,3 +149,50 @@ impl KafkaConfig {
 
 /// Timeout for metadata, watermark and committed-offset requests.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(extra: &[(&str, &str)]) -> KafkaConfig {
+        let mut k = KafkaConfig::new("localhost:9092");
+        k.extra = extra
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        k
+    }
+
+    #[test]
+    fn group_protocol_settings() {
+        // The worker's consumer leaves the session timeout to the broker under KIP-848.
+        let kip848 = with(&[("group.protocol", "consumer")]);
+        assert!(kip848.incremental_rebalancing());
+        assert_eq!(kip848.group_consumer("g").get("session.timeout.ms"), None);
+        let classic = with(&[]);
+        assert!(!classic.incremental_rebalancing());
+        assert_eq!(
+            classic.group_consumer("g").get("session.timeout.ms"),
+            Some("10000")
+        );
+        assert!(
+            with(&[("partition.assignment.strategy", "cooperative-sticky")])
+                .incremental_rebalancing()
+        );
+        assert!(
+            !with(&[("partition.assignment.strategy", "range,roundrobin")])
+                .incremental_rebalancing()
+        );
+
+        // The embedded broker's preference yields to any classic-group setting of the user.
+        let mut embedded = with(&[]);
+        embedded.prefer_consumer_group_protocol();
+        assert!(embedded.uses_consumer_group_protocol());
+        let mut chosen = with(&[("session.timeout.ms", "3000")]);
+        chosen.prefer_consumer_group_protocol();
+        assert!(!chosen.uses_consumer_group_protocol());
+        let mut twice = with(&[("group.protocol", "classic")]);
+        twice.prefer_consumer_group_protocol();
+        assert_eq!(twice.extra.len(), 1);
+    }
+}

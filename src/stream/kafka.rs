@@ -29,11 +29,11 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         .admin()
         .create()
         .map_err(StreamError::kafka("create admin client"))?;
-    // Only ask for the topics the broker does not know yet.
+    // Only ask for the topics the broker does not know yet (one metadata request for all).
+    let counts = tokio::task::block_in_place(|| partition_counts(admin.inner()))?;
     let mut missing = Vec::new();
     for t in topics {
-        let known = tokio::task::block_in_place(|| partition_count(admin.inner(), &t.name))?;
-        match known {
+        match counts.get(&t.name).copied() {
             Some(n) if n < t.partitions => {
                 tracing::warn!(topic = %t.name, partitions = n, wanted = t.partitions, "topic exists with fewer partitions than wanted")
             }
@@ -97,6 +97,19 @@ pub fn partition_count<C: ClientContext>(client: &Client<C>, topic: &str) -> Res
         .find(|t| t.name() == topic && t.error().is_none())
         .map(|t| t.partitions().len() as i32)
         .filter(|n| *n > 0))
+}
+
+/// Partition count of every topic the cluster knows, from one metadata request.
+pub fn partition_counts<C: ClientContext>(client: &Client<C>) -> Result<HashMap<String, i32>> {
+    let md = client
+        .fetch_metadata(None, REQUEST_TIMEOUT)
+        .map_err(StreamError::kafka("fetch metadata"))?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+        .collect())
 }
 
 /// Low and high watermark of a partition.

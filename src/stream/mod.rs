@@ -44,6 +44,11 @@ pub use shutdown::Shutdown;
 pub use table::{Table, TableSpec};
 pub use window::{WindowKey, WindowedTable, Windows};
 
+/// The hash map of the per-record paths (table write caches, source positions): foldhash's
+/// seeded hasher is several times cheaper than SipHash for short keys and still randomised per
+/// process, so keys read from topics cannot be chosen to collide.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

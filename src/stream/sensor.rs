@@ -30,6 +30,11 @@ pub struct Status {
     produced_per_topic: Mutex<BTreeMap<String, u64>>,
     /// Next source offset to process per (topic, partition), as of the last checkpoint.
     positions: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Milestones of a start, for benchmarks: topics checked and consumer subscribed, first
+    /// assignment callback entered, first record handed to the agents.
+    subscribed: std::sync::OnceLock<std::time::Instant>,
+    assignment_began: std::sync::OnceLock<std::time::Instant>,
+    first_record: std::sync::OnceLock<std::time::Instant>,
 }
 
 /// A copy of [`Status`] for display.
@@ -68,6 +73,34 @@ impl Status {
                 m.insert(topic.to_string(), n);
             }
         }
+    }
+
+    /// Runtime hook: the poll loop got its first record now. Later calls change nothing.
+    pub fn first_record_seen(&self) {
+        self.first_record.get_or_init(std::time::Instant::now);
+    }
+
+    /// When the first record reached the agents, if one has.
+    pub fn first_record_at(&self) -> Option<std::time::Instant> {
+        self.first_record.get().copied()
+    }
+
+    /// Runtime hook: topics checked, consumer subscribed (the group join starts).
+    pub fn subscribed_now(&self) {
+        self.subscribed.get_or_init(std::time::Instant::now);
+    }
+
+    pub fn subscribed_at(&self) -> Option<std::time::Instant> {
+        self.subscribed.get().copied()
+    }
+
+    /// Runtime hook: an assignment callback began (the first one ends the group join).
+    pub fn assignment_began_now(&self) {
+        self.assignment_began.get_or_init(std::time::Instant::now);
+    }
+
+    pub fn assignment_began_at(&self) -> Option<std::time::Instant> {
+        self.assignment_began.get().copied()
     }
 
     /// Metrics hook: `n` records this process produced to `topic`. The checkpoint calls it for

@@ -538,6 +538,16 @@ pub fn spawn_worker_binary_with(
         .expect("start worker binary")
 }
 
+/// How the worker processes form their consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// Classic groups (JoinGroup/SyncGroup, eager assignment), short session timeout.
+    Classic,
+    /// KIP-848 (`group.protocol=consumer`): incremental assignment, session timeout set by
+    /// the broker.
+    Consumer,
+}
+
 /// The command [`spawn_worker_binary`] runs, to add flags or capture its output.
 pub fn worker_binary(
     env: &TestEnv,
@@ -546,6 +556,25 @@ pub fn worker_binary(
     addr: std::net::SocketAddr,
     commit_interval: &str,
 ) -> std::process::Command {
+    worker_binary_in(
+        env,
+        dir,
+        app_id,
+        addr,
+        commit_interval,
+        GroupProtocol::Classic,
+    )
+}
+
+/// [`worker_binary`] with the group protocol chosen.
+pub fn worker_binary_in(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    app_id: &str,
+    addr: std::net::SocketAddr,
+    commit_interval: &str,
+    protocol: GroupProtocol,
+) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_worker"));
     cmd.args(["--brokers", &env.kafka.brokers])
         .args(["--schema-registry-url", &env.registry.url])
@@ -553,10 +582,11 @@ pub fn worker_binary(
         .arg("--data-dir")
         .arg(dir)
         .args(["--web-addr", &addr.to_string()])
-        .args(["--commit-interval", commit_interval])
+        .args(["--commit-interval", commit_interval]);
+    match protocol {
         // A killed worker's partitions move on after the session timeout: short on the
         // embedded broker, Kafka's minimum (group.min.session.timeout.ms) elsewhere.
-        .args([
+        GroupProtocol::Classic => cmd.args([
             "-X",
             if env.platform.is_some() {
                 "session.timeout.ms=3000"
@@ -565,8 +595,10 @@ pub fn worker_binary(
             },
             "-X",
             "heartbeat.interval.ms=500",
-        ])
-        .env("RUST_LOG", "warn,librdkafka=error")
+        ]),
+        GroupProtocol::Consumer => cmd.args(["-X", "group.protocol=consumer"]),
+    };
+    cmd.env("RUST_LOG", "warn,librdkafka=error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit());
     cmd

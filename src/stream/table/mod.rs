@@ -22,10 +22,11 @@ pub mod store;
 use crate::stream::codec::json;
 use crate::stream::error::{Result, StreamError};
 use crate::stream::record::Record;
+use crate::stream::FastMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -102,7 +103,7 @@ enum Mirror<K, V> {
 struct Part<K, V> {
     store: PartitionStore,
     /// Latest value per key since the last commit; `None` is a delete.
-    dirty: HashMap<K, Option<V>>,
+    dirty: FastMap<K, Option<V>>,
     /// Insertion order of `dirty`, so the changelog carries changes in the order they happened.
     order: Vec<K>,
     /// The store reflects source offsets below this; writes from older records are ignored.
@@ -115,7 +116,7 @@ pub type Entries<K, V> = Arc<Vec<(i32, K, V)>>;
 
 /// The partitions of a table, and what whole-table reads last returned.
 struct Parts<K, V> {
-    map: HashMap<i32, Part<K, V>>,
+    map: FastMap<i32, Part<K, V>>,
     /// Bumped by every change of what [`Table::items`] returns.
     version: u64,
     /// [`Table::items`] as of `version`.
@@ -161,7 +162,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 source_topic: spec.source_topic,
                 changelog_topic,
                 parts: Mutex::new(Parts {
-                    map: HashMap::new(),
+                    map: FastMap::default(),
                     version: 0,
                     snapshot: None,
                 }),
@@ -304,7 +305,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
 
     fn part_mut<'a>(
         &self,
-        parts: &'a mut HashMap<i32, Part<K, V>>,
+        parts: &'a mut FastMap<i32, Part<K, V>>,
         partition: i32,
     ) -> Result<&'a mut Part<K, V>> {
         parts
@@ -429,8 +430,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
     }
 
     fn open_partition(&self, partition: i32, partitions: i32) -> Result<StoreOffsets> {
-        let mut parts = self.parts();
-        if let Some(part) = parts.map.get(&partition) {
+        if let Some(part) = self.parts().map.get(&partition) {
             return part.store.offsets();
         }
         let identity = StoreIdentity {
@@ -439,13 +439,19 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
             partition,
             partitions,
         };
+        // Opened without the table lock, so an assignment opens a table's partitions in
+        // parallel (RocksDB's own LOCK file refuses a second open of the same store).
         let store = PartitionStore::open(&self.inner.dir.join(partition.to_string()), &identity)?;
         let offsets = store.offsets()?;
+        let mut parts = self.parts();
+        if let Some(part) = parts.map.get(&partition) {
+            return part.store.offsets();
+        }
         parts.map.insert(
             partition,
             Part {
                 store,
-                dirty: HashMap::new(),
+                dirty: FastMap::default(),
                 order: Vec::new(),
                 stored_source: offsets.source.unwrap_or(0),
                 committed: Mirror::Unloaded,

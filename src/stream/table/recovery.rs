@@ -21,6 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,33 @@ const BATCH: usize = 20_000;
 /// Reads changelog partitions. One per worker, reused across restores.
 pub struct Restorer {
     consumer: BaseConsumer<RestoreContext>,
+    /// Watermarks fetched ahead by [`Restorer::prefetch_watermarks`], taken by `restore`.
+    prefetched: std::sync::Mutex<HashMap<(String, i32), (i64, i64)>>,
+}
+
+/// Requests in flight at once when an assignment's stores are opened or its changelog
+/// watermarks fetched: each is mostly waiting (fsync, a broker round trip).
+pub const ASSIGN_PARALLELISM: usize = 8;
+
+/// Runs `f` over `items` on up to [`ASSIGN_PARALLELISM`] scoped threads; results in order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(ASSIGN_PARALLELISM);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| {
+                let f = &f;
+                s.spawn(move || c.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// What a restore did.
@@ -80,7 +108,23 @@ impl Restorer {
             .set("enable.partition.eof", "true")
             .create_with_context(RestoreContext)
             .map_err(StreamError::kafka("create restore consumer"))?;
-        Ok(Self { consumer })
+        Ok(Self {
+            consumer,
+            prefetched: Default::default(),
+        })
+    }
+
+    /// Fetches the watermarks of these changelog partitions concurrently, for the `restore`
+    /// calls that follow (an assignment of many partitions otherwise waits for one round trip
+    /// after another). Failures are left for `restore` to meet and report.
+    pub fn prefetch_watermarks(&self, partitions: &[(String, i32)]) {
+        let marks = parallel_map(partitions, |(t, p)| watermarks(&self.consumer, t, *p).ok());
+        let mut cache = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, m) in partitions.iter().zip(marks) {
+            if let Some(m) = m {
+                cache.insert(k.clone(), m);
+            }
+        }
     }
 
     /// Brings `table`'s open `partition` up to `max(store offset, committed)`. Returns the
@@ -100,7 +144,16 @@ impl Restorer {
             source_offset: target,
             ..Default::default()
         };
-        let (low, high) = match watermarks(&self.consumer, &topic, partition) {
+        let prefetched = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(topic.clone(), partition));
+        let marks = match prefetched {
+            Some(m) => Ok(m),
+            None => watermarks(&self.consumer, &topic, partition),
+        };
+        let (low, high) = match marks {
             Ok(w) => w,
             Err(e) => {
                 if offsets.changelog.is_some() || target > 0 {
