@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message};
 use std::collections::{BTreeMap, HashSet};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,6 +65,9 @@ impl Noida {
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // `noida-db` is a Python launcher that runs the broker as its child: give both a
+            // process group of their own, so dropping this kills the broker too.
+            .process_group(0)
             .spawn()
             .expect("start noida-db");
         let brokers = format!("127.0.0.1:{port}");
@@ -82,7 +86,8 @@ impl Noida {
 
 impl Drop for Noida {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: plain kill(2) of the process group created at spawn.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }

@@ -74,7 +74,12 @@ impl BenchEnv {
                 .collect();
             format!("; extra librdkafka properties: {}", props.join(" "))
         };
-        self.describe_broker() + &extra
+        let groups = if self.kafka.uses_consumer_group_protocol() {
+            "; consumer groups: KIP-848 (group.protocol=consumer)"
+        } else {
+            "; consumer groups: classic"
+        };
+        self.describe_broker() + groups + &extra
     }
 
     fn describe_broker(&self) -> String {

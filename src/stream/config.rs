@@ -9,6 +9,10 @@ use std::time::Duration;
 pub struct KafkaConfig {
     pub brokers: String,
     pub extra: Vec<(String, String)>,
+    /// KIP-848 groups chosen for a broker known to speak them (see
+    /// [`KafkaConfig::prefer_consumer_group_protocol`]); set on the group consumer only, where
+    /// `-X` would reach every client (and make producers warn).
+    kip848_preferred: bool,
 }
 
 impl KafkaConfig {
@@ -16,6 +20,7 @@ impl KafkaConfig {
         Self {
             brokers: brokers.into(),
             extra: Vec::new(),
+            kip848_preferred: false,
         }
     }
 
@@ -82,6 +87,8 @@ impl KafkaConfig {
         // librdkafka refuses the property there.
         if !self.uses_consumer_group_protocol() {
             c.set("session.timeout.ms", "10000");
+        } else if self.kip848_preferred {
+            c.set("group.protocol", "consumer");
         }
         self.finish(c)
     }
@@ -102,8 +109,7 @@ impl KafkaConfig {
             .iter()
             .any(|(k, _)| classic_keys.contains(&k.as_str()))
         {
-            self.extra
-                .push(("group.protocol".to_string(), "consumer".to_string()));
+            self.kip848_preferred = true;
         }
     }
 
@@ -119,9 +125,11 @@ impl KafkaConfig {
 
     /// `-X group.protocol=consumer`: KIP-848 groups (incremental assignment, no join barrier).
     pub fn uses_consumer_group_protocol(&self) -> bool {
-        self.extra
-            .iter()
-            .any(|(k, v)| k == "group.protocol" && v.trim().eq_ignore_ascii_case("consumer"))
+        self.kip848_preferred
+            || self
+                .extra
+                .iter()
+                .any(|(k, v)| k == "group.protocol" && v.trim().eq_ignore_ascii_case("consumer"))
     }
 
     /// Assign-only consumer used to read a changelog partition during recovery.
@@ -188,6 +196,10 @@ mod tests {
         let mut embedded = with(&[]);
         embedded.prefer_consumer_group_protocol();
         assert!(embedded.uses_consumer_group_protocol());
+        let consumer = embedded.group_consumer("g");
+        assert_eq!(consumer.get("group.protocol"), Some("consumer"));
+        assert_eq!(consumer.get("session.timeout.ms"), None);
+        assert_eq!(embedded.producer().get("group.protocol"), None);
         let mut chosen = with(&[("session.timeout.ms", "3000")]);
         chosen.prefer_consumer_group_protocol();
         assert!(!chosen.uses_consumer_group_protocol());

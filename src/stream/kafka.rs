@@ -33,7 +33,13 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     let counts = tokio::task::block_in_place(|| partition_counts(admin.inner()))?;
     let mut missing = Vec::new();
     for t in topics {
-        match counts.get(&t.name).copied() {
+        // A topic missing from the listing is asked for by name, as a broker that creates
+        // topics on first use (the embedded one, which has no CreateTopics) does then.
+        let known = match counts.get(&t.name).copied() {
+            Some(n) => Some(n),
+            None => tokio::task::block_in_place(|| partition_count(admin.inner(), &t.name))?,
+        };
+        match known {
             Some(n) if n < t.partitions => {
                 tracing::warn!(topic = %t.name, partitions = n, wanted = t.partitions, "topic exists with fewer partitions than wanted")
             }
@@ -62,7 +68,8 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     )
     .await;
     let Ok(created) = created else {
-        tracing::warn!("CreateTopics timed out; relying on broker auto-creation");
+        let names: Vec<&str> = missing.iter().map(|t| t.name.as_str()).collect();
+        tracing::warn!(topics = ?names, "CreateTopics timed out; relying on broker auto-creation");
         return Ok(());
     };
     match created {
