@@ -145,7 +145,9 @@ impl KafkaConfig {
             // Restores read one partition after another: a fetch parked at the end of the
             // last one delays the next one's first records by up to this long.
             .set("fetch.wait.max.ms", "10")
-            .set("queued.min.messages", "500000")
+            // 50k: a 1M-record restore ran faster than with 500k (780k vs 676k records/s) and
+            // peaked at 212 instead of 298 MiB.
+            .set("queued.min.messages", "50000")
             .set("fetch.queue.backoff.ms", "10");
         self.finish(c)
     }
