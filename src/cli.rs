@@ -241,6 +241,7 @@ impl ConnectArgs {
         kafka.extra = self.properties.resolve()?;
         if embedded {
             kafka.prefer_consumer_group_protocol();
+            kafka.topics_created_on_first_use();
         }
         let mut registry = RegistryConfig::new(url);
         registry.basic_auth = self.schema_registry_auth.clone();

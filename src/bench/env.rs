@@ -42,6 +42,7 @@ impl BenchEnv {
                 let mut kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
                 kafka.extra = extra.clone();
                 kafka.prefer_consumer_group_protocol();
+                kafka.topics_created_on_first_use();
                 let registry = RegistryConfig::new(platform.registry_url.clone());
                 Ok(Self {
                     platform: Some(platform),

@@ -13,6 +13,9 @@ pub struct KafkaConfig {
     /// [`KafkaConfig::prefer_consumer_group_protocol`]); set on the group consumer only, where
     /// `-X` would reach every client (and make producers warn).
     kip848_preferred: bool,
+    /// The broker creates a topic when a metadata request names it and has no CreateTopics
+    /// (the embedded one); see [`KafkaConfig::topics_created_on_first_use`].
+    auto_create: bool,
 }
 
 impl KafkaConfig {
@@ -21,6 +24,7 @@ impl KafkaConfig {
             brokers: brokers.into(),
             extra: Vec::new(),
             kip848_preferred: false,
+            auto_create: false,
         }
     }
 
@@ -91,6 +95,18 @@ impl KafkaConfig {
             c.set("group.protocol", "consumer");
         }
         self.finish(c)
+    }
+
+    /// For the embedded broker: it has no CreateTopics but creates a topic when a metadata
+    /// request names it. Elsewhere a topic is never asked for by name before it is created, as
+    /// a broker with `auto.create.topics.enable` would create it with its default partition
+    /// count.
+    pub fn topics_created_on_first_use(&mut self) {
+        self.auto_create = true;
+    }
+
+    pub fn creates_topics_on_first_use(&self) -> bool {
+        self.auto_create
     }
 
     /// For brokers known to speak KIP-848 (the embedded one): use `group.protocol=consumer`

@@ -33,11 +33,14 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     let counts = tokio::task::block_in_place(|| partition_counts(admin.inner()))?;
     let mut missing = Vec::new();
     for t in topics {
-        // A topic missing from the listing is asked for by name, as a broker that creates
-        // topics on first use (the embedded one, which has no CreateTopics) does then.
+        // A broker without CreateTopics (the embedded one) creates a topic missing from the
+        // listing when asked for it by name. Never elsewhere: Kafka's auto-creation would
+        // give it the broker's default partition count.
         let known = match counts.get(&t.name).copied() {
-            Some(n) => Some(n),
-            None => tokio::task::block_in_place(|| partition_count(admin.inner(), &t.name))?,
+            None if config.creates_topics_on_first_use() => {
+                tokio::task::block_in_place(|| partition_count(admin.inner(), &t.name))?
+            }
+            n => n,
         };
         match known {
             Some(n) if n < t.partitions => {

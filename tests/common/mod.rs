@@ -37,7 +37,9 @@ pub async fn env() -> TestEnv {
             let platform = Platform::start("127.0.0.1:0".parse().unwrap(), None)
                 .await
                 .unwrap();
-            let kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
+            let mut kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
+            // As the demo and `cta platform` discovery do: the mock has no CreateTopics.
+            kafka.topics_created_on_first_use();
             let registry = RegistryConfig::new(platform.registry_url.clone());
             TestEnv {
                 platform: Some(platform),
