@@ -120,6 +120,8 @@ impl Restorer {
     pub fn prefetch_watermarks(&self, partitions: &[(String, i32)]) {
         let marks = parallel_map(partitions, |(t, p)| watermarks(&self.consumer, t, *p).ok());
         let mut cache = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+        // Whatever an earlier assignment fetched and did not use is out of date now.
+        cache.clear();
         for (k, m) in partitions.iter().zip(marks) {
             if let Some(m) = m {
                 cache.insert(k.clone(), m);
