@@ -12,8 +12,8 @@ use crate::stream::config::{KafkaConfig, REQUEST_TIMEOUT};
 use crate::stream::directory::{directory_topic, Directory};
 use crate::stream::error::{ErrorKind, Result, StreamError};
 use crate::stream::kafka::{
-    ensure_topics, flush, partition_count, partition_counts, send_blocking, tracked_producer,
-    TopicSpec, TrackedProducer,
+    ensure_topics_from, flush, partition_count, send_blocking, tracked_producer, TopicSpec,
+    TrackedProducer,
 };
 use crate::stream::names;
 use crate::stream::record::Record;
@@ -362,28 +362,25 @@ async fn prepare_topics(
     changelog_and_source: &[(String, String)],
     directory: bool,
 ) -> Result<()> {
-    let probe: BaseConsumer = kafka
-        .restore_consumer(app_id)
-        .create()
-        .map_err(StreamError::kafka("create metadata client"))?;
-    let counts = tokio::task::block_in_place(|| partition_counts(probe.client()))?;
-    let mut specs = Vec::new();
-    for (changelog, source) in changelog_and_source {
-        let n = counts.get(source).copied().unwrap_or(4);
-        specs.push(TopicSpec {
-            name: changelog.clone(),
-            partitions: n,
-            compacted: true,
-        });
-    }
-    if directory {
-        specs.push(TopicSpec {
-            name: directory_topic(app_id),
-            partitions: 1,
-            compacted: true,
-        });
-    }
-    ensure_topics(kafka, &specs).await
+    ensure_topics_from(kafka, |counts| {
+        let mut specs = Vec::new();
+        for (changelog, source) in changelog_and_source {
+            specs.push(TopicSpec {
+                name: changelog.clone(),
+                partitions: counts.get(source).copied().unwrap_or(4),
+                compacted: true,
+            });
+        }
+        if directory {
+            specs.push(TopicSpec {
+                name: directory_topic(app_id),
+                partitions: 1,
+                compacted: true,
+            });
+        }
+        specs
+    })
+    .await
 }
 
 /// Everything the poll loop and the rebalance callback share.

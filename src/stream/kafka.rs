@@ -25,14 +25,24 @@ pub struct TopicSpec {
 /// Creates the topics that do not exist yet. Brokers that do not implement CreateTopics (the
 /// librdkafka mock) auto-create topics on first use instead; that is logged, not an error.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<()> {
+    ensure_topics_from(config, |_| topics.to_vec()).await
+}
+
+/// [`ensure_topics`] for topics derived from the cluster's current partition counts (e.g. a
+/// changelog with its source topic's count): `specs` gets the one listing both need.
+pub async fn ensure_topics_from(
+    config: &KafkaConfig,
+    specs: impl FnOnce(&HashMap<String, i32>) -> Vec<TopicSpec>,
+) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = config
         .admin()
         .create()
         .map_err(StreamError::kafka("create admin client"))?;
     // Only ask for the topics the broker does not know yet (one metadata request for all).
     let counts = tokio::task::block_in_place(|| partition_counts(admin.inner()))?;
+    let topics = specs(&counts);
     let mut missing = Vec::new();
-    for t in topics {
+    for t in &topics {
         // A broker without CreateTopics (the embedded one) creates a topic missing from the
         // listing when asked for it by name. Never elsewhere: Kafka's auto-creation would
         // give it the broker's default partition count.
