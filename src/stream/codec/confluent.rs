@@ -9,7 +9,16 @@
 use crate::stream::error::{DecodeError, StreamError};
 use apache_avro::Schema;
 
+use crate::stream::codec::avro_plan::Plan;
+
 type DatumReader = apache_avro::reader::datum::GenericDatumReader<'static>;
+
+/// How records of one writer schema are read: straight into the target type when the schema
+/// compiles to a [`Plan`], through apache_avro's `Value` otherwise and to report errors.
+struct Reading {
+    plan: Option<Plan>,
+    generic: DatumReader,
+}
 use schema_registry_converter::async_impl::avro::{
     AvroDecoder as SrcDecoder, AvroEncoder as SrcEncoder,
 };
@@ -117,7 +126,7 @@ pub struct AvroDecoder {
     /// Ready readers per schema id. A reader borrows its schema and resolves the schema's
     /// names once; the schema is leaked to live for the process (one per schema id the
     /// registry knows, so bounded) instead of re-resolving names on every record.
-    readers: Arc<RwLock<HashMap<u32, Arc<DatumReader>>>>,
+    readers: Arc<RwLock<HashMap<u32, Arc<Reading>>>>,
     registry: Arc<SrcDecoder>,
     runtime: tokio::runtime::Handle,
     url: String,
@@ -171,7 +180,7 @@ impl AvroDecoder {
         Ok(schema)
     }
 
-    fn reader(&self, id: u32) -> Result<Arc<DatumReader>, DecodeError> {
+    fn reader(&self, id: u32) -> Result<Arc<Reading>, DecodeError> {
         if let Some(r) = self
             .readers
             .read()
@@ -187,7 +196,10 @@ impl AvroDecoder {
                 id,
                 reason: e.to_string(),
             })?;
-        let reader = Arc::new(reader);
+        let reader = Arc::new(Reading {
+            plan: Plan::compile(schema),
+            generic: reader,
+        });
         self.readers
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -197,10 +209,20 @@ impl AvroDecoder {
 
     /// Decodes a framed payload into `T` (fields matched by name, so a newer writer schema with
     /// extra fields still decodes).
+    ///
+    /// Records go through the schema's [`Plan`] when it has one; a record the plan rejects is
+    /// decoded again through apache_avro's `Value`, whose answer (and error text) is the one
+    /// returned.
     pub fn decode<T: DeserializeOwned>(&self, payload: Option<&[u8]>) -> Result<T, DecodeError> {
         let (id, mut body) = split_frame(payload)?;
         let reader = self.reader(id)?;
+        if let Some(plan) = &reader.plan {
+            if let Ok(v) = plan.decode(body) {
+                return Ok(v);
+            }
+        }
         let value = reader
+            .generic
             .read_value(&mut body)
             .map_err(|e| DecodeError::Avro {
                 id,
