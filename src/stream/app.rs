@@ -11,6 +11,7 @@ use crate::stream::checkpoint::{checkpoint, Positions};
 use crate::stream::config::{KafkaConfig, REQUEST_TIMEOUT};
 use crate::stream::directory::{directory_topic, Directory};
 use crate::stream::error::{ErrorKind, Result, StreamError};
+use crate::stream::fetch::{FetchHandle, FetchQueue, FetchedMessage};
 use crate::stream::kafka::{
     ensure_topics_from, flush, partition_count, send_blocking, tracked_producer, TopicSpec,
     TrackedProducer,
@@ -24,14 +25,18 @@ use crate::stream::table::recovery::{parallel_map, Restorer};
 use crate::stream::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
 use crate::stream::window::{WindowedTable, Windows};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Records taken from the fetch queue at a time (fewer when `commit_every` is smaller).
+const FETCH_BATCH: usize = 1024;
 
 /// Settings of an app.
 #[derive(Debug, Clone)]
@@ -201,14 +206,24 @@ impl App {
         let context = ConductorContext {
             engine: Mutex::new(engine),
             failed: AtomicBool::new(false),
+            fetch: OnceLock::new(),
             incremental: self.config.kafka.incremental_rebalancing(),
         };
-        let consumer: BaseConsumer<ConductorContext> = self
+        let mut consumer: BaseConsumer<ConductorContext> = self
             .config
             .kafka
             .group_consumer(&self.config.app_id)
             .create_with_context(context)
             .map_err(StreamError::kafka("create consumer"))?;
+        // Records come in batches from one queue every assigned partition is forwarded to;
+        // an event on the consumer's own queue cuts the batch wait short.
+        let batch = usize::try_from(self.config.commit_every)
+            .unwrap_or(FETCH_BATCH)
+            .clamp(1, FETCH_BATCH);
+        let mut fetch = FetchQueue::new(&consumer, batch)?;
+        let waker = fetch.handle();
+        consumer.set_nonempty_callback(move || waker.wake());
+        let _ = consumer.context().fetch.set(fetch.handle());
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topic_refs)
@@ -227,7 +242,7 @@ impl App {
         for (i, a) in self.agents.iter().enumerate() {
             routes.entry(a.topic().to_string()).or_default().push(i);
         }
-        let result = self.poll_loop(&consumer, &routes, &shutdown);
+        let result = self.poll_loop(&consumer, &mut fetch, &routes, &shutdown);
         self.status.running.store(false, Ordering::Relaxed);
         // Final checkpoint, then leave the group (the revoke callback finds nothing pending).
         let final_result = match result {
@@ -237,6 +252,9 @@ impl App {
             }),
             Err(e) => Err(e),
         };
+        // The fetch queue goes before its consumer: closing the consumer serves only the
+        // consumer's own queue, and librdkafka must not outlive a queue of its client.
+        drop(fetch);
         consumer.unsubscribe();
         drop(consumer);
         shutdown.trigger();
@@ -251,85 +269,204 @@ impl App {
     fn poll_loop(
         &mut self,
         consumer: &BaseConsumer<ConductorContext>,
+        fetch: &mut FetchQueue,
         routes: &HashMap<String, Vec<usize>>,
         shutdown: &Shutdown,
     ) -> Result<()> {
         let mut since_commit: u64 = 0;
         let mut last_commit = coarse_now();
-        let mut batch_topic = String::new();
-        let mut batch_count = 0u64;
         let mut seen_first = false;
+        let mut topics = TopicSlots::default();
+        let mut progress = BatchProgress::default();
+        let ctx = consumer.context();
         while !shutdown.is_triggered() {
-            let polled = consumer.poll(Duration::from_millis(100));
-            let ctx = consumer.context();
+            // The consumer's own queue: rebalances (the callback runs here), commit results,
+            // errors, and the records of any partition not forwarded to the fetch queue.
+            loop {
+                match consumer.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error (librdkafka retries)")
+                    }
+                    Some(Ok(m)) => {
+                        let slot = topics.by_name(m.topic(), routes);
+                        self.process(ctx, &m, &topics.slots[slot].agents)?;
+                        progress.record(slot, m.partition(), m.offset());
+                        progress.flush(ctx, &topics, &self.status)?;
+                        since_commit += 1;
+                    }
+                }
+            }
+            // A rebalance callback that failed (it returns nothing through `poll`).
             if ctx.failed.load(Ordering::Relaxed) {
                 if let Some(e) = ctx.with_engine(|e| Ok(e.fatal.take()))? {
                     return Err(e);
                 }
             }
-            match polled {
-                None => {}
-                Some(Err(e)) => tracing::warn!(error = %e, "consumer error (librdkafka retries)"),
-                Some(Ok(m)) => {
-                    if !seen_first {
-                        self.status.first_record_seen();
-                        seen_first = true;
-                    }
-                    let record = Record::from_message(&m);
-                    if let Some(agents) = routes.get(record.topic) {
-                        for &i in agents {
-                            if let Err(e) = self.agents[i].process(&record) {
-                                if e.kind() != ErrorKind::Data {
-                                    return Err(e);
-                                }
-                                ctx.with_engine(|eng| {
-                                    eng.dead_letter(&m, &e, self.config.dead_letter)
-                                })?;
-                            }
-                        }
-                    }
-                    ctx.with_engine(|eng| {
-                        match eng.positions.get_mut(record.topic) {
-                            Some(m) => {
-                                m.insert(record.partition, record.offset + 1);
-                            }
-                            None => {
-                                eng.positions
-                                    .entry(record.topic.to_string())
-                                    .or_default()
-                                    .insert(record.partition, record.offset + 1);
-                            }
-                        }
-                        Ok(())
-                    })?;
-                    if batch_topic != record.topic {
-                        if batch_count > 0 {
-                            self.status.add_consumed(&batch_topic, batch_count);
-                        }
-                        batch_topic.clear();
-                        batch_topic.push_str(record.topic);
-                        batch_count = 0;
-                    }
-                    batch_count += 1;
-                    since_commit += 1;
-                }
+            let batch = fetch.drain(Duration::from_millis(100));
+            if !batch.is_empty() && !seen_first {
+                self.status.first_record_seen();
+                seen_first = true;
             }
+            for i in 0..batch.len() {
+                let m = batch.get(i);
+                if let Some(code) = m.error() {
+                    if code != RDKafkaErrorCode::PartitionEOF {
+                        tracing::warn!(topic = m.topic(), partition = m.partition(), error = %code, "fetch error (librdkafka retries)");
+                    }
+                    continue;
+                }
+                let slot = topics.by_handle(&m, routes);
+                self.process(ctx, &m, &topics.slots[slot].agents)?;
+                progress.record(slot, m.partition(), m.offset());
+                since_commit += 1;
+            }
+            drop(batch);
+            // Positions reach the engine before anything can read them: the next poll (whose
+            // rebalance callback checkpoints) or the checkpoint below.
+            progress.flush(ctx, &topics, &self.status)?;
             if since_commit > 0
                 && (since_commit >= self.config.commit_every
                     || coarse_now().saturating_sub(last_commit) >= self.config.commit_interval)
             {
-                if batch_count > 0 {
-                    self.status.add_consumed(&batch_topic, batch_count);
-                    batch_count = 0;
-                }
                 ctx.with_engine(|e| e.checkpoint(consumer))?;
                 since_commit = 0;
                 last_commit = coarse_now();
             }
         }
-        if batch_count > 0 {
-            self.status.add_consumed(&batch_topic, batch_count);
+        Ok(())
+    }
+
+    /// Hands one record to `agents`; a record an agent cannot decode goes to the dead-letter
+    /// topic (when enabled) and processing goes on.
+    fn process<M: Message>(
+        &mut self,
+        ctx: &ConductorContext,
+        m: &M,
+        agents: &[usize],
+    ) -> Result<()> {
+        if agents.is_empty() {
+            return Ok(());
         }
+        let record = Record::from_message(m);
+        for &i in agents {
+            if let Err(e) = self.agents[i].process(&record) {
+                if e.kind() != ErrorKind::Data {
+                    return Err(e);
+                }
+                ctx.with_engine(|eng| eng.dead_letter(m, &e, self.config.dead_letter))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The topics the poll loop has seen, each with its agents, found by librdkafka's topic
+/// handle (a pointer compare) instead of by name on every record.
+#[derive(Default)]
+struct TopicSlots {
+    slots: Vec<TopicSlot>,
+    last: usize,
+}
+
+struct TopicSlot {
+    handle: usize,
+    topic: String,
+    agents: Vec<usize>,
+}
+
+impl TopicSlots {
+    fn by_handle(&mut self, m: &FetchedMessage<'_>, routes: &HashMap<String, Vec<usize>>) -> usize {
+        let handle = m.topic_handle();
+        if self
+            .slots
+            .get(self.last)
+            .is_some_and(|s| s.handle == handle)
+        {
+            return self.last;
+        }
+        self.last = match self.slots.iter().position(|s| s.handle == handle) {
+            Some(i) => i,
+            None => {
+                let i = self.by_name(m.topic(), routes);
+                self.slots[i].handle = handle;
+                i
+            }
+        };
+        self.last
+    }
+
+    fn by_name(&mut self, topic: &str, routes: &HashMap<String, Vec<usize>>) -> usize {
+        if let Some(i) = self.slots.iter().position(|s| s.topic == topic) {
+            return i;
+        }
+        self.slots.push(TopicSlot {
+            handle: 0,
+            topic: topic.to_string(),
+            agents: routes.get(topic).cloned().unwrap_or_default(),
+        });
+        self.slots.len() - 1
+    }
+}
+
+/// What a batch processed: the next offset per (topic slot, partition) and records per topic,
+/// handed to the engine and the status once per batch instead of once per record.
+#[derive(Default)]
+struct BatchProgress {
+    next: Vec<(usize, i32, i64)>,
+    counts: Vec<u64>,
+}
+
+impl BatchProgress {
+    fn record(&mut self, slot: usize, partition: i32, offset: i64) {
+        match self
+            .next
+            .iter_mut()
+            .rev()
+            .find(|(s, p, _)| *s == slot && *p == partition)
+        {
+            Some(e) => e.2 = offset + 1,
+            None => self.next.push((slot, partition, offset + 1)),
+        }
+        if self.counts.len() <= slot {
+            self.counts.resize(slot + 1, 0);
+        }
+        self.counts[slot] += 1;
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &ConductorContext,
+        topics: &TopicSlots,
+        status: &Status,
+    ) -> Result<()> {
+        if self.next.is_empty() {
+            return Ok(());
+        }
+        ctx.with_engine(|eng| {
+            for &(slot, partition, next) in &self.next {
+                let topic = &topics.slots[slot].topic;
+                match eng.positions.get_mut(topic) {
+                    Some(m) => {
+                        m.insert(partition, next);
+                    }
+                    None => {
+                        eng.positions
+                            .entry(topic.clone())
+                            .or_default()
+                            .insert(partition, next);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        for (slot, n) in self.counts.iter_mut().enumerate() {
+            if *n > 0 {
+                status.add_consumed(&topics.slots[slot].topic, *n);
+                *n = 0;
+            }
+        }
+        self.next.clear();
         Ok(())
     }
 }
@@ -644,6 +781,8 @@ impl Engine {
 
 struct ConductorContext {
     engine: Mutex<Engine>,
+    /// Where assigned partitions are forwarded (set once the consumer exists).
+    fetch: OnceLock<FetchHandle>,
     /// Set with `Engine::fatal`, so the poll loop checks for it without taking the lock.
     failed: AtomicBool,
     /// Incremental (cooperative) rebalancing, from the configuration. Not asked of the
@@ -707,6 +846,11 @@ impl ConsumerContext for ConductorContext {
                         });
                         self.fail(e);
                     }
+                }
+                // Forwarding first: librdkafka cleared it when these partitions last stopped,
+                // and it must be in place before their first fetch.
+                if let Some(fetch) = self.fetch.get() {
+                    fetch.attach(consumer, tpl);
                 }
                 let assigned = if incremental {
                     consumer.incremental_assign(tpl)

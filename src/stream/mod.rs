@@ -7,7 +7,8 @@
 //! - [`checkpoint`]: the single commit procedure (changelog → flush → store → offsets);
 //!   [`sink`]: its producer, plain or transactional (the processing guarantee).
 //! - [`codec`]: JSON and Confluent-framed Avro.
-//! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers.
+//! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers;
+//!   [`fetch`]: the poll loop's batched consumption.
 //! - [`directory`]: which worker owns which partitions, for routed queries.
 //! - [`sensor`]: counters and recovery state for the web layer.
 //! - [`health`]: whether the brokers answer (stale data during an outage).
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod fetch;
 pub mod health;
 pub mod kafka;
 pub mod names;
