@@ -2,7 +2,10 @@
 //!
 //! 1. **raw**: a `BaseConsumer` with the worker's group-consumer settings
 //!    ([`KafkaConfig::group_consumer`]), all partitions assigned from the beginning, records
-//!    counted and discarded until N were seen;
+//!    counted and discarded until N were seen, twice: with `BaseConsumer::poll` (one message
+//!    per call: the baseline) and in batches from one queue
+//!    ([`crate::stream::fetch::FetchQueue`], the way the worker itself consumes), so the
+//!    worker is also compared with the fastest plain consumer of the same library;
 //! 2. **worker**: the CTA worker as `transit::build_worker` declares it, with a fresh app id and
 //!    data dir, timed from start until the turnstile table's counts sum to N (*caught up*) and
 //!    until the checkpoint covering all N is in RocksDB (*durable*: changelog flushed, store
@@ -22,11 +25,12 @@ use crate::bench::workload::{
     as_map, compare_counts, counts_checksum, produce_turnstile, Draw, Produced,
 };
 use crate::bench::{rate, thousands, BenchError, Result};
+use crate::stream::fetch::FetchQueue;
 use crate::stream::{AppConfig, KafkaConfig, StreamError};
 use crate::transit::models::topics;
 use crate::transit::stations::Dataset;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -106,9 +110,13 @@ pub struct ThroughputReport {
     pub produce_records_per_sec: f64,
     pub produce: Produced,
     pub raw: RawResult,
+    /// The same consume-and-discard, in batches.
+    pub raw_batch: RawResult,
     pub worker: WorkerResult,
     /// Worker ÷ raw records/s, each from its first record to its last (the figure).
     pub ratio: f64,
+    /// Worker ÷ raw batch records/s, the same way.
+    pub ratio_batch: f64,
     /// Worker start→durable ÷ raw created→last.
     pub ratio_start_to_durable: f64,
     pub expected_checksum: u64,
@@ -157,14 +165,18 @@ async fn run_on(
         )));
     }
 
-    tracing::info!("raw consumer");
-    let raw = {
+    let mut raws = Vec::new();
+    for mode in [RawMode::Poll, RawMode::Batch] {
+        tracing::info!(?mode, "raw consumer");
         let kafka = env.kafka.clone();
         let (n, timeout) = (opts.records, opts.timeout);
-        tokio::task::spawn_blocking(move || raw_consume(&kafka, partitions, n, timeout))
-            .await
-            .map_err(|e| StreamError::Config(format!("raw consumer task failed: {e}")))??
-    };
+        let raw =
+            tokio::task::spawn_blocking(move || raw_consume(&kafka, partitions, n, timeout, mode))
+                .await
+                .map_err(|e| StreamError::Config(format!("raw consumer task failed: {e}")))??;
+        raws.push(raw);
+    }
+    let (raw, raw_batch) = (raws.remove(0), raws.remove(0));
 
     tracing::info!("worker");
     let data = ScratchDir::new(&opts.work_dir, &app_id, opts.keep_data)?;
@@ -186,9 +198,14 @@ async fn run_on(
             worker.records_per_sec_from_first,
             raw.records_per_sec_from_first,
         ),
+        ratio_batch: quotient(
+            worker.records_per_sec_from_first,
+            raw_batch.records_per_sec_from_first,
+        ),
         ratio_start_to_durable: quotient(worker.records_per_sec, raw.records_per_sec),
         produce: produced,
         raw,
+        raw_batch,
         expected_checksum,
         table_checksum: worker.table_checksum,
         worker,
@@ -203,12 +220,22 @@ fn quotient(a: f64, b: f64) -> f64 {
     }
 }
 
+/// How the raw consumer takes its records.
+#[derive(Debug, Clone, Copy)]
+enum RawMode {
+    /// `BaseConsumer::poll`, one message per call.
+    Poll,
+    /// Batches from one queue the partitions are forwarded to (as the worker consumes).
+    Batch,
+}
+
 /// Consume-and-discard with the worker's consumer settings until `n` records were seen.
 fn raw_consume(
     kafka: &KafkaConfig,
     partitions: i32,
     n: u64,
     timeout: Duration,
+    mode: RawMode,
 ) -> Result<RawResult> {
     let meter = PhaseMeter::start();
     let consumer: BaseConsumer = kafka
@@ -226,6 +253,14 @@ fn raw_consume(
         tpl.add_partition_offset(topics::TURNSTILE, p, Offset::Beginning)
             .map_err(StreamError::kafka("assign"))?;
     }
+    let mut fetch = match mode {
+        RawMode::Poll => None,
+        RawMode::Batch => {
+            let f = FetchQueue::new(&consumer, 1024)?;
+            f.handle().attach(&consumer, &tpl);
+            Some(f)
+        }
+    };
     consumer
         .assign(&tpl)
         .map_err(StreamError::kafka("assign"))?;
@@ -233,16 +268,29 @@ fn raw_consume(
     let (mut seen, mut bytes) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
     while seen < n {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                if first.is_none() {
-                    first = Some(Instant::now());
+        match &mut fetch {
+            Some(f) => {
+                let batch = f.drain(Duration::from_millis(100));
+                for i in 0..batch.len() {
+                    let m = batch.get(i);
+                    if m.error().is_none() {
+                        first.get_or_insert_with(Instant::now);
+                        seen += 1;
+                        bytes += m.payload().map_or(0, <[u8]>::len) as u64;
+                    }
                 }
-                seen += 1;
-                bytes += m.payload_len() as u64;
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "raw consumer error (librdkafka retries)"),
-            None => {}
+            None => match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    first.get_or_insert_with(Instant::now);
+                    seen += 1;
+                    bytes += m.payload_len() as u64;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "raw consumer error (librdkafka retries)")
+                }
+                None => {}
+            },
         }
         if Instant::now() >= deadline {
             return Err(BenchError::Timeout {
@@ -254,6 +302,7 @@ fn raw_consume(
     }
     let last = Instant::now();
     let cost = meter.read();
+    drop(fetch);
     drop(consumer);
     let first = first.unwrap_or(last);
     Ok(RawResult {
@@ -372,23 +421,27 @@ impl fmt::Display for ThroughputReport {
             thousands(self.produce_records_per_sec),
             self.produce.cost.wall_secs
         )?;
-        let r = &self.raw;
-        writeln!(
-            f,
-            "raw consumer:  {:>12} records/s  first record → last ({:.3} s after creation; {} records/s created → last, {:.3} s)",
-            thousands(r.records_per_sec_from_first),
-            r.first_record_secs,
-            thousands(r.records_per_sec),
-            r.secs,
-        )?;
-        writeln!(
-            f,
-            "               CPU {:.2} s/M records ({:.2} s/M without the broker thread)  peak RSS {} (at phase start {})",
-            r.cost.cpu_per_million(n),
-            r.cost.cpu_per_million_without_broker(n),
-            mib(r.cost.peak_rss_kib),
-            mib(r.cost.rss_at_start_kib),
-        )?;
+        for (label, r) in [
+            ("raw consumer:", &self.raw),
+            ("raw, batches:", &self.raw_batch),
+        ] {
+            writeln!(
+                f,
+                "{label:<15}{:>12} records/s  first record → last ({:.3} s after creation; {} records/s created → last, {:.3} s)",
+                thousands(r.records_per_sec_from_first),
+                r.first_record_secs,
+                thousands(r.records_per_sec),
+                r.secs,
+            )?;
+            writeln!(
+                f,
+                "               CPU {:.2} s/M records ({:.2} s/M without the broker thread)  peak RSS {} (at phase start {})",
+                r.cost.cpu_per_million(n),
+                r.cost.cpu_per_million_without_broker(n),
+                mib(r.cost.peak_rss_kib),
+                mib(r.cost.rss_at_start_kib),
+            )?;
+        }
         let w = &self.worker;
         writeln!(
             f,
@@ -437,8 +490,8 @@ impl fmt::Display for ThroughputReport {
         )?;
         writeln!(
             f,
-            "ratio worker/raw: {:.2} first record → last ({:.2} start→durable ÷ created → last)",
-            self.ratio, self.ratio_start_to_durable
+            "ratio worker/raw: {:.2} first record → last ({:.2} start→durable ÷ created → last); worker/raw batches: {:.2}",
+            self.ratio, self.ratio_start_to_durable, self.ratio_batch
         )?;
         if self.embedded {
             writeln!(f, "note: the broker runs in this process; CPU and RSS include it. Use --brokers/--schema-registry-url (e.g. `cta platform` in another process) for the worker alone.")?;
