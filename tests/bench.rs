@@ -20,7 +20,9 @@ async fn own_platform() -> TestEnv {
     let platform = Platform::start("127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
-    let kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
+    let mut kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
+    // The embedded broker has no CreateTopics: it creates a topic when asked for it by name.
+    kafka.topics_created_on_first_use();
     let registry = RegistryConfig::new(platform.registry_url.clone());
     TestEnv {
         platform: Some(platform),
@@ -104,4 +106,31 @@ async fn recovery_restores_exact_counts_from_a_seeded_changelog() {
         cold.restored_records,
         l.generated.changelog_records
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_run_counts_every_round_exactly() {
+    use cta_stream::bench::memory::{self, MemoryOptions};
+    let env = own_platform().await;
+    let choice = BrokerChoice::External {
+        kafka: env.kafka.clone(),
+        registry: env.registry.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = MemoryOptions {
+        records: 25_000,
+        chunk: 10_000,
+        seed: 5,
+        partitions: 4,
+        work_dir: dir.path().to_path_buf(),
+        timeout: Duration::from_secs(120),
+    };
+    // The run itself fails unless the table equals the produced counts after the last round.
+    let report = memory::run(&choice, &opts).await.unwrap();
+    let rounds: Vec<u64> = report.samples.iter().map(|s| s.records).collect();
+    assert_eq!(rounds, vec![10_000, 20_000, 25_000]);
+    assert!(report.samples.iter().all(|s| s.rss_kib.is_some()));
+    // Read back independently: the topic holds every record of every round.
+    let on_topic = count_turnstile(&env).await;
+    assert_eq!(on_topic.values().sum::<i64>(), 25_000);
 }

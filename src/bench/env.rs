@@ -113,6 +113,17 @@ impl BenchEnv {
         }
     }
 
+    /// A new worker app id (`prefix` made unique) with all its topics created, once the
+    /// turnstile topic is known to be empty (a benchmark's counts must be its own).
+    pub async fn fresh_worker_app(&self, prefix: &str, partitions: i32) -> Result<String> {
+        let app_id = unique(prefix);
+        tokio::task::block_in_place(|| {
+            self.require_empty(crate::transit::models::topics::TURNSTILE)
+        })?;
+        self.create_worker_topics(&app_id, partitions).await?;
+        Ok(app_id)
+    }
+
     /// The topics the worker reads and writes, with `partitions` each.
     pub async fn create_worker_topics(&self, app_id: &str, partitions: i32) -> Result<()> {
         let mut specs = crate::transit::simulation::topic_specs(partitions);
@@ -167,6 +178,17 @@ impl BenchEnv {
 }
 
 /// Partition count of `topic` as seen by a fresh client (blocking).
+/// Starts the broker of `choice`, runs `body` on it and stops it, whatever `body` returned.
+pub async fn with_env<T>(
+    choice: &BrokerChoice,
+    body: impl AsyncFnOnce(&BenchEnv) -> Result<T>,
+) -> Result<T> {
+    let env = BenchEnv::start(choice).await?;
+    let result = body(&env).await;
+    env.stop().await;
+    result
+}
+
 pub fn partitions_of(kafka: &KafkaConfig, topic: &str) -> Result<i32> {
     let probe: BaseConsumer = kafka
         .restore_consumer("cta-bench-probe")

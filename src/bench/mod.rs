@@ -10,6 +10,7 @@
 //! - [`http`]: requests per second and latency of the JSON API and the page under a bounded
 //!   loopback load;
 //! - [`flush`]: latency of the checkpoint's producer flush in isolation;
+//! - [`memory`]: the worker's resident memory over a long run (10M records in rounds);
 //! - [`fixtures`]: in-memory inputs for the criterion benches (a full status, sample records).
 //!
 //! Shared pieces: [`env`] (embedded platform or external broker), [`workload`] (the turnstile
@@ -28,6 +29,7 @@ pub mod fixtures;
 pub mod flush;
 pub mod http;
 pub mod measure;
+pub mod memory;
 pub mod recovery;
 pub mod simspeed;
 pub mod throughput;

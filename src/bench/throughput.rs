@@ -18,7 +18,7 @@
 //!
 //! The counts must equal the produced counts per station, else the run fails.
 
-use crate::bench::env::{partitions_of, unique, BenchEnv, BrokerChoice, ScratchDir};
+use crate::bench::env::{partitions_of, unique, with_env, BenchEnv, BrokerChoice, ScratchDir};
 use crate::bench::measure::{mib, per_million, MachineInfo, PhaseCost, PhaseMeter};
 use crate::bench::worker::{wait_for, RunningWorker};
 use crate::bench::workload::{
@@ -129,10 +129,7 @@ pub async fn run(choice: &BrokerChoice, opts: &ThroughputOptions) -> Result<Thro
         return Err(BenchError::Invalid("--records must be at least 1".into()));
     }
     let machine = MachineInfo::now();
-    let env = BenchEnv::start(choice).await?;
-    let result = run_on(&env, opts, machine).await;
-    env.stop().await;
-    result
+    with_env(choice, async |env| run_on(env, opts, machine).await).await
 }
 
 async fn run_on(
@@ -140,9 +137,7 @@ async fn run_on(
     opts: &ThroughputOptions,
     machine: MachineInfo,
 ) -> Result<ThroughputReport> {
-    let app_id = unique("cta-bench");
-    tokio::task::block_in_place(|| env.require_empty(topics::TURNSTILE))?;
-    env.create_worker_topics(&app_id, opts.partitions).await?;
+    let app_id = env.fresh_worker_app("cta-bench", opts.partitions).await?;
     let dataset = Dataset::builtin();
     tracing::info!(records = opts.records, "producing turnstile entries");
     let produced = produce_turnstile(

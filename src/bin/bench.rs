@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use cta_stream::bench::env::BrokerChoice;
 use cta_stream::bench::flush::{self, FlushOptions};
 use cta_stream::bench::http::{self, HttpOptions};
+use cta_stream::bench::memory::{self, MemoryOptions};
 use cta_stream::bench::recovery::{self, Build, RecoveryOptions};
 use cta_stream::bench::simspeed::{self, SimSpeedOptions, WEEKDAY_MIDNIGHT_MS};
 use cta_stream::bench::throughput::{self, ThroughputOptions};
@@ -36,6 +37,26 @@ enum Command {
     Http(HttpArgs),
     /// Latency of the checkpoint's producer flush for a few batch sizes.
     Flush(FlushArgs),
+    /// The worker's resident memory over a long run (records produced in rounds).
+    Memory(MemoryArgs),
+}
+
+#[derive(Args)]
+struct MemoryArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Turnstile records in total.
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    records: u64,
+    /// Records per round; a round must fit in what the broker retains (the embedded one keeps
+    /// about 5 MiB per partition: 2M of these records on 4 partitions when measured).
+    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
+    chunk: u64,
+    /// Partitions of the turnstile topic (when this run creates it).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    partitions: i32,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(Args)]
@@ -284,6 +305,20 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("flush benchmark failed")?;
             print_report(&report, a.json)
+        }
+        Command::Memory(a) => {
+            let opts = MemoryOptions {
+                records: a.records,
+                chunk: a.chunk,
+                seed: 7,
+                partitions: a.partitions,
+                work_dir: a.common.work_dir(),
+                timeout: a.common.timeout(),
+            };
+            let report = memory::run(&a.broker.choice(), &opts)
+                .await
+                .context("memory benchmark failed")?;
+            print_report(&report, a.common.json)
         }
         Command::Http(a) => {
             let opts = HttpOptions {
