@@ -80,7 +80,7 @@ fn avro(c: &mut Criterion) {
     // The steps inside AvroDecoder::decode, for the turnstile record.
     let schema = Schema::parse_str(schemas::TURNSTILE_VALUE).expect("schema");
     let body = &turnstile[5..];
-    g.bench_function("step: GenericDatumReader build (per record today)", |b| {
+    g.bench_function("step: GenericDatumReader build (once per schema id)", |b| {
         b.iter(|| {
             GenericDatumReader::builder(black_box(&schema))
                 .build()
