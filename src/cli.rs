@@ -357,6 +357,12 @@ pub struct WorkerArgs {
     /// transactions; a failed transaction stops the worker, a restart resumes exactly).
     #[arg(long, env = "CTA_PROCESSING_GUARANTEE", value_enum, default_value_t = ProcessingGuarantee::AtLeastOnce)]
     pub processing_guarantee: ProcessingGuarantee,
+    /// Keep warm copies of this many other workers' partitions (Kafka Streams'
+    /// num.standby.replicas): each copy follows its changelog, so when its owner goes the
+    /// worker taking the partition over replays seconds of changelog instead of all of it.
+    /// Costs disk and a changelog reader per copy; chosen among the live workers.
+    #[arg(long, env = "CTA_STANDBY_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub standby_replicas: u32,
 }
 
 /// `--processing-guarantee` values.
@@ -384,6 +390,7 @@ impl WorkerArgs {
             commit_interval: self.commit_interval,
             advertise_url: self.advertise_url.clone(),
             guarantee: self.processing_guarantee.into(),
+            standby_replicas: self.standby_replicas,
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct WorkerOptions {
     pub advertise_url: Option<String>,
     /// At least once, or exactly once with Kafka transactions.
     pub guarantee: Guarantee,
+    /// Warm copies of other workers' partitions kept by this one.
+    pub standby_replicas: u32,
 }
 
 /// Outside systems the worker uses instead of its own code.
@@ -143,6 +145,7 @@ pub async fn run_worker_with(
     let mut config = AppConfig::new(&opts.app_id, kafka.clone(), &opts.data_dir);
     config.commit_interval = opts.commit_interval;
     config.guarantee = opts.guarantee;
+    config.standby_replicas = opts.standby_replicas;
     config.advertise_url = Some(
         opts.advertise_url
             .clone()

@@ -45,6 +45,43 @@ async fn assigned(base: &str) -> usize {
     }
 }
 
+/// Topics of `app_id` (its directory included) and `n` turnstile entries drawn with `seed`.
+async fn app_with_entries(
+    env: &TestEnv,
+    app_id: &str,
+    seed: u64,
+    n: usize,
+) -> (
+    TurnstileProducer,
+    rand_chacha::ChaCha8Rng,
+    BTreeMap<i32, i64>,
+) {
+    create_all_topics(env, app_id);
+    env.create_topics(&[format!("{app_id}-workers")], 1);
+    let producer = TurnstileProducer::new(env).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut expected = BTreeMap::new();
+    producer.send(n, &mut rng, &mut expected);
+    (producer, rng, expected)
+}
+
+/// Waits until both workers own some of the 16 source partitions (4 topics x 4) and
+/// together all of them.
+async fn wait_shared(base_a: &str, base_b: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (na, nb) = (assigned(base_a).await, assigned(base_b).await);
+        if na > 0 && nb > 0 && na + nb == 16 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions never shared: {na} + {nb}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_workers_share_route_and_fail_over() {
     share_route_and_fail_over(GroupProtocol::Classic).await;
@@ -62,12 +99,7 @@ async fn share_route_and_fail_over(protocol: GroupProtocol) {
         return;
     }
     let app_id = format!("pair-{protocol:?}-{}", std::process::id());
-    create_all_topics(&env, &app_id);
-    env.create_topics(&[format!("{app_id}-workers")], 1);
-    let producer = TurnstileProducer::new(&env).await;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let mut expected = BTreeMap::new();
-    producer.send(40_000, &mut rng, &mut expected);
+    let (producer, mut rng, mut expected) = app_with_entries(&env, &app_id, 5, 40_000).await;
 
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (addr_a, addr_b) = (free_addr(), free_addr());
@@ -80,19 +112,7 @@ async fn share_route_and_fail_over(protocol: GroupProtocol) {
     let mut a = spawn(dir_a.path(), addr_a);
     let mut b = spawn(dir_b.path(), addr_b);
 
-    // Both own some of the 16 source partitions (4 topics x 4).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (na, nb) = (assigned(&base_a).await, assigned(&base_b).await);
-        if na > 0 && nb > 0 && na + nb == 16 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partitions never shared: {na} + {nb}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_shared(&base_a, &base_b).await;
     // Either worker answers for all stations, exactly.
     wait_for_counts(&base_a, &expected, Duration::from_secs(60)).await;
     wait_for_counts(&base_b, &expected, Duration::from_secs(30)).await;
@@ -144,4 +164,91 @@ async fn share_route_and_fail_over(protocol: GroupProtocol) {
     assert_eq!(local_counts(&base_a).await.unwrap(), expected);
     a.kill().unwrap();
     a.wait().unwrap();
+}
+
+/// With `--standby-replicas 1`, A keeps warm copies of B's partitions; when B is killed, A
+/// takes them over without replaying their changelogs (the copies were caught up), and the
+/// counts stay exact. Without the copies, A would replay what B wrote since A last held them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standby_copies_make_fail_over_replay_nothing() {
+    let env = env().await;
+    if env.platform.is_none() {
+        eprintln!("skipped: checked with KIP-848 groups on the embedded broker only");
+        return;
+    }
+    let app_id = format!("standby-{}", std::process::id());
+    let (producer, mut rng, mut expected) = app_with_entries(&env, &app_id, 8, 20_000).await;
+
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let (base_a, base_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+    let log_a = dir_a.path().join("worker.log");
+    let mut a = worker_binary_in(
+        &env,
+        dir_a.path(),
+        &app_id,
+        addr_a,
+        COMMIT_INTERVAL,
+        GroupProtocol::Consumer,
+    )
+    .args(["--standby-replicas", "1"])
+    .env("RUST_LOG", "info,librdkafka=error")
+    .stderr(std::fs::File::create(&log_a).unwrap())
+    .spawn()
+    .expect("start worker A");
+    let mut b = worker_binary_in(
+        &env,
+        dir_b.path(),
+        &app_id,
+        addr_b,
+        COMMIT_INTERVAL,
+        GroupProtocol::Consumer,
+    )
+    .args(["--standby-replicas", "1"])
+    .spawn()
+    .expect("start worker B");
+
+    wait_shared(&base_a, &base_b).await;
+    // B now writes changelog records for its partitions that A's old stores never saw.
+    for _ in 0..3 {
+        producer.send(5_000, &mut rng, &mut expected);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_for_counts(&base_a, &expected, Duration::from_secs(60)).await;
+    // A keeps copies of B's partitions and catches them up (every 0.5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log_a)
+        .unwrap_or_default()
+        .contains("keeping a standby copy")
+    {
+        assert!(Instant::now() < deadline, "A never kept a standby copy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let before_kill = std::fs::read_to_string(&log_a).unwrap().len();
+    b.kill().unwrap();
+    b.wait().unwrap();
+    producer.send(5_000, &mut rng, &mut expected);
+    wait_for_counts(&base_a, &expected, Duration::from_secs(90)).await;
+    assert_eq!(assigned(&base_a).await, 16);
+    assert_eq!(local_counts(&base_a).await.unwrap(), expected);
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    let log = std::fs::read_to_string(&log_a).unwrap();
+    let after = &log[before_kill..];
+    assert!(
+        after.contains("standby copy handed to the owner"),
+        "A took B's partitions over from its copies; log after the kill:\n{after}"
+    );
+    let replays: Vec<&str> = after
+        .lines()
+        .filter(|l| l.contains("restoring from changelog"))
+        .collect();
+    assert!(
+        replays.is_empty(),
+        "the copies were current, nothing to replay; replays after the kill:\n{}",
+        replays.join("\n")
+    );
 }

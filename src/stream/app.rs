@@ -8,20 +8,21 @@
 
 use crate::stream::agent::Agent;
 use crate::stream::checkpoint::{checkpoint, Positions};
-use crate::stream::config::{KafkaConfig, REQUEST_TIMEOUT};
+use crate::stream::config::KafkaConfig;
 use crate::stream::directory::{directory_topic, Directory};
 use crate::stream::error::{ErrorKind, Result, StreamError};
 use crate::stream::fetch::{FetchHandle, FetchQueue, FetchedMessage};
 use crate::stream::kafka::{
-    ensure_topics_from, flush, partition_count, send_blocking, tracked_producer, TopicSpec,
-    TrackedProducer,
+    committed_offsets, ensure_topics_from, flush, partition_count, send_blocking, tracked_producer,
+    TopicSpec, TrackedProducer,
 };
 use crate::stream::names;
 use crate::stream::record::Record;
 use crate::stream::sensor::Status;
 use crate::stream::shutdown::Shutdown;
 use crate::stream::sink::{Guarantee, Sink};
-use crate::stream::table::recovery::{parallel_map, Restorer};
+use crate::stream::standby::Standby;
+use crate::stream::table::recovery::{parallel_map, Replay, Restorer};
 use crate::stream::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
 use crate::stream::window::{WindowedTable, Windows};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -56,6 +57,9 @@ pub struct AppConfig {
     pub advertise_url: Option<String>,
     /// At least once (default), or exactly once with Kafka transactions ([`Sink`]).
     pub guarantee: Guarantee,
+    /// Warm copies kept of each partition on other workers ([`Standby`]); needs the
+    /// directory (`advertise_url`).
+    pub standby_replicas: u32,
 }
 
 impl AppConfig {
@@ -73,6 +77,7 @@ impl AppConfig {
             dead_letter: true,
             advertise_url: None,
             guarantee: Guarantee::default(),
+            standby_replicas: 0,
         }
     }
 }
@@ -186,6 +191,24 @@ impl App {
         };
         let restorer = Restorer::new(&self.config.kafka, &self.config.app_id)?;
         let topics = self.source_topics();
+        let standby = match (self.config.standby_replicas, &self.directory) {
+            (0, _) => None,
+            (n, Some(d)) => Some(Arc::new(Standby::start(
+                &self.config.kafka,
+                &self.config.app_id,
+                &self.tables,
+                d.clone(),
+                n,
+                shutdown.clone(),
+            )?)),
+            (n, None) => {
+                tracing::warn!(
+                    standby_replicas = n,
+                    "standby replicas need the worker directory (an advertised query URL); none kept"
+                );
+                None
+            }
+        };
         let engine = Engine {
             app_id: self.config.app_id.clone(),
             tables: self.tables.clone(),
@@ -198,6 +221,7 @@ impl App {
             fatal: None,
             owned: Vec::new(),
             directory: self.directory.clone(),
+            standby: standby.clone(),
         };
         let follower = match &self.directory {
             Some(d) => Some(d.follow(&self.config.kafka, &self.config.app_id, shutdown.clone())?),
@@ -260,6 +284,9 @@ impl App {
         shutdown.trigger();
         if let Some(f) = follower {
             let _ = f.join();
+        }
+        if let Some(s) = standby {
+            s.join();
         }
         watch.join();
         tracing::info!("worker stopped");
@@ -537,6 +564,7 @@ struct Engine {
     /// Source partitions assigned to this worker now.
     owned: Vec<(String, i32)>,
     directory: Option<Directory>,
+    standby: Option<Arc<Standby>>,
 }
 
 impl Engine {
@@ -631,6 +659,10 @@ impl Engine {
         incremental: bool,
     ) -> Result<HashMap<(String, i32), Offset>> {
         self.status.assignment_began_now();
+        // A standby copy of an added partition is closed so its store can open as ours.
+        if let Some(s) = &self.standby {
+            s.release(added);
+        }
         let mut assigned: Vec<(String, i32)> = if incremental {
             self.owned.clone()
         } else {
@@ -641,21 +673,8 @@ impl Engine {
                 assigned.push(a.clone());
             }
         }
-        let mut tpl = TopicPartitionList::new();
-        for (t, p) in added {
-            tpl.add_partition(t, *p);
-        }
-        let committed: HashMap<(String, i32), i64> = match consumer
-            .committed_offsets(tpl, REQUEST_TIMEOUT)
-        {
-            Ok(list) => list
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
-                    _ => None,
-                })
-                .collect(),
+        let committed = match committed_offsets(consumer, added) {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read committed offsets; using local stores only");
                 HashMap::new()
@@ -664,12 +683,20 @@ impl Engine {
         // Close stores of partitions we no longer own.
         let keep: HashSet<(String, i32)> = assigned.iter().cloned().collect();
         self.owned = assigned.clone();
+        let mut closed: Vec<(String, i32)> = Vec::new();
         for t in &self.tables {
             for p in t.open_partitions() {
-                if !keep.contains(&(t.source_topic().to_string(), p)) {
+                let sp = (t.source_topic().to_string(), p);
+                if !keep.contains(&sp) {
                     t.close_partition(p);
+                    if !closed.contains(&sp) {
+                        closed.push(sp);
+                    }
                 }
             }
+        }
+        if let Some(s) = &self.standby {
+            s.resume(&closed);
         }
         // `recovering` is raised by the restorer only when changelog records must be replayed,
         // so a rebalance with warm stores does not make queries wait.
@@ -717,9 +744,13 @@ impl Engine {
                 }
                 let n = self.partitions_of(consumer, topic)?;
                 t.open_partition(*p, n)?;
-                let report = self
-                    .restorer
-                    .restore(t.as_ref(), *p, committed, &self.status)?;
+                let report = self.restorer.replay(
+                    t.as_ref(),
+                    *p,
+                    committed,
+                    &self.status,
+                    Replay::Restore,
+                )?;
                 start =
                     Some(start.map_or(report.source_offset, |s: i64| s.min(report.source_offset)));
             }
@@ -769,6 +800,9 @@ impl Engine {
                     t.close_partition(*p);
                 }
             }
+        }
+        if let Some(s) = &self.standby {
+            s.resume(revoked);
         }
         self.owned.retain(|a| !revoked.contains(a));
         self.status.set_assigned(self.owned.clone());

@@ -5,11 +5,11 @@ use crate::stream::config::{KafkaConfig, REQUEST_TIMEOUT};
 use crate::stream::error::{Result, StreamError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, DefaultClientContext};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -203,6 +203,29 @@ impl ProducerContext for DeliveryTracker {
             }
         }
     }
+}
+
+/// The group's committed offsets of `partitions`, as `consumer`'s group id sees them;
+/// partitions without a committed offset are left out. Blocking.
+pub fn committed_offsets<'a, C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: impl IntoIterator<Item = &'a (String, i32)>,
+) -> Result<HashMap<(String, i32), i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in partitions {
+        tpl.add_partition(t, *p);
+    }
+    let list = consumer
+        .committed_offsets(tpl, crate::stream::config::REQUEST_TIMEOUT)
+        .map_err(StreamError::kafka("read committed offsets"))?;
+    Ok(list
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
 }
 
 pub type TrackedProducer = ThreadedProducer<DeliveryTracker>;

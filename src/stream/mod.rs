@@ -9,7 +9,8 @@
 //! - [`codec`]: JSON and Confluent-framed Avro.
 //! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers;
 //!   [`fetch`]: the poll loop's batched consumption.
-//! - [`directory`]: which worker owns which partitions, for routed queries.
+//! - [`directory`]: which worker owns which partitions, for routed queries;
+//!   [`standby`]: warm copies of other workers' partitions (standby replicas).
 //! - [`sensor`]: counters and recovery state for the web layer.
 //! - [`health`]: whether the brokers answer (stale data during an outage).
 //! - [`names`]: reserved topic, header and metadata names.
@@ -31,6 +32,7 @@ pub mod record;
 pub mod sensor;
 pub mod shutdown;
 pub mod sink;
+pub mod standby;
 pub mod table;
 pub mod window;
 

@@ -402,6 +402,7 @@ pub async fn spawn_worker_with(
         commit_interval: Duration::from_millis(200),
         advertise_url: None,
         guarantee: Default::default(),
+        standby_replicas: 0,
     };
     let shutdown = cta_stream::stream::Shutdown::new();
     let (kafka, registry, s) = (env.kafka.clone(), env.registry.clone(), shutdown.clone());

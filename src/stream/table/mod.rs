@@ -85,6 +85,10 @@ pub trait TableRuntime: Send + Sync {
     ) -> Result<()>;
     /// Number of keys (store plus cache) across open partitions.
     fn entry_count(&self) -> usize;
+    /// A second handle on the same stores with partitions of its own (none open): what a
+    /// standby replica keeps warm while the table itself serves the owned partitions. A
+    /// partition's store can be open in only one of them at a time.
+    fn twin(&self) -> Arc<dyn TableRuntime>;
 }
 
 /// A partition keeps its committed entries in memory up to this many keys; a larger one reads
@@ -547,6 +551,24 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         }
         parts.version += 1;
         Ok(())
+    }
+
+    fn twin(&self) -> Arc<dyn TableRuntime> {
+        let i = &self.inner;
+        Arc::new(Table::<K, V> {
+            inner: Arc::new(Inner {
+                name: i.name.clone(),
+                app_id: i.app_id.clone(),
+                source_topic: i.source_topic.clone(),
+                changelog_topic: i.changelog_topic.clone(),
+                dir: i.dir.clone(),
+                parts: Mutex::new(Parts {
+                    map: FastMap::default(),
+                    version: 0,
+                    snapshot: None,
+                }),
+            }),
+        })
     }
 
     fn entry_count(&self) -> usize {

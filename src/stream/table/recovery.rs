@@ -61,6 +61,15 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
     })
 }
 
+/// How [`Restorer::replay`] treats a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// The owner's restore at assignment: everything up to the committed offset.
+    Restore,
+    /// A standby copy's catch-up: up to the first checkpoint not committed yet.
+    Follow,
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RestoreReport {
@@ -131,13 +140,21 @@ impl Restorer {
 
     /// Brings `table`'s open `partition` up to `max(store offset, committed)`. Returns the
     /// source offset the partition now reflects.
-    pub fn restore(
+    ///
+    /// [`Replay::Follow`] is a standby's catch-up: it stops before the first record of a
+    /// checkpoint beyond `committed` instead of reading past it. Such a checkpoint may still
+    /// complete (its owner commits the offsets a moment later): the next catch-up, or the
+    /// restore of whoever takes the partition over, must still find its records after the
+    /// store's changelog offset. It logs quietly: standbys catch up every few hundred ms.
+    pub fn replay(
         &self,
         table: &dyn TableRuntime,
         partition: i32,
         committed: Option<i64>,
         status: &Status,
+        mode: Replay,
     ) -> Result<RestoreReport> {
+        let follow = mode == Replay::Follow;
         let topic = table.changelog_topic().to_string();
         let offsets = table.offsets(partition)?;
         let stored = offsets.source.unwrap_or(0);
@@ -195,9 +212,13 @@ impl Restorer {
         }
         let total = (high - start) as u64;
         status.restore_total.fetch_add(total, Ordering::Relaxed);
-        // Cleared by the caller once every partition of the assignment is ready.
-        status.recovering.store(true, Ordering::Relaxed);
-        tracing::info!(table = table.name(), partition, %topic, from = start, to = high, records = total, target_source_offset = target, "restoring from changelog");
+        if follow {
+            tracing::debug!(table = table.name(), partition, %topic, from = start, to = high, records = total, target_source_offset = target, "standby catching up");
+        } else {
+            // Cleared by the caller once every partition of the assignment is ready.
+            status.recovering.store(true, Ordering::Relaxed);
+            tracing::info!(table = table.name(), partition, %topic, from = start, to = high, records = total, target_source_offset = target, "restoring from changelog");
+        }
 
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, partition, Offset::Offset(start))
@@ -222,28 +243,20 @@ impl Restorer {
                         });
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => {
-                    if !batch.is_empty() {
-                        table.restore_batch(
-                            partition,
-                            &batch,
-                            StoreOffsets {
-                                source: None,
-                                changelog: Some(next - 1),
-                            },
-                        )?;
-                        batch.clear();
-                    }
-                    break;
-                }
+                // What is left in `batch` is written with the final offsets below.
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
                 Some(Err(e)) => {
                     tracing::warn!(%topic, partition, error = %e, "changelog read error; retrying");
                 }
                 Some(Ok(m)) => {
                     last_record = Instant::now();
+                    let applies = header_source_offset(&m).is_none_or(|s| s <= target);
+                    if follow && !applies {
+                        // Not committed yet: stop before it (`next` stays at its offset).
+                        break;
+                    }
                     next = m.offset() + 1;
                     report.read += 1;
-                    let applies = header_source_offset(&m).is_none_or(|s| s <= target);
                     if applies {
                         match m.key() {
                             Some(k) => {
@@ -291,13 +304,22 @@ impl Restorer {
         let _ = self.consumer.unassign();
         table.restore_batch(
             partition,
-            &[],
+            &batch,
             StoreOffsets {
                 source: Some(target),
                 changelog: Some(next - 1),
             },
         )?;
         let secs = began.elapsed().as_secs_f64();
+        if follow {
+            tracing::debug!(
+                table = table.name(),
+                partition,
+                read = report.read,
+                "standby caught up"
+            );
+            return Ok(report);
+        }
         tracing::info!(
             table = table.name(),
             partition,
