@@ -277,7 +277,7 @@ impl App {
             Err(e) => Err(e),
         };
         // The fetch queue goes before its consumer: closing the consumer serves only the
-        // consumer's own queue, and librdkafka must not outlive a queue of its client.
+        // consumer's own queue, and a queue must not outlive the client it belongs to.
         drop(fetch);
         consumer.unsubscribe();
         drop(consumer);
@@ -316,6 +316,10 @@ impl App {
                         tracing::warn!(error = %e, "consumer error (librdkafka retries)")
                     }
                     Some(Ok(m)) => {
+                        if !seen_first {
+                            self.status.first_record_seen();
+                            seen_first = true;
+                        }
                         let slot = topics.by_name(m.topic(), routes);
                         self.process(ctx, &m, &topics.slots[slot].agents)?;
                         progress.record(slot, m.partition(), m.offset());
