@@ -216,7 +216,7 @@ pub fn committed_offsets<'a, C: ConsumerContext>(
         tpl.add_partition(t, *p);
     }
     let list = consumer
-        .committed_offsets(tpl, crate::stream::config::REQUEST_TIMEOUT)
+        .committed_offsets(tpl, REQUEST_TIMEOUT)
         .map_err(StreamError::kafka("read committed offsets"))?;
     Ok(list
         .elements()

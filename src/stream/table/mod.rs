@@ -153,6 +153,17 @@ fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     serde_json::from_slice(bytes).ok()
 }
 
+impl<K, V> Parts<K, V> {
+    /// No partition open yet (a new table, or a table's twin).
+    fn none_open() -> Mutex<Self> {
+        Mutex::new(Parts {
+            map: FastMap::default(),
+            version: 0,
+            snapshot: None,
+        })
+    }
+}
+
 impl<K: TableKey, V: TableValue> Table<K, V> {
     pub(crate) fn new(app_id: &str, data_dir: &std::path::Path, spec: TableSpec) -> Self {
         let changelog_topic = spec
@@ -165,11 +176,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 app_id: app_id.to_string(),
                 source_topic: spec.source_topic,
                 changelog_topic,
-                parts: Mutex::new(Parts {
-                    map: FastMap::default(),
-                    version: 0,
-                    snapshot: None,
-                }),
+                parts: Parts::none_open(),
             }),
         }
     }
@@ -562,11 +569,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
                 source_topic: i.source_topic.clone(),
                 changelog_topic: i.changelog_topic.clone(),
                 dir: i.dir.clone(),
-                parts: Mutex::new(Parts {
-                    map: FastMap::default(),
-                    version: 0,
-                    snapshot: None,
-                }),
+                parts: Parts::none_open(),
             }),
         })
     }
