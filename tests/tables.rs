@@ -196,3 +196,73 @@ async fn a_store_of_another_app_is_refused() {
         "{err}"
     );
 }
+
+/// A changelog record that is not an entry of its table (no key, a key or a value that does not
+/// decode) is skipped and counted by a cold restore; the rest restores exactly. Without the
+/// check, a real key with a garbage value would replace that key's count in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cold_restore_skips_changelog_records_that_do_not_decode() {
+    let env = env().await;
+    let id = format!("{}-{}", std::process::id(), cta_stream::stream::now_ms());
+    let topic = format!("bad-changelog-src-{id}");
+    let app_id = format!("bad-changelog-app-{id}");
+    let changelog = cta_stream::stream::names::changelog_topic(&app_id, "counts");
+    env.create_topics(&[topic.clone(), changelog.clone()], 4);
+    let expected = produce(&env.kafka.brokers, &topic, 4_000, 40);
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = start(&env, &app_id, &topic, dir.path());
+    wait_equal(&r, &expected, Duration::from_secs(60)).await;
+    // One key of each partition, for a garbage value in that partition's changelog.
+    let mut per_partition: BTreeMap<i32, String> = BTreeMap::new();
+    for (p, k, _) in r.table.items().unwrap() {
+        per_partition.entry(p).or_insert(k);
+    }
+    stop(r).await;
+
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka.brokers)
+        .create()
+        .unwrap();
+    let mut bad = 0;
+    for (partition, key) in &per_partition {
+        let key = serde_json::to_vec(key).unwrap();
+        p.send(
+            BaseRecord::to(&changelog)
+                .partition(*partition)
+                .key(&key)
+                .payload("{not json".as_bytes()),
+        )
+        .unwrap();
+        bad += 1;
+    }
+    p.send(
+        BaseRecord::to(&changelog)
+            .partition(0)
+            .key("\u{0}not a key".as_bytes())
+            .payload("1".as_bytes()),
+    )
+    .unwrap();
+    p.send(
+        BaseRecord::<(), [u8]>::to(&changelog)
+            .partition(0)
+            .payload("1".as_bytes()),
+    )
+    .unwrap();
+    bad += 2;
+    p.flush(Duration::from_secs(30)).unwrap();
+
+    let cold = tempfile::tempdir().unwrap();
+    let r = start(&env, &app_id, &topic, cold.path());
+    wait_equal(&r, &expected, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r.status.recovering.load(Ordering::Relaxed) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        r.status.changelog_skipped.load(Ordering::Relaxed),
+        bad,
+        "every bad changelog record skipped and counted"
+    );
+    stop(r).await;
+}

@@ -14,6 +14,8 @@ pub struct Status {
     pub restore_total: AtomicU64,
     pub consumed: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// Changelog records a restore skipped because they are not entries of their table.
+    pub changelog_skipped: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub commits: AtomicU64,
     /// Milliseconds since the epoch of the last successful checkpoint.
@@ -46,6 +48,8 @@ pub struct StatusSnapshot {
     pub restore_total: u64,
     pub consumed: u64,
     pub decode_errors: u64,
+    #[serde(default)]
+    pub changelog_skipped: u64,
     pub dead_lettered: u64,
     pub commits: u64,
     pub last_commit_ms: i64,
@@ -190,6 +194,7 @@ impl Status {
             restore_total: self.restore_total.load(Ordering::Relaxed),
             consumed: self.consumed.load(Ordering::Relaxed),
             decode_errors: self.decode_errors.load(Ordering::Relaxed),
+            changelog_skipped: self.changelog_skipped.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             commits: self.commits.load(Ordering::Relaxed),
             last_commit_ms: self.last_commit_ms.load(Ordering::Relaxed),

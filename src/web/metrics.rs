@@ -226,6 +226,11 @@ impl Metrics {
             snap.last_commit_ms / 1000,
         )?))?;
         reg.register(Box::new(counter(
+            "cta_changelog_records_skipped_total",
+            "Changelog records a restore skipped (no key, or key or value not of the table)",
+            snap.changelog_skipped,
+        )?))?;
+        reg.register(Box::new(counter(
             "cta_decode_errors_total",
             "Records that could not be decoded or were out of range (skipped)",
             snap.decode_errors,

@@ -66,6 +66,9 @@ pub trait TableRuntime: Send + Sync {
     fn offsets(&self, partition: i32) -> Result<StoreOffsets>;
     fn close_partition(&self, partition: i32);
     fn open_partitions(&self) -> Vec<i32>;
+    /// Why a changelog entry (key, value or tombstone) cannot be an entry of this table, if
+    /// it cannot: the restore skips such records instead of writing them to the store.
+    fn check_change(&self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), String>;
     /// Applies restored changelog entries straight to the store.
     fn restore_batch(
         &self,
@@ -151,6 +154,13 @@ impl<K, V> Clone for Table<K, V> {
 
 fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     serde_json::from_slice(bytes).ok()
+}
+
+/// Why `bytes` are not the JSON of a `T`.
+fn decode_error<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> std::result::Result<(), String> {
+    serde_json::from_slice::<T>(bytes)
+        .map(drop)
+        .map_err(|e| format!("{what} does not decode: {e}"))
 }
 
 impl<K, V> Parts<K, V> {
@@ -488,6 +498,14 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         let mut v: Vec<i32> = self.parts().map.keys().copied().collect();
         v.sort_unstable();
         v
+    }
+
+    fn check_change(&self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), String> {
+        decode_error::<K>("key", key)?;
+        match value {
+            Some(v) => decode_error::<V>("value", v),
+            None => Ok(()),
+        }
     }
 
     fn restore_batch(

@@ -75,7 +75,11 @@ pub enum Replay {
 pub struct RestoreReport {
     pub read: u64,
     pub applied: u64,
+    /// Records not applied: beyond the committed source offset, or not entries of the table.
     pub skipped: u64,
+    /// Of `skipped`, those without a key or whose key or value does not decode (logged with
+    /// their offsets).
+    pub undecodable: u64,
     pub source_offset: i64,
 }
 
@@ -258,14 +262,20 @@ impl Restorer {
                     next = m.offset() + 1;
                     report.read += 1;
                     if applies {
-                        match m.key() {
-                            Some(k) => {
+                        let checked = match m.key() {
+                            Some(k) => table.check_change(k, m.payload()).map(|()| k),
+                            None => Err("no key".to_string()),
+                        };
+                        match checked {
+                            Ok(k) => {
                                 batch.push((k.to_vec(), m.payload().map(|v| v.to_vec())));
                                 report.applied += 1;
                             }
-                            None => {
-                                tracing::warn!(%topic, partition, offset = m.offset(), "changelog record without key skipped");
+                            Err(reason) => {
+                                tracing::warn!(%topic, partition, offset = m.offset(), %reason, "changelog record skipped");
                                 report.skipped += 1;
+                                report.undecodable += 1;
+                                status.changelog_skipped.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     } else {
@@ -326,6 +336,7 @@ impl Restorer {
             read = report.read,
             applied = report.applied,
             skipped = report.skipped,
+            undecodable = report.undecodable,
             secs = format!("{secs:.2}"),
             rate = (report.read as f64 / secs.max(1e-3)) as u64,
             "restore done"
