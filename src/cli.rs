@@ -285,6 +285,11 @@ pub fn is_config_error(err: &(dyn std::error::Error + 'static)) -> bool {
                 return true;
             }
         }
+        if let Some(e) = e.downcast_ref::<crate::stream::StreamError>() {
+            if e.is_config() {
+                return true;
+            }
+        }
         cur = e.source();
     }
     false
@@ -304,7 +309,8 @@ pub fn report(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once: many errors name their cause in their own text as well.
+            eprintln!("error: {}", crate::integrations::one_line(e.as_ref()));
             std::process::ExitCode::from(exit_code(e.as_ref()))
         }
     }
@@ -628,5 +634,23 @@ mod tests {
                 reason: "refused".into(),
             });
         assert_eq!(exit_code(&other), 1);
+        // A consumer group the broker refuses for a configuration reason stops with exit 2
+        // (librdkafka would retry it forever); a passing broker fault is left to its retries.
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        let refused = crate::stream::StreamError::group_refused(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::InvalidSessionTimeout,
+        ))
+        .expect("invalid session timeout is not retried");
+        assert!(
+            refused.to_string().contains("session.timeout.ms"),
+            "{refused}"
+        );
+        assert_eq!(exit_code(&crate::runner::RunError::Stream(refused)), 2);
+        assert!(
+            crate::stream::StreamError::group_refused(&KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure
+            ))
+            .is_none()
+        );
     }
 }

@@ -41,6 +41,7 @@ impl RunError {
     /// A mistake in the flags (exit code 2), as opposed to a failure at run time.
     pub fn is_config(&self) -> bool {
         match self {
+            RunError::Stream(e) => e.is_config(),
             RunError::Postgres(e) => e.is_config(),
             RunError::Connect(e) => e.is_config(),
             RunError::RestProxy(e) => e.is_config(),

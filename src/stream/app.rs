@@ -280,7 +280,7 @@ impl App {
         // consumer's own queue, and a queue must not outlive the client it belongs to.
         drop(fetch);
         consumer.unsubscribe();
-        drop(consumer);
+        close_consumer(consumer, CLOSE_TIMEOUT);
         shutdown.trigger();
         if let Some(f) = follower {
             let _ = f.join();
@@ -313,6 +313,9 @@ impl App {
                 match consumer.poll(Duration::ZERO) {
                     None => break,
                     Some(Err(e)) => {
+                        if let Some(refused) = StreamError::group_refused(&e) {
+                            return Err(refused);
+                        }
                         tracing::warn!(error = %e, "consumer error (librdkafka retries)")
                     }
                     Some(Ok(m)) => {
@@ -848,6 +851,35 @@ impl ConductorContext {
 }
 
 impl ClientContext for ConductorContext {}
+
+/// How long leaving the group may take when the worker stops.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Leaves the group, waiting at most `limit`. rdkafka's drop waits for librdkafka's close
+/// without end, and that close waits for the group coordinator: with the brokers gone a
+/// stopping worker would never return. So the drop runs on a thread of its own; past the
+/// limit it is left to finish (or not) while the worker returns (its process is about to end,
+/// or the embedding program goes on without it). The next start is exact either way, since
+/// offsets live in the stores.
+fn close_consumer(consumer: BaseConsumer<ConductorContext>, limit: Duration) {
+    let (done, closed) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("consumer-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = done.send(());
+        });
+    if spawned.is_err() {
+        tracing::warn!("cannot start a thread to close the consumer; not waiting for it");
+        return;
+    }
+    if closed.recv_timeout(limit).is_err() {
+        tracing::warn!(
+            secs = limit.as_secs(),
+            "the consumer did not leave the group in time (brokers unreachable?); not waiting for it"
+        );
+    }
+}
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()

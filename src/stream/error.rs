@@ -71,6 +71,13 @@ pub enum StreamError {
     Registry { url: String, reason: String },
     #[error("configuration: {0}")]
     Config(String),
+    /// The broker refused the consumer group for a reason that retrying does not cure (a
+    /// session timeout outside the broker's bounds, missing ACLs, an invalid group id).
+    #[error("the broker refused the consumer group: {code}; {hint}")]
+    GroupRefused {
+        code: rdkafka::error::RDKafkaErrorCode,
+        hint: &'static str,
+    },
     #[error("encode: {0}")]
     Encode(String),
 }
@@ -78,6 +85,37 @@ pub enum StreamError {
 impl StreamError {
     pub fn kafka(op: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> StreamError {
         move |source| StreamError::Kafka { op, source }
+    }
+
+    /// A consumer error librdkafka would retry forever although only a change of the
+    /// configuration (or of the broker's ACLs) can cure it.
+    pub fn group_refused(error: &rdkafka::error::KafkaError) -> Option<StreamError> {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        let code = error.rdkafka_error_code()?;
+        let hint = match code {
+            C::InvalidSessionTimeout => "set -X session.timeout.ms within the broker's group.min.session.timeout.ms and group.max.session.timeout.ms",
+            C::InvalidGroupId => "choose another --app-id",
+            C::GroupAuthorizationFailed | C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => {
+                "check the credentials (-X sasl.*) and the broker's ACLs for this group and its topics"
+            }
+            C::InconsistentGroupProtocol | C::UnsupportedAssignor => "every worker of an --app-id needs the same -X partition.assignment.strategy and group.protocol",
+            C::GroupMaxSizeReached => "the group has as many members as the broker allows (group.max.size); stop a worker or raise the limit",
+            _ => return None,
+        };
+        Some(StreamError::GroupRefused { code, hint })
+    }
+
+    /// A mistake in the configuration the user fixes in the flags (exit code 2): librdkafka
+    /// refusing a client's properties, or the broker refusing the group.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            StreamError::GroupRefused { .. }
+                | StreamError::Kafka {
+                    source: rdkafka::error::KafkaError::ClientCreation(_),
+                    ..
+                }
+        )
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -89,9 +127,10 @@ impl StreamError {
             | StreamError::Io { .. }
             | StreamError::Changelog { .. }
             | StreamError::Registry { .. } => ErrorKind::External,
-            StreamError::StoreMismatch { .. } | StreamError::Config(_) | StreamError::Encode(_) => {
-                ErrorKind::Internal
-            }
+            StreamError::StoreMismatch { .. }
+            | StreamError::Config(_)
+            | StreamError::Encode(_)
+            | StreamError::GroupRefused { .. } => ErrorKind::Internal,
         }
     }
 }
