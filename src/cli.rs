@@ -175,17 +175,27 @@ fn kafka_reason(e: &rdkafka::error::KafkaError) -> String {
     }
 }
 
-/// Creates (and drops) a producer with every property, which runs librdkafka's checks across
-/// properties (SASL mechanism, SSL files, ...) before anything else starts.
+/// Creates (and drops) each kind of client with the properties it takes, which runs
+/// librdkafka's checks across properties (SASL mechanism, SSL files, a session timeout above
+/// max.poll.interval.ms, ...) before anything else starts. Nothing joins a group.
 pub fn check_kafka_client(kafka: &KafkaConfig) -> Result<(), ConnectError> {
     if kafka.extra.is_empty() {
         return Ok(());
     }
+    let reason = |e: rdkafka::error::KafkaError| ConnectError::KafkaClient(kafka_reason(&e));
     kafka
         .producer()
         .create::<rdkafka::producer::BaseProducer>()
-        .map(drop)
-        .map_err(|e| ConnectError::KafkaClient(kafka_reason(&e)))
+        .map_err(reason)?;
+    for consumer in [
+        kafka.group_consumer("cta-stream-config-check"),
+        kafka.restore_consumer("cta-stream-config-check"),
+    ] {
+        consumer
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .map_err(reason)?;
+    }
+    Ok(())
 }
 
 /// Asks the registry for its subjects: fails with the URL named when it cannot be reached, and

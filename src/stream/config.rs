@@ -34,15 +34,24 @@ impl KafkaConfig {
         c
     }
 
-    fn finish(&self, mut c: ClientConfig) -> ClientConfig {
+    /// Adds the user's properties that apply to `role` (they win over the defaults): a
+    /// producer gets no consumer property and the reverse, since librdkafka warns about those
+    /// (or, for the group's timeouts on an assign-only consumer, refuses them).
+    fn finish(&self, mut c: ClientConfig, role: Role) -> ClientConfig {
         for (k, v) in &self.extra {
-            c.set(k, v);
+            if role.takes(k) {
+                c.set(k, v);
+            }
         }
         c
     }
 
     /// Producer for data, changelog and dead-letter records.
     pub fn producer(&self) -> ClientConfig {
+        self.finish(self.producer_defaults(), Role::Producer)
+    }
+
+    fn producer_defaults(&self) -> ClientConfig {
         let mut c = self.base();
         // Idempotent: broker-side dedup of retries, ordering kept per partition.
         c.set("enable.idempotence", "true")
@@ -52,12 +61,12 @@ impl KafkaConfig {
             .set("batch.num.messages", "10000")
             .set("compression.type", "lz4")
             .set("message.timeout.ms", "300000");
-        self.finish(c)
+        c
     }
 
     /// Producer whose records and offsets commit in transactions (exactly-once mode).
     pub fn transactional_producer(&self, transactional_id: &str) -> ClientConfig {
-        let mut c = self.producer();
+        let mut c = self.producer_defaults();
         c.set("transactional.id", transactional_id)
             // A killed worker's open transaction blocks read_committed readers until the
             // broker aborts it; a restart with the same id aborts it at once.
@@ -65,7 +74,7 @@ impl KafkaConfig {
             // librdkafka requires deliveries to give up within the transaction's timeout.
             .set("message.timeout.ms", "60000");
         // User properties still win.
-        self.finish(c)
+        self.finish(c, Role::Producer)
     }
 
     /// Group consumer of the worker. Offsets are stored with the table data and committed to
@@ -94,7 +103,7 @@ impl KafkaConfig {
         } else if self.kip848_preferred {
             c.set("group.protocol", "consumer");
         }
-        self.finish(c)
+        self.finish(c, Role::GroupConsumer)
     }
 
     /// For the embedded broker: it has no CreateTopics but creates a topic when a metadata
@@ -165,11 +174,100 @@ impl KafkaConfig {
             // peaked at 212 instead of 298 MiB.
             .set("queued.min.messages", "50000")
             .set("fetch.queue.backoff.ms", "10");
-        self.finish(c)
+        self.finish(c, Role::Consumer)
     }
 
     pub fn admin(&self) -> ClientConfig {
-        self.finish(self.base())
+        self.finish(self.base(), Role::Admin)
+    }
+}
+
+/// Which kind of client a configuration is for, which decides the user properties it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Producer,
+    /// The worker's consumer, a member of the group.
+    GroupConsumer,
+    /// An assign-only consumer (restores, committed-offset reads): never joins the group.
+    Consumer,
+    Admin,
+}
+
+/// librdkafka's properties of group members only (scope C in its CONFIGURATION.md).
+const GROUP_MEMBER_KEYS: &[&str] = &[
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+];
+
+/// librdkafka's other consumer properties (scope C).
+const CONSUMER_KEYS: &[&str] = &[
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "allow.auto.create.topics",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+];
+
+/// librdkafka's producer properties (scope P), including its topic-level ones.
+const PRODUCER_KEYS: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "partitioner",
+    "queuing.strategy",
+];
+
+impl Role {
+    fn takes(self, key: &str) -> bool {
+        let member = GROUP_MEMBER_KEYS.contains(&key);
+        let consumer = member || CONSUMER_KEYS.contains(&key);
+        let producer = PRODUCER_KEYS.contains(&key);
+        match self {
+            Role::Producer => !consumer,
+            Role::GroupConsumer => !producer,
+            Role::Consumer => !producer && !member,
+            Role::Admin => !consumer && !producer,
+        }
     }
 }
 
@@ -224,5 +322,49 @@ mod tests {
         let mut twice = with(&[("group.protocol", "classic")]);
         twice.prefer_consumer_group_protocol();
         assert_eq!(twice.extra.len(), 1);
+    }
+
+    #[test]
+    fn user_properties_reach_the_clients_they_are_for() {
+        let k = with(&[
+            ("session.timeout.ms", "45000"),
+            ("fetch.min.bytes", "1000"),
+            ("linger.ms", "50"),
+            ("sasl.username", "u"),
+        ]);
+        let (p, g, r, a) = (
+            k.producer(),
+            k.group_consumer("g"),
+            k.restore_consumer("g"),
+            k.admin(),
+        );
+        for c in [&p, &g, &r, &a] {
+            assert_eq!(
+                c.get("sasl.username"),
+                Some("u"),
+                "global keys go everywhere"
+            );
+        }
+        assert_eq!(p.get("linger.ms"), Some("50"));
+        assert_eq!(p.get("session.timeout.ms"), None);
+        assert_eq!(p.get("fetch.min.bytes"), None);
+        assert_eq!(
+            g.get("session.timeout.ms"),
+            Some("45000"),
+            "the user's value wins"
+        );
+        assert_eq!(g.get("fetch.min.bytes"), Some("1000"));
+        assert_eq!(g.get("linger.ms"), None);
+        assert_eq!(
+            r.get("session.timeout.ms"),
+            None,
+            "assign-only: no group timeouts"
+        );
+        assert_eq!(r.get("fetch.min.bytes"), Some("1000"));
+        assert_eq!(a.get("linger.ms"), None);
+        assert_eq!(a.get("fetch.min.bytes"), None);
+        let t = k.transactional_producer("t");
+        assert_eq!(t.get("linger.ms"), Some("50"));
+        assert_eq!(t.get("transactional.id"), Some("t"));
     }
 }
