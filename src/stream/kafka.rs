@@ -8,7 +8,9 @@ use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,12 +36,14 @@ pub async fn ensure_topics_from(
     config: &KafkaConfig,
     specs: impl FnOnce(&HashMap<String, i32>) -> Vec<TopicSpec>,
 ) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = config
+    // The listing goes through a plain client: dropping an AdminClient waits up to 100 ms
+    // for its polling thread, which every start paid although topics rarely need creating.
+    let lister: BaseProducer = config
         .admin()
         .create()
-        .map_err(StreamError::kafka("create admin client"))?;
+        .map_err(StreamError::kafka("create metadata client"))?;
     // Only ask for the topics the broker does not know yet (one metadata request for all).
-    let counts = tokio::task::block_in_place(|| partition_counts(admin.inner()))?;
+    let counts = tokio::task::block_in_place(|| partition_counts(lister.client()))?;
     let topics = specs(&counts);
     let mut missing = Vec::new();
     for t in &topics {
@@ -48,7 +52,7 @@ pub async fn ensure_topics_from(
         // give it the broker's default partition count.
         let known = match counts.get(&t.name).copied() {
             None if config.creates_topics_on_first_use() => {
-                tokio::task::block_in_place(|| partition_count(admin.inner(), &t.name))?
+                tokio::task::block_in_place(|| partition_count(lister.client(), &t.name))?
             }
             n => n,
         };
@@ -74,6 +78,11 @@ pub async fn ensure_topics_from(
             }
         })
         .collect();
+    drop(lister);
+    let admin: AdminClient<DefaultClientContext> = config
+        .admin()
+        .create()
+        .map_err(StreamError::kafka("create admin client"))?;
     let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
     let created = tokio::time::timeout(
         REQUEST_TIMEOUT + Duration::from_secs(5),
