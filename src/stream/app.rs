@@ -345,6 +345,11 @@ impl App {
             for i in 0..batch.len() {
                 let m = batch.get(i);
                 if let Some(code) = m.error() {
+                    // Partition errors come this way (e.g. a topic's authorization).
+                    let error = rdkafka::error::KafkaError::MessageConsumption(code);
+                    if let Some(refused) = StreamError::group_refused(&error) {
+                        return Err(refused);
+                    }
                     if code != RDKafkaErrorCode::PartitionEOF {
                         tracing::warn!(topic = m.topic(), partition = m.partition(), error = %code, "fetch error (librdkafka retries)");
                     }
