@@ -22,7 +22,7 @@ use cta_stream::stream::{
 };
 use cta_stream::transit::agents::{TransitTables, TurnstileCounts};
 use cta_stream::transit::models::{
-    schemas, topics, Arrival, PlatformKey, Station, StationKey, TurnstileEntry, TurnstileSummary,
+    schemas, topics, Arrival, Station, StationKey, TurnstileEntry, TurnstileSummary,
 };
 use cta_stream::transit::stations::Dataset;
 use cta_stream::web::templates::StatusPage;
@@ -104,7 +104,7 @@ fn avro(c: &mut Criterion) {
     rt.block_on(platform.stop());
 }
 
-/// The worker's five tables in a scratch dir, with all four partitions open.
+/// The worker's tables in a scratch dir, with all four partitions open.
 fn tables(dir: &std::path::Path) -> TransitTables {
     let config = AppConfig::new("bench", KafkaConfig::new("127.0.0.1:9"), dir);
     let mut app = App::new(config);
@@ -115,7 +115,6 @@ fn tables(dir: &std::path::Path) -> TransitTables {
     };
     let t = TransitTables {
         stations: app.table(spec("stations")),
-        platforms: app.table(spec("platform-arrivals")),
         trains: app.table(spec("train-positions")),
         turnstile: TurnstileCounts::Native(app.table(spec("turnstile-summary"))),
         turnstile_hourly: app.windowed_table(
@@ -130,10 +129,10 @@ fn tables(dir: &std::path::Path) -> TransitTables {
             ),
         ),
         weather: app.table(spec("weather")),
+        arrival_checks: Default::default(),
     };
     for p in 0..4 {
         TableRuntime::open_partition(&t.stations, p, 4).expect("open");
-        TableRuntime::open_partition(&t.platforms, p, 4).expect("open");
         TableRuntime::open_partition(&t.trains, p, 4).expect("open");
         TableRuntime::open_partition(summary(&t), p, 4).expect("open");
         TableRuntime::open_partition(&t.weather, p, 4).expect("open");
@@ -184,14 +183,6 @@ fn populate(t: &TransitTables, ds: &Dataset) {
                 line: key.line.clone(),
             };
             t.stations.put(&r, key, st).expect("put");
-            for sighting in [&s.direction_a, &s.direction_b].into_iter().flatten() {
-                let pk = PlatformKey {
-                    line: sighting.line.clone(),
-                    station_id: sighting.station_id,
-                    direction: sighting.direction.clone(),
-                };
-                t.platforms.put(&r, pk, sighting.clone()).expect("put");
-            }
         }
         for tr in &line.trains {
             let r = record(1, i);
@@ -212,7 +203,6 @@ fn populate(t: &TransitTables, ds: &Dataset) {
             .expect("put");
     }
     commit_all(&t.stations, i + 1);
-    commit_all(&t.platforms, i + 1);
     commit_all(&t.trains, i + 1);
     commit_all(summary(t), i + 1);
     commit_all(&t.weather, i + 1);

@@ -41,7 +41,7 @@
     }
     td.setAttribute("data-v", key);
     if (!t) {
-      td.appendChild(document.createTextNode("\u2013"));
+      td.appendChild(document.createTextNode("---"));
       return;
     }
     var span = document.createElement("span");
@@ -49,6 +49,74 @@
     span.textContent = t.train_id;
     td.appendChild(span);
     td.appendChild(document.createTextNode(" " + t.status));
+  }
+
+  var SVG = "http://www.w3.org/2000/svg";
+
+  // One SVG element with attributes and optional text (set as text, never parsed).
+  function svgEl(name, attrs, text) {
+    var el = document.createElementNS(SVG, name);
+    for (var k in attrs) {
+      if (Object.prototype.hasOwnProperty.call(attrs, k)) {
+        el.setAttribute(k, String(attrs[k]));
+      }
+    }
+    if (text !== undefined) {
+      el.textContent = text;
+    }
+    return el;
+  }
+
+  function titled(el, text) {
+    el.appendChild(svgEl("title", {}, text));
+    return el;
+  }
+
+  // Redraws a line's diagram in place from the server's layout (the same structure the
+  // template renders): spines, stations with their sparklines, and the train markers.
+  function updateDiagram(svg, d) {
+    if (!svg || !d) {
+      return;
+    }
+    var key = JSON.stringify(d);
+    if (svg.getAttribute("data-v") === key) {
+      return;
+    }
+    svg.setAttribute("data-v", key);
+    svg.setAttribute("viewBox", "0 0 " + d.width + " " + d.height);
+    while (svg.firstChild) {
+      svg.removeChild(svg.firstChild);
+    }
+    var spines = svgEl("g", { "class": "spines" });
+    for (var i = 0; i < d.spines.length; i++) {
+      spines.appendChild(svgEl("path", { d: d.spines[i] }));
+    }
+    var stations = svgEl("g", { "class": "stations" });
+    for (var j = 0; j < d.stations.length; j++) {
+      var st = d.stations[j];
+      var g = svgEl("g", { "class": "station", "data-station": st.station_id });
+      g.appendChild(svgEl("circle", { cx: st.x, cy: st.y, r: st.r }));
+      g.appendChild(svgEl("text", { x: st.name_x, y: st.name_y }, st.name));
+      g.appendChild(titled(svgEl("polyline", { "class": "spark", points: st.spark }), st.spark_title));
+      stations.appendChild(g);
+    }
+    var trains = svgEl("g", { "class": "trains" });
+    for (var t = 0; t < d.trains.length; t++) {
+      var m = d.trains[t];
+      var marker = svgEl("g", {
+        "class": "marker " + m.css,
+        "data-train": m.train_id,
+        "data-station": m.station_id,
+        "data-direction": m.direction,
+        transform: "translate(" + m.x + "," + m.y + ")"
+      });
+      titled(marker, m.label);
+      marker.appendChild(svgEl("path", { d: m.shape }));
+      trains.appendChild(marker);
+    }
+    svg.appendChild(spines);
+    svg.appendChild(stations);
+    svg.appendChild(trains);
   }
 
   function newRow(id) {
@@ -74,6 +142,7 @@
     }
     setText(section.querySelector(".station-count"), String(line.stations.length));
     setText(section.querySelector(".train-count"), String(line.trains));
+    updateDiagram(section.querySelector("svg.diagram"), line.diagram);
     var tbody = section.querySelector("tbody");
     if (!tbody) {
       return;

@@ -1,7 +1,10 @@
 //! The status page in a real browser: headless Chromium, driven over the DevTools protocol,
 //! loads the page once while the simulation produces records with a real sleep between steps;
 //! the page's totals must then follow the API without a reload, a station name made of markup
-//! must arrive as text, and every request the page makes must stay on this machine.
+//! must arrive as text, and every request the page makes must stay on this machine. The line
+//! diagrams show a marker for each train in service, at the platform the simulation has it,
+//! moving between snapshots; screenshots at 360 and 1280 px wide are saved for a person to
+//! look at (under `CARGO_TARGET_TMPDIR/status-page/`).
 //!
 //! Without a chromium binary the test is skipped with a message, unless CI is set, where that
 //! is a failure (scripts/test.sh installs chromium).
@@ -157,11 +160,59 @@ async fn page_total(cdp: &mut Cdp) -> i64 {
         .unwrap_or_else(|| panic!("total-entries text {v}"))
 }
 
+/// The train markers of every diagram: [train, station, direction], sorted.
+async fn page_markers(cdp: &mut Cdp) -> Value {
+    cdp.eval(
+        "Array.from(document.querySelectorAll('svg.diagram g.marker'))\
+         .map(m => [m.getAttribute('data-train'), Number(m.getAttribute('data-station')), \
+         m.getAttribute('data-direction')]).sort((a, b) => JSON.stringify(a) < JSON.stringify(b) ? -1 : 1)",
+    )
+    .await
+}
+
+/// Renders the page `width` CSS pixels wide, checks nothing overflows sideways, and saves a
+/// full-page PNG under `CARGO_TARGET_TMPDIR/status-page/`.
+async fn screenshot(cdp: &mut Cdp, width: i64) {
+    use base64::Engine;
+    let metrics = |height: i64| json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600 });
+    cdp.call("Emulation.setDeviceMetricsOverride", metrics(900))
+        .await;
+    cdp.pump(Duration::from_millis(300)).await;
+    let scroll_width = cdp.eval("document.documentElement.scrollWidth").await;
+    assert!(
+        scroll_width.as_i64().is_some_and(|w| w <= width),
+        "at {width} px the page is {scroll_width} px wide"
+    );
+    let height = cdp
+        .eval("Math.ceil(document.documentElement.scrollHeight)")
+        .await
+        .as_i64()
+        .unwrap_or(900);
+    cdp.call("Emulation.setDeviceMetricsOverride", metrics(height))
+        .await;
+    cdp.pump(Duration::from_millis(300)).await;
+    let shot = cdp
+        .call("Page.captureScreenshot", json!({ "format": "png" }))
+        .await;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap_or_default())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG at {width} px");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("status-{width}.png"));
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot at {width} px: {}", path.display());
+}
+
 async fn api_total(base: &str) -> i64 {
     get_json(&format!("{base}/api/status")).await.1["total_entries"]
         .as_i64()
         .unwrap()
 }
+
+/// Trains per line in this test's simulation.
+const TRAINS_PER_LINE: usize = 4;
 
 fn sim_config(seed: u64, steps: u64, start_ms: i64, sleep: Duration) -> SimConfig {
     SimConfig {
@@ -169,7 +220,7 @@ fn sim_config(seed: u64, steps: u64, start_ms: i64, sleep: Duration) -> SimConfi
         sleep,
         steps: Some(steps),
         seed,
-        trains_per_line: 4,
+        trains_per_line: TRAINS_PER_LINE,
         partitions: 4,
         start_ms,
         publish_stations: true,
@@ -299,8 +350,12 @@ async fn page_updates_live_without_reload_and_stays_local() {
     );
     let mut seen = vec![first_total];
     let mut matched_api_while_running = false;
+    let mut early_markers = None;
     while !sim.is_finished() {
         let t = page_total(&mut cdp).await;
+        if early_markers.is_none() && t > first_total {
+            early_markers = Some(page_markers(&mut cdp).await);
+        }
         if seen.last() != Some(&t) {
             seen.push(t);
         }
@@ -309,7 +364,7 @@ async fn page_updates_live_without_reload_and_stays_local() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    sim.await.unwrap().unwrap();
+    let report = sim.await.unwrap().unwrap();
     let expected = count_turnstile(&env).await;
     let final_total: i64 = expected.values().sum();
     assert!(final_total > first_total);
@@ -412,6 +467,47 @@ async fn page_updates_live_without_reload_and_stays_local() {
         on_lines.values().any(|&n| n >= 2),
         "the dataset has stations on two lines"
     );
+
+    // The diagrams: one marker per train in service, where the simulation has it, updated
+    // in place (the markers moved since the early snapshot, without a reload).
+    let truth: Vec<Value> = report
+        .train_positions
+        .iter()
+        .filter(|p| p.status != cta_stream::transit::models::train_status::OUT_OF_SERVICE)
+        .map(|p| json!([p.train_id, p.station_id, p.direction.as_str()]))
+        .collect();
+    let mut truth = truth;
+    truth.sort_by_key(|v| v.to_string());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let markers = loop {
+        let m = page_markers(&mut cdp).await;
+        if m == json!(truth) || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(markers, json!(truth), "diagram markers vs the simulation");
+    assert_eq!(
+        truth.len(),
+        3 * TRAINS_PER_LINE,
+        "every train is shown: {truth:?}"
+    );
+    let early = early_markers.expect("a snapshot while the simulation ran");
+    assert_ne!(early, markers, "the trains moved on the diagram");
+    let evil_text = format!(
+        "document.querySelector('#line-blue svg.diagram g.station[data-station=\"{EVIL_ID}\"] text')"
+    );
+    assert_eq!(
+        cdp.eval(&format!("{evil_text}.textContent")).await,
+        json!(EVIL)
+    );
+    assert_eq!(
+        cdp.eval(&format!("{evil_text}.children.length")).await,
+        json!(0)
+    );
+    for width in [360, 1280] {
+        screenshot(&mut cdp, width).await;
+    }
 
     cdp.pump(Duration::from_millis(500)).await;
     assert_eq!(

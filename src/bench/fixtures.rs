@@ -12,6 +12,9 @@ use crate::transit::queries::{LineStatus, StationStatus, TransitStatus};
 use crate::transit::stations::Dataset;
 use std::collections::BTreeMap;
 
+/// Start of the oldest hourly window of the fixture's sparklines.
+const HOUR_0: i64 = 1_795_417_200_000;
+
 fn sighting(line: Line, station_id: i32, direction: &str, n: usize) -> TrainSighting {
     TrainSighting {
         train_id: format!("{}{:03}", line.train_prefix(), n),
@@ -50,6 +53,9 @@ pub fn full_status(dataset: &Dataset) -> TransitStatus {
                         direction_b: (i % 3 != 1).then(|| sighting(line, r.station_id, "b", i + 1)),
                         entries,
                         entries_this_hour: entries / 20,
+                        hourly: (0..24)
+                            .map(|h| (HOUR_0 + h * 3_600_000, entries / 20 + h))
+                            .collect(),
                     }
                 })
                 .collect();
@@ -76,6 +82,7 @@ pub fn full_status(dataset: &Dataset) -> TransitStatus {
         }),
         lines,
         total_entries: total,
+        latest_hour: Some(HOUR_0 + 23 * 3_600_000),
         worker: Status::default().snapshot(),
     }
 }

@@ -1,6 +1,7 @@
-//! The worker's agents: station rows → stations table; arrivals → last train per platform and
-//! train positions; turnstile entries → per-station count (ksqlDB's TURNSTILE_SUMMARY);
-//! weather → latest reading.
+//! The worker's agents: station rows → stations table; arrivals → each train's latest
+//! position (the page places trains from it: a train stands at the platform of its latest
+//! arrival, so the platform it left is free again); turnstile entries → per-station count
+//! (ksqlDB's TURNSTILE_SUMMARY); weather → latest reading.
 
 use crate::stream::codec::json;
 use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table, WindowedTable};
@@ -14,7 +15,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct TransitTables {
     pub stations: Table<StationKey, Station>,
-    pub platforms: Table<PlatformKey, TrainSighting>,
+    /// Each train's latest arrival, by train id. Keyed by train (not by platform), so a train
+    /// leaving a platform and arriving at the next cannot leave a stale occupant behind, even
+    /// when the two arrivals sit in partitions of different workers: readers take the latest
+    /// sighting of each train by event time and place it.
     pub trains: Table<String, TrainSighting>,
     pub turnstile: TurnstileCounts,
     /// Entries per station per hour (tumbling, by event time).
@@ -22,6 +26,20 @@ pub struct TransitTables {
     /// Entries per station in the last 15 minutes, every 5 (hopping).
     pub turnstile_recent: WindowedTable<i32, i64>,
     pub weather: Table<String, WeatherReading>,
+    /// Arrivals whose previous platform could not be confirmed (see [`ArrivalsAgent`]).
+    pub arrival_checks: Arc<ArrivalChecks>,
+}
+
+/// Counts of arrivals that place their train without confirming where it came from: the
+/// train is placed all the same (its latest arrival is where it stands) and nothing else is
+/// cleared; these counters say how often the input lacked what the original project's line
+/// model reads (`prev_station_id` / `prev_direction`).
+#[derive(Debug, Default)]
+pub struct ArrivalChecks {
+    /// No previous platform given (a train's first arrival, or a producer that omits it).
+    pub without_previous: std::sync::atomic::AtomicU64,
+    /// A train this worker has no earlier sighting of, in the partitions it holds.
+    pub first_seen: std::sync::atomic::AtomicU64,
 }
 
 /// Where the per-station turnstile counts (TURNSTILE_SUMMARY) come from.
@@ -99,24 +117,30 @@ impl Agent for ArrivalsAgent {
         topics::ARRIVALS
     }
     fn process(&mut self, record: &Record<'_>) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
         let a: Arrival = self.decoder.decode(record.payload)?;
-        if a.direction != "a" && a.direction != "b" {
-            return Err(DecodeError::OutOfRange(format!("direction '{}'", a.direction)).into());
+        for d in std::iter::once(&a.direction).chain(a.prev_direction.as_ref()) {
+            if d != "a" && d != "b" {
+                return Err(DecodeError::OutOfRange(format!("direction '{d}'")).into());
+            }
+        }
+        let checks = &self.tables.arrival_checks;
+        if a.prev_station_id.is_none() || a.prev_direction.is_none() {
+            checks.without_previous.fetch_add(1, Relaxed);
+            tracing::debug!(train = %a.train_id, "arrival without a previous platform");
+        }
+        if self.tables.trains.get_all(&a.train_id)?.is_empty() {
+            checks.first_seen.fetch_add(1, Relaxed);
+            tracing::debug!(train = %a.train_id, "first arrival of a train seen here");
         }
         let sighting = TrainSighting {
             train_id: a.train_id.clone(),
-            line: a.line.clone(),
-            station_id: a.station_id,
-            direction: a.direction.clone(),
-            train_status: a.train_status,
-            timestamp: event_time(record),
-        };
-        let key = PlatformKey {
             line: a.line,
             station_id: a.station_id,
             direction: a.direction,
+            train_status: a.train_status,
+            timestamp: event_time(record),
         };
-        self.tables.platforms.put(record, key, sighting.clone())?;
         self.tables.trains.put(record, a.train_id, sighting)
     }
 }

@@ -41,12 +41,12 @@ impl Line {
         }
     }
 
-    /// Prefix of train ids (`BL000`).
+    /// Prefix of train ids (`BL001`), as the original CTA project names its trains.
     pub fn train_prefix(self) -> &'static str {
         match self {
             Line::Blue => "BL",
-            Line::Red => "RD",
-            Line::Green => "GN",
+            Line::Red => "RL",
+            Line::Green => "GL",
         }
     }
 }
@@ -71,7 +71,9 @@ impl FromStr for Line {
     }
 }
 
-/// Direction of travel: `a` toward increasing station order, `b` back toward the first terminal.
+/// Direction of travel, as the original CTA project defines it: `b` toward increasing station
+/// order (Blue: Forest Park; Red: 95th/Dan Ryan; Green: Ashland/63rd or Cottage Grove), `a` back
+/// toward the first terminal (O'Hare, Howard, Harlem/Lake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {

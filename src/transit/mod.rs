@@ -17,7 +17,6 @@ use std::time::Duration;
 /// Table names (each table's store folder and default changelog `{app_id}-{name}-changelog`).
 pub mod tables {
     pub const STATIONS: &str = "stations";
-    pub const PLATFORMS: &str = "platform-arrivals";
     pub const TRAINS: &str = "train-positions";
     pub const TURNSTILE: &str = "turnstile-summary";
     pub const TURNSTILE_HOURLY: &str = "turnstile-hourly";
@@ -26,13 +25,12 @@ pub mod tables {
 }
 
 /// (table, source topic, changelog override) of every plain table.
-const TABLES: [(&str, &str, Option<&str>); 5] = [
+const TABLES: [(&str, &str, Option<&str>); 4] = [
     (
         tables::STATIONS,
         topics::STATIONS,
         Some(topics::STATIONS_TABLE),
     ),
-    (tables::PLATFORMS, topics::ARRIVALS, None),
     (tables::TRAINS, topics::ARRIVALS, None),
     (
         tables::TURNSTILE,
@@ -105,7 +103,6 @@ pub fn build_worker_with(
     let [(hourly_name, hourly_windows), (recent_name, recent_windows)] = windowed();
     let tables = TransitTables {
         stations: app.table(spec(tables::STATIONS)),
-        platforms: app.table(spec(tables::PLATFORMS)),
         trains: app.table(spec(tables::TRAINS)),
         turnstile: match external_turnstile {
             Some(source) => TurnstileCounts::External(source),
@@ -114,6 +111,7 @@ pub fn build_worker_with(
         turnstile_hourly: app.windowed_table(spec(hourly_name), hourly_windows),
         turnstile_recent: app.windowed_table(spec(recent_name), recent_windows),
         weather: app.table(spec(tables::WEATHER)),
+        arrival_checks: Default::default(),
     };
     let decoder = AvroDecoder::new(registry)?;
     app.agent(StationsAgent {

@@ -106,15 +106,7 @@ pub struct Station {
     pub line: String,
 }
 
-/// Key of the arrivals table: the platform (station, line, direction).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct PlatformKey {
-    pub line: String,
-    pub station_id: i32,
-    pub direction: String,
-}
-
-/// Last train seen at a platform, or a train's last position.
+/// A train's latest arrival: where it stands (the platform of `station_id` in `direction`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrainSighting {
     pub train_id: String,

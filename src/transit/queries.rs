@@ -19,11 +19,17 @@ pub struct StationStatus {
     pub station_id: i32,
     pub station_name: String,
     pub order: i32,
+    /// The train standing at the platform in direction `a` (toward the first station), if
+    /// any: placed by [`place_trains`] from the trains' latest arrivals, never stored.
     pub direction_a: Option<TrainSighting>,
+    /// The train standing at the platform in direction `b` (toward increasing order).
     pub direction_b: Option<TrainSighting>,
     pub entries: i64,
-    /// Entries in the current hour (the newest hourly window).
+    /// Entries in the current hour (the newest hourly window of the whole app).
     pub entries_this_hour: i64,
+    /// Entries per hourly window: (window start in ms, count), oldest first.
+    #[serde(default)]
+    pub hourly: Vec<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -40,6 +46,10 @@ pub struct TransitStatus {
     pub weather: Option<WeatherReading>,
     pub lines: Vec<LineStatus>,
     pub total_entries: i64,
+    /// Start of the newest hourly window any station has (ms), the right end of the page's
+    /// 24-hour sparklines.
+    #[serde(default)]
+    pub latest_hour: Option<i64>,
     pub worker: StatusSnapshot,
 }
 
@@ -160,20 +170,12 @@ impl TransitTables {
             .into_iter()
             .map(|s| (s.station_id, s.count))
             .collect();
-        let hourly = self.turnstile_windows(Window::Hourly, None)?;
-        let current_hour = hourly.iter().map(|w| w.window_start).max();
-        let this_hour: HashMap<i32, i64> = hourly
-            .iter()
-            .filter(|w| Some(w.window_start) == current_hour)
-            .map(|w| (w.station_id, w.count))
-            .collect();
-        let mut platforms: HashMap<(String, i32, String), TrainSighting> = HashMap::new();
-        for (_, k, v) in self.platforms.items()? {
-            let key = (k.line, k.station_id, k.direction);
-            let cur = platforms.remove(&key);
-            if let Some(best) = latest(cur, v) {
-                platforms.insert(key, best);
-            }
+        let mut hourly: HashMap<i32, Vec<(i64, i64)>> = HashMap::new();
+        for w in self.turnstile_windows(Window::Hourly, None)? {
+            hourly
+                .entry(w.station_id)
+                .or_default()
+                .push((w.window_start, w.count));
         }
         let mut trains: BTreeMap<String, TrainSighting> = BTreeMap::new();
         for (_, k, v) in self.trains.items()? {
@@ -184,21 +186,17 @@ impl TransitTables {
         }
         let mut stations: BTreeMap<(String, i32), StationStatus> = BTreeMap::new();
         for (_, k, s) in self.stations.items()? {
-            let take = |d: &str| {
-                platforms
-                    .get(&(k.line.clone(), k.station_id, d.to_string()))
-                    .cloned()
-            };
             stations.insert(
                 (k.line.clone(), k.station_id),
                 StationStatus {
                     station_id: s.station_id,
                     station_name: s.station_name.clone(),
                     order: s.order,
-                    direction_a: take("a"),
-                    direction_b: take("b"),
+                    direction_a: None,
+                    direction_b: None,
                     entries: counts.get(&s.station_id).copied().unwrap_or(0),
-                    entries_this_hour: this_hour.get(&s.station_id).copied().unwrap_or(0),
+                    entries_this_hour: 0,
+                    hourly: hourly.get(&s.station_id).cloned().unwrap_or_default(),
                 },
             );
         }
@@ -228,12 +226,68 @@ impl TransitTables {
                 }
             })
             .collect();
-        Ok(TransitStatus {
+        let mut status = TransitStatus {
             weather: self.weather()?,
             lines,
             total_entries: counts.values().sum(),
+            latest_hour: None,
             worker,
-        })
+        };
+        finish(&mut status);
+        Ok(status)
+    }
+}
+
+/// Derives what a status shows from what it holds: the current hour's entries per station
+/// and which train stands at which platform. Run on one worker's status and again after
+/// merging several (a platform's occupant is only known once every train's latest sighting is).
+pub fn finish(status: &mut TransitStatus) {
+    status.latest_hour = status
+        .lines
+        .iter()
+        .flat_map(|l| &l.stations)
+        .flat_map(|s| s.hourly.iter().map(|(start, _)| *start))
+        .max();
+    for line in &mut status.lines {
+        for s in &mut line.stations {
+            s.entries_this_hour = s
+                .hourly
+                .iter()
+                .filter(|(start, _)| Some(*start) == status.latest_hour)
+                .map(|(_, n)| n)
+                .sum();
+        }
+        place_trains(line);
+    }
+}
+
+/// Puts each train at the platform of its latest arrival, so the platform it left shows no
+/// train. A train out of service is not shown at a platform; a train at a station the
+/// stations table does not have yet is kept (in `trains`) and placed once the row arrives.
+/// Two trains claiming one platform: the later arrival stands there.
+pub fn place_trains(line: &mut LineStatus) {
+    let mut at: HashMap<i32, usize> = HashMap::new();
+    for (i, s) in line.stations.iter_mut().enumerate() {
+        s.direction_a = None;
+        s.direction_b = None;
+        at.insert(s.station_id, i);
+    }
+    for t in &line.trains {
+        if t.train_status == crate::transit::models::train_status::OUT_OF_SERVICE {
+            continue;
+        }
+        let Some(&i) = at.get(&t.station_id) else {
+            continue;
+        };
+        let st = &mut line.stations[i];
+        let slot = match t.direction.as_str() {
+            "a" => &mut st.direction_a,
+            "b" => &mut st.direction_b,
+            _ => continue,
+        };
+        if slot.as_ref().is_none_or(|cur| t.timestamp > cur.timestamp) {
+            *slot = Some(t.clone());
+        }
     }
 }
 
@@ -249,16 +303,9 @@ pub fn set_counts(status: &mut TransitStatus, counts: &[TurnstileSummary]) {
     status.total_entries = counts.iter().map(|c| c.count).sum();
 }
 
-fn later(a: Option<TrainSighting>, b: Option<TrainSighting>) -> Option<TrainSighting> {
-    match (a, b) {
-        (Some(a), Some(b)) => latest(Some(a), b),
-        (a, b) => a.or(b),
-    }
-}
-
 /// Merges the status of several workers, each owning some partitions: counts add up (a
 /// station's entries live in one partition, so at most one worker has them), trains and
-/// weather take the latest sighting. The worker counters are this worker's.
+/// weather take the latest sighting, and trains are placed again from the merged sightings. The worker counters are this worker's.
 pub fn merge_status(mut mine: TransitStatus, others: Vec<TransitStatus>) -> TransitStatus {
     for other in others {
         mine.weather = match (mine.weather, other.weather) {
@@ -279,9 +326,7 @@ pub fn merge_status(mut mine: TransitStatus, others: Vec<TransitStatus>) -> Tran
                 {
                     Some(ms) => {
                         ms.entries += os.entries;
-                        ms.entries_this_hour += os.entries_this_hour;
-                        ms.direction_a = later(ms.direction_a.take(), os.direction_a);
-                        ms.direction_b = later(ms.direction_b.take(), os.direction_b);
+                        ms.hourly = add_windows(&ms.hourly, &os.hourly);
                     }
                     None => ml.stations.push(os),
                 }
@@ -301,5 +346,130 @@ pub fn merge_status(mut mine: TransitStatus, others: Vec<TransitStatus>) -> Tran
             ml.trains.sort_by(|a, b| a.train_id.cmp(&b.train_id));
         }
     }
+    finish(&mut mine);
     mine
+}
+
+/// Window counts of two workers added per window start, oldest first.
+fn add_windows(a: &[(i64, i64)], b: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut sums: BTreeMap<i64, i64> = BTreeMap::new();
+    for (start, n) in a.iter().chain(b) {
+        *sums.entry(*start).or_default() += n;
+    }
+    sums.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transit::models::train_status;
+
+    fn station(id: i32, order: i32) -> StationStatus {
+        StationStatus {
+            station_id: id,
+            station_name: format!("S{id}"),
+            order,
+            direction_a: None,
+            direction_b: None,
+            entries: 0,
+            entries_this_hour: 0,
+            hourly: Vec::new(),
+        }
+    }
+
+    fn seen(train: &str, at: i32, dir: &str, status: &str, ts: i64) -> TrainSighting {
+        TrainSighting {
+            train_id: train.into(),
+            line: "blue".into(),
+            station_id: at,
+            direction: dir.into(),
+            train_status: status.into(),
+            timestamp: ts,
+        }
+    }
+
+    /// One worker's view: the given stations, trains and hourly counts.
+    fn worker(trains: Vec<TrainSighting>, hourly: &[(i32, i64, i64)]) -> TransitStatus {
+        let mut stations: Vec<StationStatus> = (1..=4).map(|i| station(40_000 + i, i)).collect();
+        for &(id, start, n) in hourly {
+            if let Some(s) = stations.iter_mut().find(|s| s.station_id == id) {
+                s.hourly.push((start, n));
+            }
+        }
+        let mut status = TransitStatus {
+            weather: None,
+            lines: vec![LineStatus {
+                line: Line::Blue,
+                title: "Blue Line".into(),
+                color: "#00f".into(),
+                stations,
+                trains,
+            }],
+            total_entries: 0,
+            latest_hour: None,
+            worker: crate::stream::Status::default().snapshot(),
+        };
+        finish(&mut status);
+        status
+    }
+
+    fn occupied(s: &TransitStatus) -> Vec<(i32, &'static str, String)> {
+        let mut out = Vec::new();
+        for st in &s.lines[0].stations {
+            for (dir, t) in [("a", &st.direction_a), ("b", &st.direction_b)] {
+                if let Some(t) = t {
+                    out.push((st.station_id, dir, t.train_id.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_train_stands_only_at_its_latest_platform_after_merging_workers() {
+        let ok = train_status::IN_SERVICE;
+        // Worker 1 saw BL001 at 40001 (older) and BL002; worker 2 saw BL001 move on to 40002.
+        let w1 = worker(
+            vec![
+                seen("BL001", 40_001, "b", ok, 10),
+                seen("BL002", 40_004, "a", ok, 12),
+            ],
+            &[(40_001, 0, 5), (40_001, 3_600_000, 2)],
+        );
+        assert_eq!(
+            occupied(&w1),
+            [(40_001, "b", "BL001".into()), (40_004, "a", "BL002".into())]
+        );
+        let w2 = worker(
+            vec![seen("BL001", 40_002, "b", ok, 20)],
+            &[(40_001, 3_600_000, 3)],
+        );
+        let merged = merge_status(w1, vec![w2]);
+        assert_eq!(
+            occupied(&merged),
+            [(40_002, "b", "BL001".into()), (40_004, "a", "BL002".into())],
+            "the platform BL001 left is free"
+        );
+        let s1 = &merged.lines[0].stations[0];
+        assert_eq!(s1.hourly, [(0, 5), (3_600_000, 5)]);
+        assert_eq!(
+            (merged.latest_hour, s1.entries_this_hour),
+            (Some(3_600_000), 5)
+        );
+    }
+
+    #[test]
+    fn out_of_service_trains_and_unknown_stations_are_not_placed() {
+        let status = worker(
+            vec![
+                seen("BL001", 40_001, "a", train_status::OUT_OF_SERVICE, 1),
+                seen("BL002", 40_002, "a", train_status::BROKEN_DOWN, 1),
+                // Its station row has not arrived: kept, not shown.
+                seen("BL003", 40_999, "b", train_status::IN_SERVICE, 1),
+            ],
+            &[],
+        );
+        assert_eq!(occupied(&status), [(40_002, "a", "BL002".into())]);
+        assert_eq!(status.lines[0].trains.len(), 3);
+    }
 }

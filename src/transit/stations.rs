@@ -227,8 +227,8 @@ impl Dataset {
                     .iter()
                     .filter(|route| route.iter().any(|s| s.station_id == r.station_id))
                     .filter_map(|route| match d {
-                        Direction::A => route.last(),
-                        Direction::B => route.first(),
+                        Direction::A => route.first(),
+                        Direction::B => route.last(),
                     })
                     .map(|s| s.station_name.as_str())
                     .collect();

@@ -173,7 +173,6 @@ impl Metrics {
         let t = &self.tables;
         let mut sizes = vec![
             (t.stations.name(), t.stations.entry_count()),
-            (t.platforms.name(), t.platforms.entry_count()),
             (t.trains.name(), t.trains.entry_count()),
             (t.weather.name(), t.weather.entry_count()),
         ];
@@ -224,6 +223,17 @@ impl Metrics {
             "cta_last_commit_timestamp_seconds",
             "Unix time of the last checkpoint (0: none yet)",
             snap.last_commit_ms / 1000,
+        )?))?;
+        let checks = &self.tables.arrival_checks;
+        reg.register(Box::new(counter(
+            "cta_arrivals_without_previous_total",
+            "Arrivals without prev_station_id / prev_direction (the train is placed, nothing cleared)",
+            checks.without_previous.load(std::sync::atomic::Ordering::Relaxed),
+        )?))?;
+        reg.register(Box::new(counter(
+            "cta_arrivals_first_seen_total",
+            "Arrivals of a train with no earlier sighting in this worker's partitions",
+            checks.first_seen.load(std::sync::atomic::Ordering::Relaxed),
         )?))?;
         reg.register(Box::new(counter(
             "cta_changelog_records_skipped_total",

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod diagram;
 pub mod events;
 pub mod metrics;
 pub mod routes;

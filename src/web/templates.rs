@@ -4,6 +4,7 @@
 
 use crate::transit::models::TrainSighting;
 use crate::transit::queries::TransitStatus;
+use crate::web::diagram::{self, Diagram};
 use askama::Template;
 use serde::Serialize;
 
@@ -30,7 +31,13 @@ pub struct LineView {
     pub title: String,
     pub color: String,
     pub stations: Vec<StationRowView>,
+    /// Trains standing at the line's platforms (out-of-service trains are not shown).
     pub trains: usize,
+    /// Where direction `a` runs: toward the line's first station.
+    pub toward_a: String,
+    /// Where direction `b` runs: toward the station(s) of the highest order.
+    pub toward_b: String,
+    pub diagram: Diagram,
 }
 
 #[derive(Template, Serialize)]
@@ -50,12 +57,24 @@ fn cell(t: &Option<TrainSighting>) -> Option<TrainCell> {
     t.as_ref().map(|t| TrainCell {
         train_id: t.train_id.clone(),
         status: t.train_status.replace('_', " "),
-        css: match t.train_status.as_str() {
-            "in_service" => "ok",
-            "broken_down" => "broken",
-            _ => "out",
-        },
+        css: diagram::status_css(&t.train_status),
     })
+}
+
+/// The names of a line's ends: (first station, the station(s) of the highest order).
+fn termini(l: &crate::transit::queries::LineStatus) -> (String, String) {
+    let first = l.stations.iter().min_by_key(|s| s.order);
+    let last_order = l.stations.iter().map(|s| s.order).max();
+    let last: Vec<&str> = l
+        .stations
+        .iter()
+        .filter(|s| Some(s.order) == last_order)
+        .map(|s| s.station_name.as_str())
+        .collect();
+    (
+        first.map(|s| s.station_name.clone()).unwrap_or_default(),
+        last.join(" & "),
+    )
 }
 
 impl StatusPage {
@@ -84,23 +103,30 @@ impl StatusPage {
             lines: s
                 .lines
                 .iter()
-                .map(|l| LineView {
-                    slug: l.line.as_str(),
-                    title: l.title.clone(),
-                    color: l.color.clone(),
-                    trains: l.trains.len(),
-                    stations: l
-                        .stations
-                        .iter()
-                        .map(|st| StationRowView {
-                            station_id: st.station_id,
-                            name: st.station_name.clone(),
-                            a: cell(&st.direction_a),
-                            b: cell(&st.direction_b),
-                            entries: st.entries,
-                            this_hour: st.entries_this_hour,
-                        })
-                        .collect(),
+                .map(|l| {
+                    let diagram = diagram::layout(l, s.latest_hour);
+                    let (toward_a, toward_b) = termini(l);
+                    LineView {
+                        toward_a,
+                        toward_b,
+                        slug: l.line.as_str(),
+                        title: l.title.clone(),
+                        color: l.color.clone(),
+                        trains: diagram.trains.len(),
+                        diagram,
+                        stations: l
+                            .stations
+                            .iter()
+                            .map(|st| StationRowView {
+                                station_id: st.station_id,
+                                name: st.station_name.clone(),
+                                a: cell(&st.direction_a),
+                                b: cell(&st.direction_b),
+                                entries: st.entries,
+                                this_hour: st.entries_this_hour,
+                            })
+                            .collect(),
+                    }
                 })
                 .collect(),
             total_entries: s.total_entries,

@@ -112,6 +112,11 @@ impl Simulation {
         &self.dataset
     }
 
+    /// Where every train stands now: the ground truth the status page must show.
+    pub fn train_positions(&self) -> Vec<trains::TrainPosition> {
+        self.fleet.positions()
+    }
+
     /// Advances the clock one step.
     pub fn step(&mut self) -> StepOutput {
         let now = self.clock_ms;
@@ -155,6 +160,8 @@ pub struct SimReport {
     pub steps: u64,
     pub produced: BTreeMap<String, u64>,
     pub turnstile_per_station: BTreeMap<i32, u64>,
+    /// Where every train stood after the last step.
+    pub train_positions: Vec<trains::TrainPosition>,
 }
 
 /// An encoded key and value.
@@ -421,6 +428,7 @@ pub async fn run_with(
             }
         }
     }
+    report.train_positions = sim.train_positions();
     let p = producer;
     tokio::task::spawn_blocking(move || p.flush())
         .await
