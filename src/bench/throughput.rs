@@ -4,7 +4,7 @@
 //!    ([`KafkaConfig::group_consumer`]), all partitions assigned from the beginning, records
 //!    counted and discarded until N were seen, twice: with `BaseConsumer::poll` (one message
 //!    per call: the baseline) and in batches from one queue
-//!    ([`crate::stream::fetch::FetchQueue`], the way the worker itself consumes), so the
+//!    ([`crate::stream::FetchQueue`], the way the worker itself consumes), so the
 //!    worker is also compared with the fastest plain consumer of the same library;
 //! 2. **worker**: the CTA worker as `transit::build_worker` declares it, with a fresh app id and
 //!    data dir, timed from start until the turnstile table's counts sum to N (*caught up*) and
@@ -25,7 +25,7 @@ use crate::bench::workload::{
     as_map, compare_counts, counts_checksum, produce_turnstile, Draw, Produced,
 };
 use crate::bench::{rate, thousands, BenchError, Result};
-use crate::stream::fetch::FetchQueue;
+use crate::stream::FetchQueue;
 use crate::stream::{AppConfig, KafkaConfig, StreamError};
 use crate::transit::models::topics;
 use crate::transit::stations::Dataset;

@@ -6,15 +6,15 @@
 //! switch per record is what lets the worker run at the speed of the consumer. Agents that need
 //! I/O per record belong outside the table path.
 
-use crate::stream::error::Result;
-use crate::stream::record::Record;
+use crate::error::Result;
+use crate::record::Record;
 
 pub trait Agent: Send {
     /// Name for logs.
     fn name(&self) -> &str;
     /// The one topic this agent consumes.
     fn topic(&self) -> &str;
-    /// Handles one record. A [`crate::stream::ErrorKind::Data`] error dead-letters the record
+    /// Handles one record. A [`crate::ErrorKind::Data`] error dead-letters the record
     /// and processing goes on; any other error stops the worker before offsets are committed.
     fn process(&mut self, record: &Record<'_>) -> Result<()>;
 }

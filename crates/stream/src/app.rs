@@ -2,29 +2,29 @@
 //!
 //! Runtime shape (Faust's conductor): one group consumer per worker, polled on a dedicated
 //! thread; each record is routed by topic to its agents; a checkpoint
-//! ([`crate::stream::checkpoint`]) runs every `commit_interval` or `commit_every` records. On
-//! assignment, each table partition is restored ([`crate::stream::table::recovery`]) before
+//! ([`crate::checkpoint`]) runs every `commit_interval` or `commit_every` records. On
+//! assignment, each table partition is restored ([`crate::table::recovery`]) before
 //! its source partition is fetched, and the source resumes at the offset stored with the data.
 
-use crate::stream::agent::Agent;
-use crate::stream::checkpoint::{checkpoint, Positions};
-use crate::stream::config::KafkaConfig;
-use crate::stream::directory::{directory_topic, Directory};
-use crate::stream::error::{ErrorKind, Result, StreamError};
-use crate::stream::fetch::{FetchHandle, FetchQueue, FetchedMessage};
-use crate::stream::kafka::{
+use crate::agent::Agent;
+use crate::checkpoint::{checkpoint, Positions};
+use crate::config::KafkaConfig;
+use crate::directory::{directory_topic, Directory};
+use crate::error::{ErrorKind, Result, StreamError};
+use crate::fetch::{FetchHandle, FetchQueue, FetchedMessage};
+use crate::kafka::{
     committed_offsets, ensure_topics_from, flush, partition_count, send_blocking, tracked_producer,
     TopicSpec, TrackedProducer,
 };
-use crate::stream::names;
-use crate::stream::record::Record;
-use crate::stream::sensor::Status;
-use crate::stream::shutdown::Shutdown;
-use crate::stream::sink::{Guarantee, Sink};
-use crate::stream::standby::Standby;
-use crate::stream::table::recovery::{parallel_map, Replay, Restorer};
-use crate::stream::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
-use crate::stream::window::{WindowedTable, Windows};
+use crate::names;
+use crate::record::Record;
+use crate::sensor::Status;
+use crate::shutdown::Shutdown;
+use crate::sink::{Guarantee, Sink};
+use crate::standby::Standby;
+use crate::table::recovery::{parallel_map, Replay, Restorer};
+use crate::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
+use crate::window::{WindowedTable, Windows};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -252,7 +252,7 @@ impl App {
         consumer
             .subscribe(&topic_refs)
             .map_err(StreamError::kafka("subscribe"))?;
-        let watch = crate::stream::health::BrokerWatch::start(
+        let watch = crate::health::BrokerWatch::start(
             &self.config.kafka,
             topics.first().map(String::as_str),
             self.status.clone(),

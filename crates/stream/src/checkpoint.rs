@@ -11,14 +11,14 @@
 //! 5. at least once: commit the source offsets to the consumer group (for other workers and
 //!    tools; the local store's offset is authoritative on this worker).
 
-use crate::stream::error::{Result, StreamError};
-use crate::stream::kafka::{flush, send_blocking};
-use crate::stream::names::HEADER_SOURCE_OFFSET;
-use crate::stream::sensor::Status;
-use crate::stream::sink::Sink;
-use crate::stream::table::store::StoreOffsets;
-use crate::stream::table::TableRuntime;
-use crate::stream::FastMap;
+use crate::error::{Result, StreamError};
+use crate::kafka::{flush, send_blocking};
+use crate::names::HEADER_SOURCE_OFFSET;
+use crate::sensor::Status;
+use crate::sink::Sink;
+use crate::table::store::StoreOffsets;
+use crate::table::TableRuntime;
+use crate::FastMap;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::Producer;
@@ -104,7 +104,7 @@ pub fn checkpoint<C: ConsumerContext>(
     status.commits.fetch_add(1, Ordering::Relaxed);
     status
         .last_commit_ms
-        .store(crate::stream::now_ms(), Ordering::Relaxed);
+        .store(crate::now_ms(), Ordering::Relaxed);
     Ok(())
 }
 

@@ -7,10 +7,10 @@
 //! claims are all superseded drops out. The URL is opaque here; the web layer uses it to route
 //! queries for keys this worker does not own.
 
-use crate::stream::config::KafkaConfig;
-use crate::stream::error::{Result, StreamError};
-use crate::stream::kafka::{send_blocking, TrackedProducer};
-use crate::stream::shutdown::Shutdown;
+use crate::config::KafkaConfig;
+use crate::error::{Result, StreamError};
+use crate::kafka::{send_blocking, TrackedProducer};
+use crate::shutdown::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -110,7 +110,7 @@ impl Directory {
             worker_id: self.me.clone(),
             url: self.url.clone(),
             assigned,
-            ts: crate::stream::now_ms(),
+            ts: crate::now_ms(),
         };
         self.record(advert.clone());
         let bytes = serde_json::to_vec(&advert).map_err(|e| StreamError::Encode(e.to_string()))?;

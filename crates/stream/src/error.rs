@@ -1,6 +1,8 @@
 //! Errors of the stream core: one `thiserror` enum, each variant saying which operation failed,
-//! and a [`ErrorKind`] telling the runtime whether the fault is the data's (skip / dead-letter),
-//! the outside world's (retry), or ours (stop).
+//! and one classification: an [`ErrorKind`] telling the runtime whether the fault is the data's
+//! (skip / dead-letter), the outside world's, or ours (stop), and a [`RetryHint`] saying whether
+//! trying the same operation again can succeed. Mapping errors to exit codes or messages for
+//! users is the application's business, not this module's.
 
 use std::path::PathBuf;
 
@@ -13,6 +15,15 @@ pub enum ErrorKind {
     External,
     /// A bug or an impossible state: stop.
     Internal,
+}
+
+/// Whether trying the failed operation again can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryHint {
+    /// Same input, same failure (bad data, a configuration the user must change, a bug).
+    Never,
+    /// The cause may pass (a broker, registry or disk that is briefly away): retry later.
+    WithBackoff,
 }
 
 /// Why a record's bytes could not be turned into a value.
@@ -34,8 +45,10 @@ pub enum DecodeError {
     OutOfRange(String),
 }
 
-/// Errors of the stream core.
+/// Errors of the stream core. New variants may come, so matches need a `_` arm; classify
+/// with [`StreamError::kind`] and [`StreamError::retry_hint`] instead of matching variants.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamError {
     #[error("kafka {op}: {source}")]
     Kafka {
@@ -118,6 +131,19 @@ impl StreamError {
         )
     }
 
+    /// Whether retrying can help: outside faults usually pass, except a corrupt store and a
+    /// client librdkafka refused to create (its properties); data and internal faults never.
+    pub fn retry_hint(&self) -> RetryHint {
+        if self.is_config() || matches!(self, StreamError::StoreCorrupt { .. }) {
+            return RetryHint::Never;
+        }
+        match self.kind() {
+            ErrorKind::External => RetryHint::WithBackoff,
+            ErrorKind::Data | ErrorKind::Internal => RetryHint::Never,
+        }
+    }
+
+    /// Who is at fault.
     pub fn kind(&self) -> ErrorKind {
         match self {
             StreamError::Decode(_) => ErrorKind::Data,
@@ -136,3 +162,38 @@ impl StreamError {
 }
 
 pub type Result<T, E = StreamError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_pairs_kind_and_retry_hint() {
+        let data = StreamError::Decode(DecodeError::Empty);
+        assert_eq!(
+            (data.kind(), data.retry_hint()),
+            (ErrorKind::Data, RetryHint::Never)
+        );
+        let registry = StreamError::Registry {
+            url: "http://registry".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(
+            (registry.kind(), registry.retry_hint()),
+            (ErrorKind::External, RetryHint::WithBackoff)
+        );
+        let client = StreamError::Kafka {
+            op: "create consumer",
+            source: rdkafka::error::KafkaError::ClientCreation("bad property".into()),
+        };
+        assert_eq!(
+            (client.kind(), client.retry_hint()),
+            (ErrorKind::External, RetryHint::Never)
+        );
+        let config = StreamError::Config("no topics".into());
+        assert_eq!(
+            (config.kind(), config.retry_hint()),
+            (ErrorKind::Internal, RetryHint::Never)
+        );
+    }
+}

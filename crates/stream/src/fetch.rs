@@ -13,7 +13,7 @@
 //! Messages of revoked partitions that are still queued are outdated by then and dropped by
 //! librdkafka itself.
 
-use crate::stream::error::{Result, StreamError};
+use crate::error::{Result, StreamError};
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Header, Headers, Message, Timestamp};

@@ -8,10 +8,10 @@
 //! acks, and cannot report anything (nor serve its clients' error callbacks). The probe decides
 //! nothing: consuming and checkpointing go on retrying as librdkafka does.
 
-use crate::stream::config::KafkaConfig;
-use crate::stream::error::{Result, StreamError};
-use crate::stream::sensor::Status;
-use crate::stream::shutdown::Shutdown;
+use crate::config::KafkaConfig;
+use crate::error::{Result, StreamError};
+use crate::sensor::Status;
+use crate::shutdown::Shutdown;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -87,7 +87,7 @@ fn probe_loop(
     let mut first_failure_ms = 0i64;
     while !shutdown.is_triggered() {
         let started = Instant::now();
-        let at = crate::stream::now_ms();
+        let at = crate::now_ms();
         match client.fetch_metadata(topic, PROBE_TIMEOUT) {
             Ok(_) => {
                 if let Some(since) = status.stale_since_ms() {

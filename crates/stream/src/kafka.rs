@@ -1,8 +1,8 @@
 //! Thin rdkafka helpers: topic creation that tolerates brokers without CreateTopics, partition
 //! counts, watermarks, and a producer whose deliveries are tracked per partition.
 
-use crate::stream::config::{KafkaConfig, REQUEST_TIMEOUT};
-use crate::stream::error::{Result, StreamError};
+use crate::config::{KafkaConfig, REQUEST_TIMEOUT};
+use crate::error::{Result, StreamError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};

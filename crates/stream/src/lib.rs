@@ -1,50 +1,63 @@
-//! The stream core: a small Faust-style framework that knows nothing about trains.
+//! A small Faust-style stream-processing core: agents consume topics, tables keep partitioned
+//! state in RocksDB with a Kafka changelog, and one checkpoint procedure commits both. It knows
+//! nothing about the application built on it; being its own crate, the compiler keeps it so.
 //!
-//! - [`app`]: declare tables and agents, run them in one consumer group.
-//! - [`agent`]: per-topic record handlers.
-//! - [`table`]: RocksDB-backed partitioned tables with changelogs and recovery.
-//! - [`window`]: tumbling and hopping windowed tables with grace and expiry.
-//! - [`checkpoint`]: the single commit procedure (changelog → flush → store → offsets);
-//!   [`sink`]: its producer, plain or transactional (the processing guarantee).
-//! - [`codec`]: JSON and Confluent-framed Avro.
-//! - [`config`], [`kafka`]: librdkafka settings in one place, thin client helpers;
-//!   [`fetch`]: the poll loop's batched consumption.
-//! - [`directory`]: which worker owns which partitions, for routed queries;
-//!   [`standby`]: warm copies of other workers' partitions (standby replicas).
-//! - [`sensor`]: counters and recovery state for the web layer.
-//! - [`health`]: whether the brokers answer (stale data during an outage).
-//! - [`names`]: reserved topic, header and metadata names.
+//! # Public surface
+//! - [`App`] and [`AppConfig`] (with [`KafkaConfig`]): declare tables and agents, run them in
+//!   one consumer group until a [`Shutdown`] fires.
+//! - [`Agent`]: a per-topic record handler; [`Record`] is what it receives.
+//! - [`Table`] (declared by a [`TableSpec`]), [`WindowedTable`] with [`Windows`] and
+//!   [`WindowKey`]: partitioned tables with changelogs and exact recovery.
+//! - [`codec`]: JSON and Confluent-framed Avro ([`AvroDecoder`], [`AvroEncoder`],
+//!   [`RegistryConfig`]).
+//! - [`StreamError`] with one classification ([`ErrorKind`] and [`RetryHint`]), [`Result`].
+//! - [`Status`] / [`StatusSnapshot`]: counters and recovery state for a web layer;
+//!   [`Directory`]: which worker owns which partition, for routed queries.
+//! - [`kafka`], [`names`], [`table`]: thin client helpers, reserved names and store access for
+//!   applications that create their own topics, producers or read stores offline.
 //!
-//! Dependency rule: `stream` imports nothing from `transit`, `web` or `platform`.
+//! # Layout (private modules)
+//! - `app`: the builder and the worker's runtime (poll loop, rebalances, dead letters).
+//! - `agent`, `record`: record handlers and what they see.
+//! - `table/`: stores, write caches, changelog recovery; `window`: windowed tables.
+//! - `checkpoint`: the single commit procedure (changelog → flush → store → offsets);
+//!   `sink`: its producer, plain or transactional (the processing guarantee).
+//! - `config`: librdkafka settings in one place; `fetch`: the poll loop's batched consumption.
+//! - `directory`: partition ownership; `standby`: warm copies of other workers' partitions.
+//! - `sensor`: counters; `health`: whether the brokers answer; `shutdown`: the stop signal.
+//!
+//! Dependency rule: this crate depends on no application crate (see `cargo tree`).
 
-pub mod agent;
-pub mod app;
-pub mod checkpoint;
+mod agent;
+mod app;
+mod checkpoint;
 pub mod codec;
-pub mod config;
-pub mod directory;
-pub mod error;
-pub mod fetch;
-pub mod health;
+mod config;
+mod directory;
+mod error;
+mod fetch;
+mod health;
 pub mod kafka;
 pub mod names;
-pub mod record;
-pub mod sensor;
-pub mod shutdown;
-pub mod sink;
-pub mod standby;
+mod record;
+mod sensor;
+mod shutdown;
+mod sink;
+mod standby;
 pub mod table;
-pub mod window;
+mod window;
 
 pub use agent::Agent;
 pub use app::{App, AppConfig};
 pub use codec::{AvroDecoder, AvroEncoder, RegistryConfig};
 pub use config::KafkaConfig;
 pub use directory::Directory;
-pub use error::{DecodeError, ErrorKind, Result, StreamError};
+pub use error::{DecodeError, ErrorKind, Result, RetryHint, StreamError};
+pub use fetch::FetchQueue;
 pub use record::Record;
 pub use sensor::{Status, StatusSnapshot};
-pub use shutdown::Shutdown;
+pub use shutdown::{Shutdown, GRACEFUL_DEADLINE};
+pub use sink::Guarantee;
 pub use table::{Table, TableSpec};
 pub use window::{WindowKey, WindowedTable, Windows};
 

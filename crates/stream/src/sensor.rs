@@ -1,5 +1,5 @@
 //! What the runtime reports about itself: counters, the recovery state and whether the brokers
-//! answer (see [`crate::stream::health`]), read by the web layer (page banners,
+//! answer (see [`crate::health`]), read by the web layer (page banners,
 //! `/api/status`) and by tests. Plain atomics; no locking on the hot path except the per-topic
 //! map, touched once per poll batch.
 
@@ -22,7 +22,7 @@ pub struct Status {
     pub last_commit_ms: AtomicI64,
     pub running: AtomicBool,
     /// Milliseconds since the epoch since when the brokers have been unreachable (0: they
-    /// answer). Set and cleared by [`crate::stream::health`]'s probe.
+    /// answer). Set and cleared by [`crate::health`]'s probe.
     brokers_unreachable_since_ms: AtomicI64,
     /// Milliseconds since the epoch of the last time the brokers answered the probe.
     brokers_last_seen_ms: AtomicI64,
@@ -130,7 +130,7 @@ impl Status {
     /// Metrics hook: the next source offset to process per (topic, partition), recorded by the
     /// checkpoint once it has committed them. The web layer's `/metrics` computes consumer lag
     /// as the partition's high watermark minus this position, for assigned partitions only.
-    pub fn record_positions(&self, positions: &crate::stream::checkpoint::Positions) {
+    pub fn record_positions(&self, positions: &crate::checkpoint::Positions) {
         let mut m = self.positions.lock().unwrap_or_else(|p| p.into_inner());
         for (topic, parts) in positions {
             for (p, v) in parts {

@@ -9,9 +9,9 @@
 //!   transaction per checkpoint (Kafka Streams' `exactly_once_v2`): a `read_committed` reader
 //!   sees each output once. Needs a broker that implements transactions.
 
-use crate::stream::config::KafkaConfig;
-use crate::stream::error::{Result, StreamError};
-use crate::stream::kafka::{tracked_producer_with, TrackedProducer};
+use crate::config::KafkaConfig;
+use crate::error::{Result, StreamError};
+use crate::kafka::{tracked_producer_with, TrackedProducer};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;

@@ -8,21 +8,21 @@
 //! from the same adverts; nothing else is coordinated.
 //!
 //! A copy is the partition's own store (the path the owner would use) opened through the
-//! table's [twin](crate::stream::table::TableRuntime::twin), caught up every
+//! table's [twin](crate::table::TableRuntime::twin), caught up every
 //! [`ROUND`] with [`Restorer::replay`] (`Replay::Follow`): it applies changelog records only up to the group's
 //! committed source offset and stops before the first record beyond it, so a copy never holds
 //! a checkpoint that might still be replayed differently. When the partition is assigned to
 //! this worker, [`Standby::release`] closes the copy first (a RocksDB store has one opener)
 //! and the assignment's restore continues from the copy's changelog offset.
 
-use crate::stream::config::KafkaConfig;
-use crate::stream::directory::Directory;
-use crate::stream::error::{Result, StreamError};
-use crate::stream::kafka::{committed_offsets, partition_count};
-use crate::stream::sensor::Status;
-use crate::stream::shutdown::Shutdown;
-use crate::stream::table::recovery::{Replay, Restorer};
-use crate::stream::table::TableRuntime;
+use crate::config::KafkaConfig;
+use crate::directory::Directory;
+use crate::error::{Result, StreamError};
+use crate::kafka::{committed_offsets, partition_count};
+use crate::sensor::Status;
+use crate::shutdown::Shutdown;
+use crate::table::recovery::{Replay, Restorer};
+use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};

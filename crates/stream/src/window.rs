@@ -10,9 +10,9 @@
 //! - Stream time is itself kept in a table (same source, same checkpoint), so re-processing
 //!   after a crash drops exactly the records the first run dropped.
 
-use crate::stream::error::Result;
-use crate::stream::record::Record;
-use crate::stream::table::{Table, TableKey, TableValue};
+use crate::error::Result;
+use crate::record::Record;
+use crate::table::{Table, TableKey, TableValue};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,7 +116,7 @@ impl<K, V> Clone for WindowedTable<K, V> {
 
 impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
     /// `table` holds the windows, `time` the per-partition stream time; both must be fed by the
-    /// same source topic (use [`crate::stream::App::windowed_table`]).
+    /// same source topic (use [`crate::App::windowed_table`]).
     pub fn new(table: Table<WindowKey<K>, V>, time: Table<String, i64>, windows: Windows) -> Self {
         Self {
             table,
@@ -138,7 +138,7 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
 
     /// Applies `f` to the value of every open window of `key` containing the record's time.
     pub fn update(&self, record: &Record<'_>, key: K, f: impl Fn(Option<V>) -> V) -> Result<()> {
-        let t = record.timestamp.unwrap_or_else(crate::stream::now_ms);
+        let t = record.timestamp.unwrap_or_else(crate::now_ms);
         let previous = self.time.get(record, &self.time_key)?;
         let stream_time = previous.map_or(t, |p| p.max(t));
         if previous != Some(stream_time) {
@@ -178,7 +178,7 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
 
     /// Every stored window, across partitions, as (partition, key, value) sorted by key; the
     /// same snapshot until the table changes.
-    pub fn items_shared(&self) -> Result<crate::stream::table::Entries<WindowKey<K>, V>> {
+    pub fn items_shared(&self) -> Result<crate::table::Entries<WindowKey<K>, V>> {
         self.table.items_shared()
     }
 

@@ -6,10 +6,10 @@
 //! own [`DecodeError`], looks the writer schema up in a local id cache and only on a miss asks the
 //! registry (through `schema_registry_converter`'s decoder, blocking on the runtime handle).
 
-use crate::stream::error::{DecodeError, StreamError};
+use crate::error::{DecodeError, StreamError};
 use apache_avro::Schema;
 
-use crate::stream::codec::avro_plan::Plan;
+use crate::codec::avro_plan::Plan;
 
 type DatumReader = apache_avro::reader::datum::GenericDatumReader<'static>;
 

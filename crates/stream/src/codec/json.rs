@@ -1,6 +1,6 @@
 //! JSON codec.
 
-use crate::stream::error::DecodeError;
+use crate::error::DecodeError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

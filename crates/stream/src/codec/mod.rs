@@ -5,7 +5,7 @@
 //!   body), with schemas registered in and fetched from a Schema Registry through
 //!   `schema_registry_converter`, and cached by id so the hot path never leaves memory.
 
-pub mod avro_plan;
+mod avro_plan;
 pub mod confluent;
 pub mod json;
 

@@ -3,7 +3,7 @@
 //!
 //! Unlike Faust's `table[k] = v`, a write here does nothing visible at once: it lands in the
 //! partition's write cache (as Kafka Streams' record cache), and the checkpoint
-//! ([`crate::stream::checkpoint`]) later sends the latest value per key to the changelog and
+//! ([`crate::checkpoint`]) later sends the latest value per key to the changelog and
 //! writes it to RocksDB together with the source offset, in one batch. So a hot key updated a
 //! thousand times between commits costs one changelog record and one RocksDB write.
 //!
@@ -16,13 +16,13 @@
 //! Partitions larger than [`MIRROR_MAX_KEYS`] read RocksDB instead. Whole-table reads
 //! ([`Table::items`]) are kept as a snapshot until the table changes.
 
-pub mod recovery;
+pub(crate) mod recovery;
 pub mod store;
 
-use crate::stream::codec::json;
-use crate::stream::error::{Result, StreamError};
-use crate::stream::record::Record;
-use crate::stream::FastMap;
+use crate::codec::json;
+use crate::error::{Result, StreamError};
+use crate::record::Record;
+use crate::FastMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::hash_map::Entry;
@@ -178,7 +178,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
     pub(crate) fn new(app_id: &str, data_dir: &std::path::Path, spec: TableSpec) -> Self {
         let changelog_topic = spec
             .changelog_topic
-            .unwrap_or_else(|| crate::stream::names::changelog_topic(app_id, &spec.name));
+            .unwrap_or_else(|| crate::names::changelog_topic(app_id, &spec.name));
         Self {
             inner: Arc::new(Inner {
                 dir: data_dir.join(app_id).join(&spec.name),

@@ -9,13 +9,13 @@
 //! absolute, so replaying a record twice changes nothing. A warm restart with nothing after C
 //! reads no changelog record at all, so its cost does not grow with the changelog.
 
-use crate::stream::config::KafkaConfig;
-use crate::stream::error::{Result, StreamError};
-use crate::stream::kafka::watermarks;
-use crate::stream::names::HEADER_SOURCE_OFFSET;
-use crate::stream::sensor::Status;
-use crate::stream::table::store::{Change, StoreOffsets};
-use crate::stream::table::TableRuntime;
+use crate::config::KafkaConfig;
+use crate::error::{Result, StreamError};
+use crate::kafka::watermarks;
+use crate::names::HEADER_SOURCE_OFFSET;
+use crate::sensor::Status;
+use crate::table::store::{Change, StoreOffsets};
+use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
@@ -433,7 +433,7 @@ impl Restorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::table::{Table, TableSpec};
+    use crate::table::{Table, TableSpec};
 
     #[test]
     fn a_batch_writes_each_keys_latest_good_entry() {

@@ -3,8 +3,8 @@
 //! reflects, the last changelog offset applied, and the store's identity (app, table,
 //! partition) so a foreign or mismatched directory is refused rather than trusted.
 
-use crate::stream::error::{Result, StreamError};
-use crate::stream::names::{CF_META, META_CHANGELOG_OFFSET, META_IDENTITY, META_SOURCE_OFFSET};
+use crate::error::{Result, StreamError};
+use crate::names::{CF_META, META_CHANGELOG_OFFSET, META_IDENTITY, META_SOURCE_OFFSET};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
