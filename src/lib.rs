@@ -7,13 +7,11 @@
 //! - [`transit`]: the CTA domain (stations, lines, trains, turnstiles, weather, simulation,
 //!   the worker's agents and the read models the page and API use).
 //! - [`web`]: warp + askama server for the status page and the JSON API.
-//! - [`bench`]: benchmark programs (`src/bin/bench.rs`) and measurement helpers.
 //! - [`platform`]: the embedded demo infrastructure (in-process Kafka-protocol broker and
 //!   Schema Registry), imported only by binaries and tests.
 //! - [`integrations`]: the real Confluent stack's other parts (Postgres, Kafka Connect, REST
 //!   Proxy, ksqlDB), reached through [`runner`].
 
-pub mod bench;
 pub mod cli;
 pub mod integrations;
 pub mod platform;

@@ -10,7 +10,6 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
 use askama::Template;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use cta_stream::bench::fixtures;
 use cta_stream::platform::Platform;
 use cta_stream::stream::codec::confluent::SubjectSchema;
 use cta_stream::stream::codec::json;
@@ -26,6 +25,7 @@ use cta_stream::transit::models::{
 };
 use cta_stream::transit::stations::Dataset;
 use cta_stream::web::templates::StatusPage;
+use cta_stream_bench::fixtures;
 use std::time::{Duration, Instant};
 
 fn record(partition: i32, offset: i64) -> Record<'static> {

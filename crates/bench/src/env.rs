@@ -2,10 +2,10 @@
 //! external Kafka-protocol broker and Schema Registry (`--brokers`, `--schema-registry-url`),
 //! e.g. `cta platform` in another process, so this process's CPU figures exclude the broker.
 
-use crate::bench::{BenchError, Result};
-use crate::platform::{Platform, PlatformError};
-use crate::stream::kafka::{ensure_topics, partition_count, watermarks, TopicSpec};
-use crate::stream::{KafkaConfig, RegistryConfig};
+use crate::{BenchError, Result};
+use cta_stream::platform::{Platform, PlatformError};
+use cta_stream::stream::kafka::{ensure_topics, partition_count, watermarks, TopicSpec};
+use cta_stream::stream::{KafkaConfig, RegistryConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// Which broker to use.
@@ -118,7 +118,7 @@ impl BenchEnv {
     pub async fn fresh_worker_app(&self, prefix: &str, partitions: i32) -> Result<String> {
         let app_id = unique(prefix);
         tokio::task::block_in_place(|| {
-            self.require_empty(crate::transit::models::topics::TURNSTILE)
+            self.require_empty(cta_stream::transit::models::topics::TURNSTILE)
         })?;
         self.create_worker_topics(&app_id, partitions).await?;
         Ok(app_id)
@@ -126,9 +126,9 @@ impl BenchEnv {
 
     /// The topics the worker reads and writes, with `partitions` each.
     pub async fn create_worker_topics(&self, app_id: &str, partitions: i32) -> Result<()> {
-        let mut specs = crate::transit::simulation::topic_specs(partitions);
+        let mut specs = cta_stream::transit::simulation::topic_specs(partitions);
         specs.extend(
-            crate::transit::changelog_topics(app_id)
+            cta_stream::transit::changelog_topics(app_id)
                 .into_iter()
                 .map(|name| TopicSpec {
                     name,
@@ -146,7 +146,9 @@ impl BenchEnv {
             .kafka
             .restore_consumer("cta-bench-probe")
             .create()
-            .map_err(crate::stream::StreamError::kafka("create probe consumer"))?;
+            .map_err(cta_stream::stream::StreamError::kafka(
+                "create probe consumer",
+            ))?;
         let Some(n) = partition_count(probe.client(), topic)? else {
             return Ok(0);
         };
@@ -190,10 +192,9 @@ pub async fn with_env<T>(
 }
 
 pub fn partitions_of(kafka: &KafkaConfig, topic: &str) -> Result<i32> {
-    let probe: BaseConsumer = kafka
-        .restore_consumer("cta-bench-probe")
-        .create()
-        .map_err(crate::stream::StreamError::kafka("create probe consumer"))?;
+    let probe: BaseConsumer = kafka.restore_consumer("cta-bench-probe").create().map_err(
+        cta_stream::stream::StreamError::kafka("create probe consumer"),
+    )?;
     partition_count(probe.client(), topic)?
         .ok_or_else(|| BenchError::Invalid(format!("topic {topic} does not exist")))
 }
@@ -203,7 +204,7 @@ pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}-{}",
         std::process::id(),
-        crate::stream::now_ms()
+        cta_stream::stream::now_ms()
     )
 }
 

@@ -2,14 +2,14 @@
 //! dataset (trains at most platforms, weather, counts), the turnstile table as the API returns
 //! it, and sample wire records.
 
-use crate::stream::Status;
-use crate::transit::lines::Line;
-use crate::transit::models::{
+use cta_stream::stream::Status;
+use cta_stream::transit::lines::Line;
+use cta_stream::transit::models::{
     train_status, Arrival, TrainSighting, TurnstileEntry, TurnstileSummary, WeatherReading,
     WeatherStatus,
 };
-use crate::transit::queries::{LineStatus, StationStatus, TransitStatus};
-use crate::transit::stations::Dataset;
+use cta_stream::transit::queries::{LineStatus, StationStatus, TransitStatus};
+use cta_stream::transit::stations::Dataset;
 use std::collections::BTreeMap;
 
 fn sighting(line: Line, station_id: i32, direction: &str, n: usize) -> TrainSighting {

@@ -1,14 +1,14 @@
 //! `bench flush`: latency of the checkpoint's step 3 in isolation: send a batch of records with
-//! the core's tracked producer ([`crate::stream::kafka::tracked_producer`], the producer the
-//! checkpoint uses), then [`crate::stream::kafka::flush`] until every delivery is acknowledged.
+//! the core's tracked producer ([`cta_stream::stream::kafka::tracked_producer`], the producer the
+//! checkpoint uses), then [`cta_stream::stream::kafka::flush`] until every delivery is acknowledged.
 //! The poll loop processes no record while a checkpoint runs, so this latency is paid once per
 //! checkpoint.
 
-use crate::bench::env::{unique, BenchEnv, BrokerChoice};
-use crate::bench::measure::MachineInfo;
-use crate::bench::Result;
-use crate::stream::kafka::{flush, send_blocking, tracked_producer, TopicSpec};
-use crate::stream::{KafkaConfig, StreamError};
+use crate::env::{unique, BenchEnv, BrokerChoice};
+use crate::measure::MachineInfo;
+use crate::Result;
+use cta_stream::stream::kafka::{flush, send_blocking, tracked_producer, TopicSpec};
+use cta_stream::stream::{KafkaConfig, StreamError};
 use serde::Serialize;
 use std::fmt;
 use std::time::{Duration, Instant};

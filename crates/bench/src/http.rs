@@ -9,15 +9,15 @@
 //! whole response. Optionally also `wrk` (Debian package `wrk`) with the same connections and
 //! duration, as an outside cross-check.
 
-use crate::bench::env::{unique, BenchEnv, BrokerChoice, ScratchDir};
-use crate::bench::measure::{MachineInfo, PhaseCost, PhaseMeter};
-use crate::bench::simspeed::WEEKDAY_MIDNIGHT_MS;
-use crate::bench::worker::{wait_for, RunningWorker};
-use crate::bench::{thousands, BenchError, Result};
-use crate::stream::{AppConfig, Shutdown, StreamError};
-use crate::transit::simulation::{self, SimConfig};
-use crate::transit::stations::Dataset;
-use crate::web::WebState;
+use crate::env::{unique, BenchEnv, BrokerChoice, ScratchDir};
+use crate::measure::{MachineInfo, PhaseCost, PhaseMeter};
+use crate::simspeed::WEEKDAY_MIDNIGHT_MS;
+use crate::worker::{wait_for, RunningWorker};
+use crate::{thousands, BenchError, Result};
+use cta_stream::stream::{AppConfig, Shutdown, StreamError};
+use cta_stream::transit::simulation::{self, SimConfig};
+use cta_stream::transit::stations::Dataset;
+use cta_stream::web::WebState;
 use serde::Serialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -136,7 +136,7 @@ async fn run_on(env: &BenchEnv, opts: &HttpOptions, machine: MachineInfo) -> Res
 
     let shutdown = Shutdown::new();
     let state = WebState::new(w.tables.clone(), w.status.clone());
-    let (addr, server) = crate::web::serve(
+    let (addr, server) = cta_stream::web::serve(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         state,
         shutdown.clone(),

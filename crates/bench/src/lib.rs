@@ -1,5 +1,6 @@
-//! Benchmarks of the pipeline, run by `src/bin/bench.rs` (flags only) and by the criterion
-//! benches in `benches/`:
+//! Benchmarks of the pipeline (the `cta-stream-bench` crate, outside the application's library),
+//! run by the `bench` binary (`src/main.rs`, flags only) and by the criterion benches in
+//! `benches/`:
 //!
 //! - [`throughput`]: the same N turnstile records read by a raw rdkafka consumer and by the
 //!   worker's turnstile pipeline (decode, RocksDB table, changelog, commits), with CPU time,
@@ -36,9 +37,9 @@ pub mod throughput;
 pub mod worker;
 pub mod workload;
 
-use crate::platform::PlatformError;
-use crate::stream::StreamError;
-use crate::web::WebError;
+use cta_stream::platform::PlatformError;
+use cta_stream::stream::StreamError;
+use cta_stream::web::WebError;
 use std::time::Duration;
 
 /// Why a benchmark run failed.

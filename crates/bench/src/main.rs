@@ -1,17 +1,17 @@
 //! `bench`: performance measurements of the pipeline (see BENCHMARKS.md). Flags only; the
-//! work is in `cta_stream::bench`.
+//! work is in this crate's library (`cta_stream_bench`).
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use cta_stream::bench::env::BrokerChoice;
-use cta_stream::bench::flush::{self, FlushOptions};
-use cta_stream::bench::http::{self, HttpOptions};
-use cta_stream::bench::memory::{self, MemoryOptions};
-use cta_stream::bench::recovery::{self, Build, RecoveryOptions};
-use cta_stream::bench::simspeed::{self, SimSpeedOptions, WEEKDAY_MIDNIGHT_MS};
-use cta_stream::bench::throughput::{self, ThroughputOptions};
 use cta_stream::cli::init_tracing;
 use cta_stream::stream::{KafkaConfig, RegistryConfig};
+use cta_stream_bench::env::BrokerChoice;
+use cta_stream_bench::flush::{self, FlushOptions};
+use cta_stream_bench::http::{self, HttpOptions};
+use cta_stream_bench::memory::{self, MemoryOptions};
+use cta_stream_bench::recovery::{self, Build, RecoveryOptions};
+use cta_stream_bench::simspeed::{self, SimSpeedOptions, WEEKDAY_MIDNIGHT_MS};
+use cta_stream_bench::throughput::{self, ThroughputOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -8,15 +8,13 @@
 //! 5 MiB per partition, far less than 10M records) and is how a long-running worker sees its
 //! input anyway. The final counts must equal the produced counts, else the run fails.
 
-use crate::bench::env::{with_env, BenchEnv, BrokerChoice, ScratchDir};
-use crate::bench::measure::{
-    current_rss_kib, mib, peak_rss_kib, reset_peak_rss, MachineInfo, PhaseMeter,
-};
-use crate::bench::worker::{wait_for, RunningWorker};
-use crate::bench::workload::{as_map, compare_counts, produce_turnstile, Draw};
-use crate::bench::{thousands, BenchError, Result};
-use crate::stream::AppConfig;
-use crate::transit::stations::Dataset;
+use crate::env::{with_env, BenchEnv, BrokerChoice, ScratchDir};
+use crate::measure::{current_rss_kib, mib, peak_rss_kib, reset_peak_rss, MachineInfo, PhaseMeter};
+use crate::worker::{wait_for, RunningWorker};
+use crate::workload::{as_map, compare_counts, produce_turnstile, Draw};
+use crate::{thousands, BenchError, Result};
+use cta_stream::stream::AppConfig;
+use cta_stream::transit::stations::Dataset;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -26,19 +26,19 @@
 //! Always on the embedded platform: each length needs its own empty changelog topic, and the
 //! turnstile changelog's name does not depend on the app id.
 
-use crate::bench::env::{unique, BenchEnv, BrokerChoice, ScratchDir};
-use crate::bench::measure::{MachineInfo, PhaseCost, PhaseMeter};
-use crate::bench::worker::{wait_for, RunningWorker};
-use crate::bench::workload::{as_map, compare_counts, produce_turnstile, station_partitions, Draw};
-use crate::bench::{rate, thousands, BenchError, Result};
-use crate::stream::codec::json;
-use crate::stream::kafka::{flush, send_blocking, tracked_producer};
-use crate::stream::names::HEADER_SOURCE_OFFSET;
-use crate::stream::AppConfig;
-use crate::stream::StreamError;
-use crate::transit::models::topics;
-use crate::transit::models::TurnstileSummary;
-use crate::transit::stations::Dataset;
+use crate::env::{unique, BenchEnv, BrokerChoice, ScratchDir};
+use crate::measure::{MachineInfo, PhaseCost, PhaseMeter};
+use crate::worker::{wait_for, RunningWorker};
+use crate::workload::{as_map, compare_counts, produce_turnstile, station_partitions, Draw};
+use crate::{rate, thousands, BenchError, Result};
+use cta_stream::stream::codec::json;
+use cta_stream::stream::kafka::{flush, send_blocking, tracked_producer};
+use cta_stream::stream::names::HEADER_SOURCE_OFFSET;
+use cta_stream::stream::AppConfig;
+use cta_stream::stream::StreamError;
+use cta_stream::transit::models::topics;
+use cta_stream::transit::models::TurnstileSummary;
+use cta_stream::transit::stations::Dataset;
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -285,7 +285,7 @@ async fn seeded(
 /// rising by one per record, into the station's partition, with the source-offset header at 0
 /// (state from before the first source record). Returns each station's last count.
 fn seed_changelog(
-    kafka: &crate::stream::KafkaConfig,
+    kafka: &cta_stream::stream::KafkaConfig,
     partition_of: &BTreeMap<i32, i32>,
     len: u64,
 ) -> Result<BTreeMap<i32, i64>> {
@@ -630,7 +630,7 @@ fn write_cold(f: &mut fmt::Formatter<'_>, c: &ColdRestore) -> fmt::Result {
         c.cost.cpu.user,
         c.cost.cpu.sys,
         c.cost.broker_thread_cpu_secs,
-        crate::bench::measure::mib(c.cost.peak_rss_kib)
+        crate::measure::mib(c.cost.peak_rss_kib)
     )?;
     writeln!(f, "    counts exact at ready")
 }

@@ -2,13 +2,13 @@
 //! (`transit::simulation::run`, the same code path as the `simulation` binary), including topic
 //! set-up, the station rows and the final flush.
 
-use crate::bench::env::{BenchEnv, BrokerChoice};
-use crate::bench::measure::{MachineInfo, PhaseCost, PhaseMeter};
-use crate::bench::{thousands, BenchError, Result};
-use crate::stream::Shutdown;
-use crate::transit::models::topics;
-use crate::transit::simulation::{self, SimConfig, Simulation};
-use crate::transit::stations::Dataset;
+use crate::env::{BenchEnv, BrokerChoice};
+use crate::measure::{MachineInfo, PhaseCost, PhaseMeter};
+use crate::{thousands, BenchError, Result};
+use cta_stream::stream::Shutdown;
+use cta_stream::transit::models::topics;
+use cta_stream::transit::simulation::{self, SimConfig, Simulation};
+use cta_stream::transit::stations::Dataset;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -143,7 +143,7 @@ impl fmt::Display for SimSpeedReport {
             self.cost.wall_secs,
             self.cost.cpu_per_million(self.records),
             self.cost.broker_thread_cpu_secs,
-            crate::bench::measure::mib(self.cost.peak_rss_kib)
+            crate::measure::mib(self.cost.peak_rss_kib)
         )
     }
 }

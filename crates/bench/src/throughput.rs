@@ -4,7 +4,7 @@
 //!    ([`KafkaConfig::group_consumer`]), all partitions assigned from the beginning, records
 //!    counted and discarded until N were seen, twice: with `BaseConsumer::poll` (one message
 //!    per call: the baseline) and in batches from one queue
-//!    ([`crate::stream::FetchQueue`], the way the worker itself consumes), so the
+//!    ([`cta_stream::stream::FetchQueue`], the way the worker itself consumes), so the
 //!    worker is also compared with the fastest plain consumer of the same library;
 //! 2. **worker**: the CTA worker as `transit::build_worker` declares it, with a fresh app id and
 //!    data dir, timed from start until the turnstile table's counts sum to N (*caught up*) and
@@ -18,17 +18,15 @@
 //!
 //! The counts must equal the produced counts per station, else the run fails.
 
-use crate::bench::env::{partitions_of, unique, with_env, BenchEnv, BrokerChoice, ScratchDir};
-use crate::bench::measure::{mib, per_million, MachineInfo, PhaseCost, PhaseMeter};
-use crate::bench::worker::{wait_for, RunningWorker};
-use crate::bench::workload::{
-    as_map, compare_counts, counts_checksum, produce_turnstile, Draw, Produced,
-};
-use crate::bench::{rate, thousands, BenchError, Result};
-use crate::stream::FetchQueue;
-use crate::stream::{AppConfig, KafkaConfig, StreamError};
-use crate::transit::models::topics;
-use crate::transit::stations::Dataset;
+use crate::env::{partitions_of, unique, with_env, BenchEnv, BrokerChoice, ScratchDir};
+use crate::measure::{mib, per_million, MachineInfo, PhaseCost, PhaseMeter};
+use crate::worker::{wait_for, RunningWorker};
+use crate::workload::{as_map, compare_counts, counts_checksum, produce_turnstile, Draw, Produced};
+use crate::{rate, thousands, BenchError, Result};
+use cta_stream::stream::FetchQueue;
+use cta_stream::stream::{AppConfig, KafkaConfig, StreamError};
+use cta_stream::transit::models::topics;
+use cta_stream::transit::stations::Dataset;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;

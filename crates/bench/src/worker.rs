@@ -3,10 +3,10 @@
 //! assignment, as src/stream/sensor.rs reports), the turnstile total, and the source offsets
 //! stored durably with the table data.
 
-use crate::bench::{BenchError, Result};
-use crate::stream::table::TableRuntime;
-use crate::stream::{AppConfig, RegistryConfig, Shutdown, Status, StreamError};
-use crate::transit::agents::{TransitTables, TurnstileCounts};
+use crate::{BenchError, Result};
+use cta_stream::stream::table::TableRuntime;
+use cta_stream::stream::{AppConfig, RegistryConfig, Shutdown, Status, StreamError};
+use cta_stream::transit::agents::{TransitTables, TurnstileCounts};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ pub struct RunningWorker {
 impl RunningWorker {
     /// Builds the worker and starts it. Must run inside the tokio runtime.
     pub fn start(config: AppConfig, registry: &RegistryConfig) -> Result<Self> {
-        let (app, tables) = crate::transit::build_worker(config, registry)?;
+        let (app, tables) = cta_stream::transit::build_worker(config, registry)?;
         let status = app.status();
         let shutdown = Shutdown::new();
         let task = tokio::spawn(app.run(shutdown.clone()));

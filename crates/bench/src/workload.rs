@@ -3,13 +3,15 @@
 //! stations drawn from the built-in dataset weighted by their average weekday entries, with a
 //! fixed seed. Also the exact per-station counts, to check the worker against.
 
-use crate::bench::measure::{PhaseCost, PhaseMeter};
-use crate::bench::{BenchError, Result};
-use crate::stream::codec::confluent::SubjectSchema;
-use crate::stream::kafka::{flush, send_blocking, tracked_producer};
-use crate::stream::{AvroEncoder, KafkaConfig, RegistryConfig, StreamError};
-use crate::transit::models::{schemas, topics, TurnstileEntry, TurnstileKey, TurnstileSummary};
-use crate::transit::stations::Dataset;
+use crate::measure::{PhaseCost, PhaseMeter};
+use crate::{BenchError, Result};
+use cta_stream::stream::codec::confluent::SubjectSchema;
+use cta_stream::stream::kafka::{flush, send_blocking, tracked_producer};
+use cta_stream::stream::{AvroEncoder, KafkaConfig, RegistryConfig, StreamError};
+use cta_stream::transit::models::{
+    schemas, topics, TurnstileEntry, TurnstileKey, TurnstileSummary,
+};
+use cta_stream::transit::stations::Dataset;
 use rand::distr::weighted::WeightedIndex;
 use rand::distr::Distribution;
 use rand::SeedableRng;
@@ -99,7 +101,7 @@ pub async fn produce_turnstile(
         let producer = tracked_producer(&kafka)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut per_station: BTreeMap<i32, i64> = BTreeMap::new();
-        let ts = crate::stream::now_ms();
+        let ts = cta_stream::stream::now_ms();
         for _ in 0..records {
             let i = dist.sample(&mut rng);
             let row = &rows[i];
