@@ -7,7 +7,7 @@
 //! its source partition is fetched, and the source resumes at the offset stored with the data.
 
 use crate::agent::Agent;
-use crate::checkpoint::{checkpoint, Positions};
+use crate::checkpoint::checkpoint;
 use crate::config::KafkaConfig;
 use crate::directory::{directory_topic, Directory};
 use crate::error::{ErrorKind, Result, StreamError};
@@ -17,6 +17,7 @@ use crate::kafka::{
     TopicSpec, TrackedProducer,
 };
 use crate::names;
+use crate::record::Positions;
 use crate::record::Record;
 use crate::sensor::Status;
 use crate::shutdown::Shutdown;

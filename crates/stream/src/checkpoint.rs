@@ -14,11 +14,11 @@
 use crate::error::{Result, StreamError};
 use crate::kafka::{flush, send_blocking};
 use crate::names::HEADER_SOURCE_OFFSET;
+use crate::record::Positions;
 use crate::sensor::Status;
 use crate::sink::Sink;
 use crate::table::store::StoreOffsets;
 use crate::table::TableRuntime;
-use crate::FastMap;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::Producer;
@@ -28,10 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Next source offset to process, per topic and partition, as the conductor advanced it.
-/// (Nested so the per-record update looks the topic up by `&str`, without allocating.)
-pub type Positions = FastMap<String, FastMap<i32, i64>>;
 
 /// Runs steps 1–5 for every open partition of `tables`.
 pub fn checkpoint<C: ConsumerContext>(

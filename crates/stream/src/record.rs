@@ -25,3 +25,8 @@ impl<'a> Record<'a> {
         }
     }
 }
+
+/// Next source offset to process, per topic and partition, as the poll loop advanced it; the
+/// checkpoint commits them and the sensor reports them. (Nested so the per-record update looks
+/// the topic up by `&str`, without allocating.)
+pub type Positions = crate::FastMap<String, crate::FastMap<i32, i64>>;

@@ -130,7 +130,7 @@ impl Status {
     /// Metrics hook: the next source offset to process per (topic, partition), recorded by the
     /// checkpoint once it has committed them. The web layer's `/metrics` computes consumer lag
     /// as the partition's high watermark minus this position, for assigned partitions only.
-    pub fn record_positions(&self, positions: &crate::checkpoint::Positions) {
+    pub fn record_positions(&self, positions: &crate::record::Positions) {
         let mut m = self.positions.lock().unwrap_or_else(|p| p.into_inner());
         for (topic, parts) in positions {
             for (p, v) in parts {
