@@ -10,6 +10,7 @@
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
 use crate::kafka::{send_blocking, TrackedProducer};
+use crate::names;
 use crate::shutdown::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -27,11 +28,6 @@ pub struct Advert {
     pub assigned: Vec<(String, i32)>,
     /// Milliseconds since the epoch when it was published.
     pub ts: i64,
-}
-
-/// The directory topic of an app.
-pub fn directory_topic(app_id: &str) -> String {
-    format!("{app_id}-workers")
 }
 
 /// The known workers. Clones share state.
@@ -116,7 +112,7 @@ impl Directory {
         let bytes = serde_json::to_vec(&advert).map_err(|e| StreamError::Encode(e.to_string()))?;
         send_blocking(
             producer,
-            &directory_topic(app_id),
+            &names::directory_topic(app_id),
             Some(0),
             Some(self.me.as_bytes()),
             Some(&bytes),
@@ -133,11 +129,11 @@ impl Directory {
         shutdown: Shutdown,
     ) -> Result<std::thread::JoinHandle<()>> {
         let consumer: BaseConsumer = kafka
-            .restore_consumer(&format!("{app_id}-directory"))
+            .restore_consumer(&names::directory_group(app_id))
             .create()
             .map_err(StreamError::kafka("create directory consumer"))?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&directory_topic(app_id), 0, Offset::Beginning)
+        tpl.add_partition_offset(&names::directory_topic(app_id), 0, Offset::Beginning)
             .map_err(StreamError::kafka("assign directory"))?;
         consumer
             .assign(&tpl)

@@ -1,11 +1,47 @@
-//! Reserved names: internal topic names, record header names and store metadata keys.
-//! Everything the core writes that another process (or a later version) must recognise is
-//! spelled here once.
+//! Reserved names: internal topics, consumer groups and client ids, files, record headers and
+//! store metadata keys. Everything the core writes that another process (or a later version)
+//! must recognise is spelled here once; what the names are used for is the other modules'.
 
 /// Faust's changelog naming, `{app_id}-{table}-changelog`, so an app seeded by Faust or by
 /// this worker finds the same topic.
 pub fn changelog_topic(app_id: &str, table: &str) -> String {
     format!("{app_id}-{table}-changelog")
+}
+
+/// The app's directory topic: every worker's advert of its partitions and query URL.
+pub fn directory_topic(app_id: &str) -> String {
+    format!("{app_id}-workers")
+}
+
+/// Group id of the assign-only consumer that reads the directory topic.
+pub fn directory_group(app_id: &str) -> String {
+    format!("{app_id}-directory")
+}
+
+/// The small table keeping a windowed table's stream time (it has its own changelog).
+pub fn stream_time_table(table: &str) -> String {
+    format!("{table}-stream-time")
+}
+
+/// Group id of the assign-only consumer that restores changelogs (it never joins the group).
+pub fn restore_group(app_id: &str) -> String {
+    format!("{app_id}-restore")
+}
+
+/// The app id standby copies restore under, so their restore consumer's group is
+/// `{app_id}-standby-restore`.
+pub fn standby_app_id(app_id: &str) -> String {
+    format!("{app_id}-standby")
+}
+
+/// File in the data dir keeping the worker's transactional id across restarts.
+pub fn transactional_id_file(app_id: &str) -> String {
+    format!("{app_id}.transactional-id")
+}
+
+/// A new transactional id: the app id and a random suffix.
+pub fn transactional_id(app_id: &str, suffix: u64) -> String {
+    format!("{app_id}-{suffix:016x}")
 }
 
 /// Dead-letter topic of a source topic.

@@ -12,6 +12,7 @@
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
 use crate::kafka::{tracked_producer_with, TrackedProducer};
+use crate::names;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -156,7 +157,7 @@ impl Sink {
 /// instead of the broker waiting for the transaction timeout). Kept outside the app's store
 /// folder so `--reset-state` does not change it.
 fn transactional_id(app_id: &str, data_dir: &Path) -> Result<String> {
-    let path = data_dir.join(format!("{app_id}.transactional-id"));
+    let path = data_dir.join(names::transactional_id_file(app_id));
     let io = |source| StreamError::Io {
         path: path.clone(),
         source,
@@ -171,7 +172,7 @@ fn transactional_id(app_id: &str, data_dir: &Path) -> Result<String> {
         path: data_dir.to_path_buf(),
         source,
     })?;
-    let id = format!("{app_id}-{:016x}", random_u64());
+    let id = names::transactional_id(app_id, random_u64());
     std::fs::write(&path, &id).map_err(io)?;
     Ok(id)
 }

@@ -19,6 +19,7 @@ use crate::config::KafkaConfig;
 use crate::directory::Directory;
 use crate::error::{Result, StreamError};
 use crate::kafka::{committed_offsets, partition_count};
+use crate::names;
 use crate::sensor::Status;
 use crate::shutdown::Shutdown;
 use crate::table::recovery::{Replay, Restorer};
@@ -80,7 +81,7 @@ impl Standby {
             .restore_consumer(app_id)
             .create()
             .map_err(StreamError::kafka("create standby offsets consumer"))?;
-        let restorer = Restorer::new(kafka, &format!("{app_id}-standby"))?;
+        let restorer = Restorer::new(kafka, &names::standby_app_id(app_id))?;
         let follower = Follower {
             state: state.clone(),
             directory,
