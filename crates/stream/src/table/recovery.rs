@@ -12,7 +12,7 @@
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
 use crate::kafka::watermarks;
-use crate::names::HEADER_SOURCE_OFFSET;
+use crate::names::{self, HEADER_SOURCE_OFFSET};
 use crate::sensor::Status;
 use crate::table::store::{Change, StoreOffsets};
 use crate::table::TableRuntime;
@@ -206,7 +206,7 @@ impl Restorer {
         // for read_committed the last stable offset (transaction markers occupy offsets but
         // are never delivered, so counting up to the high watermark could wait forever).
         let consumer: BaseConsumer<RestoreContext> = kafka
-            .restore_consumer(&format!("{app_id}-restore"))
+            .restore_consumer(&names::restore_group(app_id))
             .set("enable.partition.eof", "true")
             .create_with_context(RestoreContext)
             .map_err(StreamError::kafka("create restore consumer"))?;
@@ -256,43 +256,8 @@ impl Restorer {
             source_offset: target,
             ..Default::default()
         };
-        let prefetched = self
-            .prefetched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(topic.clone(), partition));
-        let marks = match prefetched {
-            Some(m) => Ok(m),
-            None => watermarks(&self.consumer, &topic, partition),
-        };
-        let (low, high) = match marks {
-            Ok(w) => w,
-            Err(e) => {
-                if offsets.changelog.is_some() || target > 0 {
-                    tracing::warn!(table = table.name(), partition, %topic, error = %e, "changelog not readable; keeping local state as is");
-                }
-                table.restore_batch(
-                    partition,
-                    &[],
-                    StoreOffsets {
-                        source: Some(target),
-                        changelog: None,
-                    },
-                )?;
-                return Ok(report);
-            }
-        };
-        let mut start = offsets.changelog.map(|c| c + 1).unwrap_or(low);
-        if start < low {
-            tracing::warn!(table = table.name(), partition, %topic, store_at = start, log_starts_at = low,
-                "changelog truncated before the local checkpoint; restoring from what remains");
-            start = low;
-        }
-        if start >= high {
-            if offsets.changelog.is_none() && target > 0 {
-                tracing::warn!(table = table.name(), partition, %topic, committed = target,
-                    "changelog is empty but the source has committed progress: the changelog is missing; state starts empty");
-            }
+        let Some((start, high)) = self.range_to_read(table, partition, &topic, offsets, target)
+        else {
             table.restore_batch(
                 partition,
                 &[],
@@ -302,99 +267,20 @@ impl Restorer {
                 },
             )?;
             return Ok(report);
-        }
-        let total = (high - start) as u64;
-        status.restore_total.fetch_add(total, Ordering::Relaxed);
-        if follow {
-            tracing::debug!(table = table.name(), partition, %topic, from = start, to = high, records = total, target_source_offset = target, "standby catching up");
-        } else {
-            // Cleared by the caller once every partition of the assignment is ready.
-            status.recovering.store(true, Ordering::Relaxed);
-            tracing::info!(table = table.name(), partition, %topic, from = start, to = high, records = total, target_source_offset = target, "restoring from changelog");
-        }
-
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, partition, Offset::Offset(start))
-            .map_err(StreamError::kafka("assign changelog"))?;
-        self.consumer
-            .assign(&tpl)
-            .map_err(StreamError::kafka("assign changelog"))?;
-
-        let began = Instant::now();
-        let mut last_progress = Instant::now();
-        let mut last_record = Instant::now();
-        let mut batch = Pending::default();
-        let mut next = start;
-        while next < high {
-            match self.consumer.poll(Duration::from_millis(200)) {
-                None => {
-                    if last_record.elapsed() > STALL_TIMEOUT {
-                        let _ = self.consumer.unassign();
-                        return Err(StreamError::Changelog {
-                            topic,
-                            reason: format!("restore of partition {partition} stalled at offset {next} of {high} (no record for {}s); is the broker up?", STALL_TIMEOUT.as_secs()),
-                        });
-                    }
-                }
-                // What is left in `batch` is written with the final offsets below.
-                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
-                Some(Err(e)) => {
-                    tracing::warn!(%topic, partition, error = %e, "changelog read error; retrying");
-                }
-                Some(Ok(m)) => {
-                    last_record = Instant::now();
-                    let applies = header_source_offset(&m).is_none_or(|s| s <= target);
-                    if follow && !applies {
-                        // Not committed yet: stop before it (`next` stays at its offset).
-                        break;
-                    }
-                    next = m.offset() + 1;
-                    report.read += 1;
-                    if applies {
-                        match m.key() {
-                            Some(k) => {
-                                batch.push(m.offset(), k, m.payload());
-                                report.applied += 1;
-                            }
-                            None => {
-                                let bad = Skipped::new(&topic, partition, status);
-                                bad.record(m.offset(), "no key", &mut report);
-                            }
-                        }
-                    } else {
-                        report.skipped += 1;
-                    }
-                    if batch.len() >= BATCH || next >= high {
-                        let changes =
-                            batch.take(table, Skipped::new(&topic, partition, status), &mut report);
-                        table.restore_batch(
-                            partition,
-                            &changes,
-                            StoreOffsets {
-                                source: None,
-                                changelog: Some(m.offset()),
-                            },
-                        )?;
-                    }
-                    status.restore_done.fetch_add(1, Ordering::Relaxed);
-                    if last_progress.elapsed() >= Duration::from_secs(2) {
-                        last_progress = Instant::now();
-                        let done = (next - start) as f64;
-                        let rate = done / began.elapsed().as_secs_f64().max(1e-3);
-                        let eta = (high - next) as f64 / rate.max(1.0);
-                        tracing::info!(
-                            table = table.name(),
-                            partition,
-                            done = done as u64,
-                            total,
-                            rate = rate as u64,
-                            eta_s = format!("{eta:.1}"),
-                            "restore progress"
-                        );
-                    }
-                }
-            }
-        }
+        };
+        let run = Run {
+            table,
+            partition,
+            topic: &topic,
+            target,
+            follow,
+            status,
+            start,
+            high,
+            began: Instant::now(),
+        };
+        self.begin(&run)?;
+        let (next, mut batch) = self.read_changelog(&run, &mut report)?;
         let _ = self.consumer.unassign();
         let changes = batch.take(table, Skipped::new(&topic, partition, status), &mut report);
         table.restore_batch(
@@ -405,7 +291,7 @@ impl Restorer {
                 changelog: Some(next - 1),
             },
         )?;
-        let secs = began.elapsed().as_secs_f64();
+        let secs = run.began.elapsed().as_secs_f64();
         if follow {
             tracing::debug!(
                 table = table.name(),
@@ -427,6 +313,208 @@ impl Restorer {
             "restore done"
         );
         Ok(report)
+    }
+
+    /// Counts the records to read, says so (standbys quietly) and assigns the changelog
+    /// partition at `run.start`.
+    fn begin(&self, run: &Run<'_>) -> Result<()> {
+        let total = (run.high - run.start) as u64;
+        run.status.restore_total.fetch_add(total, Ordering::Relaxed);
+        if run.follow {
+            tracing::debug!(
+                table = run.table.name(),
+                partition = run.partition,
+                topic = run.topic,
+                from = run.start,
+                to = run.high,
+                records = total,
+                target_source_offset = run.target,
+                "standby catching up"
+            );
+        } else {
+            // Cleared by the caller once every partition of the assignment is ready.
+            run.status.recovering.store(true, Ordering::Relaxed);
+            tracing::info!(
+                table = run.table.name(),
+                partition = run.partition,
+                topic = run.topic,
+                from = run.start,
+                to = run.high,
+                records = total,
+                target_source_offset = run.target,
+                "restoring from changelog"
+            );
+        }
+
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(run.topic, run.partition, Offset::Offset(run.start))
+            .map_err(StreamError::kafka("assign changelog"))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(StreamError::kafka("assign changelog"))?;
+        Ok(())
+    }
+
+    /// The changelog offsets `[start, high)` a replay must read, or `None` when there is
+    /// nothing to read: the changelog cannot be read (local state is kept as is), or it holds
+    /// nothing after the store's changelog offset. A changelog truncated before that offset is
+    /// read from what remains.
+    fn range_to_read(
+        &self,
+        table: &dyn TableRuntime,
+        partition: i32,
+        topic: &str,
+        offsets: StoreOffsets,
+        target: i64,
+    ) -> Option<(i64, i64)> {
+        let prefetched = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(topic.to_string(), partition));
+        let marks = match prefetched {
+            Some(m) => Ok(m),
+            None => watermarks(&self.consumer, topic, partition),
+        };
+        let (low, high) = match marks {
+            Ok(w) => w,
+            Err(e) => {
+                if offsets.changelog.is_some() || target > 0 {
+                    tracing::warn!(table = table.name(), partition, %topic, error = %e, "changelog not readable; keeping local state as is");
+                }
+                return None;
+            }
+        };
+        let mut start = offsets.changelog.map(|c| c + 1).unwrap_or(low);
+        if start < low {
+            tracing::warn!(table = table.name(), partition, %topic, store_at = start, log_starts_at = low,
+                "changelog truncated before the local checkpoint; restoring from what remains");
+            start = low;
+        }
+        if start >= high {
+            if offsets.changelog.is_none() && target > 0 {
+                tracing::warn!(table = table.name(), partition, %topic, committed = target,
+                    "changelog is empty but the source has committed progress: the changelog is missing; state starts empty");
+            }
+            return None;
+        }
+        Some((start, high))
+    }
+
+    /// Reads the assigned changelog partition from `run.start` up to `run.high` (following: up
+    /// to the first record of a checkpoint beyond `run.target`), writing the records that apply
+    /// to the store in batches of [`BATCH`]. Returns the next offset to read and the last
+    /// batch, which the caller writes with the final offsets. A read that receives nothing for
+    /// [`STALL_TIMEOUT`] is an error naming the offset, never a hang.
+    fn read_changelog(&self, run: &Run<'_>, report: &mut RestoreReport) -> Result<(i64, Pending)> {
+        let Run {
+            table,
+            partition,
+            topic,
+            target,
+            follow,
+            status,
+            start,
+            high,
+            ..
+        } = *run;
+        let mut last_progress = Instant::now();
+        let mut last_record = Instant::now();
+        let mut batch = Pending::default();
+        let mut next = start;
+        while next < high {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {
+                    if last_record.elapsed() > STALL_TIMEOUT {
+                        let _ = self.consumer.unassign();
+                        return Err(StreamError::Changelog {
+                            topic: topic.to_string(),
+                            reason: format!("restore of partition {partition} stalled at offset {next} of {high} (no record for {}s); is the broker up?", STALL_TIMEOUT.as_secs()),
+                        });
+                    }
+                }
+                // What is left in `batch` is written with the final offsets by the caller.
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
+                Some(Err(e)) => {
+                    tracing::warn!(%topic, partition, error = %e, "changelog read error; retrying");
+                }
+                Some(Ok(m)) => {
+                    last_record = Instant::now();
+                    let applies = header_source_offset(&m).is_none_or(|s| s <= target);
+                    if follow && !applies {
+                        // Not committed yet: stop before it (`next` stays at its offset).
+                        break;
+                    }
+                    next = m.offset() + 1;
+                    report.read += 1;
+                    if applies {
+                        match m.key() {
+                            Some(k) => {
+                                batch.push(m.offset(), k, m.payload());
+                                report.applied += 1;
+                            }
+                            None => {
+                                let bad = Skipped::new(topic, partition, status);
+                                bad.record(m.offset(), "no key", report);
+                            }
+                        }
+                    } else {
+                        report.skipped += 1;
+                    }
+                    if batch.len() >= BATCH || next >= high {
+                        let changes =
+                            batch.take(table, Skipped::new(topic, partition, status), report);
+                        table.restore_batch(
+                            partition,
+                            &changes,
+                            StoreOffsets {
+                                source: None,
+                                changelog: Some(m.offset()),
+                            },
+                        )?;
+                    }
+                    status.restore_done.fetch_add(1, Ordering::Relaxed);
+                    if last_progress.elapsed() >= Duration::from_secs(2) {
+                        last_progress = Instant::now();
+                        run.log_progress(next);
+                    }
+                }
+            }
+        }
+        Ok((next, batch))
+    }
+}
+
+/// One replay of a changelog partition: what it reads, up to where, and for which table.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    table: &'a dyn TableRuntime,
+    partition: i32,
+    topic: &'a str,
+    /// The source offset the restored state reflects: records of later checkpoints do not apply.
+    target: i64,
+    /// A standby's catch-up ([`Replay::Follow`]).
+    follow: bool,
+    status: &'a Status,
+    start: i64,
+    high: i64,
+    began: Instant,
+}
+
+impl Run<'_> {
+    fn log_progress(&self, next: i64) {
+        let done = (next - self.start) as f64;
+        let rate = done / self.began.elapsed().as_secs_f64().max(1e-3);
+        let eta = (self.high - next) as f64 / rate.max(1.0);
+        tracing::info!(
+            table = self.table.name(),
+            partition = self.partition,
+            done = done as u64,
+            total = (self.high - self.start) as u64,
+            rate = rate as u64,
+            eta_s = format!("{eta:.1}"),
+            "restore progress"
+        );
     }
 }
 
