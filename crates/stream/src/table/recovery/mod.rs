@@ -9,13 +9,17 @@
 //! absolute, so replaying a record twice changes nothing. A warm restart with nothing after C
 //! reads no changelog record at all, so its cost does not grow with the changelog.
 
+mod batch;
+
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
 use crate::kafka::watermarks;
 use crate::names::{self, HEADER_SOURCE_OFFSET};
 use crate::sensor::Status;
-use crate::table::store::{Change, StoreOffsets};
+use crate::table::store::StoreOffsets;
 use crate::table::TableRuntime;
+pub use batch::RestoreReport;
+use batch::{Pending, Skipped};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
@@ -70,20 +74,6 @@ pub enum Replay {
     Follow,
 }
 
-/// What a restore did.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RestoreReport {
-    pub read: u64,
-    pub applied: u64,
-    /// Records not applied: beyond the committed source offset, or not entries of the table.
-    pub skipped: u64,
-    /// Of `skipped`, those without a key or whose key or value does not decode (logged with
-    /// their offsets). A record superseded by a later one of its key in the same batch is
-    /// never decoded, so never counted here.
-    pub undecodable: u64,
-    pub source_offset: i64,
-}
-
 fn header_source_offset<M: Message>(m: &M) -> Option<i64> {
     let headers = m.headers()?;
     headers
@@ -92,94 +82,6 @@ fn header_source_offset<M: Message>(m: &M) -> Option<i64> {
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| s.parse().ok())
-}
-
-/// Changelog records read since the last write to the store. Only the latest entry of each
-/// key reaches the store (the state is the same: a batch's earlier values of a key would be
-/// overwritten within the same write), so only those are decoded and written.
-#[derive(Default)]
-struct Pending {
-    records: Vec<(i64, Change)>,
-}
-
-impl Pending {
-    fn push(&mut self, offset: i64, key: &[u8], value: Option<&[u8]>) {
-        self.records
-            .push((offset, (key.to_vec(), value.map(<[u8]>::to_vec))));
-    }
-
-    fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// Empties the batch into the changes to write: per key, the latest record that is an
-    /// entry of `table` (a key's latest good value survives a bad record after it).
-    fn take(
-        &mut self,
-        table: &dyn TableRuntime,
-        bad: Skipped<'_>,
-        report: &mut RestoreReport,
-    ) -> Vec<Change> {
-        let mut keep: Vec<usize> = Vec::new();
-        {
-            let mut done: std::collections::HashSet<&[u8], foldhash::fast::RandomState> =
-                Default::default();
-            for (i, (offset, (k, v))) in self.records.iter().enumerate().rev() {
-                if done.contains(k.as_slice()) {
-                    continue;
-                }
-                match table.check_change(k, v.as_deref()) {
-                    Ok(()) => {
-                        done.insert(k);
-                        keep.push(i);
-                    }
-                    Err(reason) => {
-                        report.applied -= 1;
-                        bad.record(*offset, &reason, report);
-                    }
-                }
-            }
-        }
-        let changes = keep
-            .iter()
-            .rev()
-            .map(|&i| std::mem::take(&mut self.records[i].1))
-            .collect();
-        self.records.clear();
-        changes
-    }
-}
-
-/// Where a restore logs and counts the changelog records it cannot apply.
-struct Skipped<'a> {
-    topic: &'a str,
-    partition: i32,
-    status: &'a Status,
-}
-
-impl<'a> Skipped<'a> {
-    fn new(topic: &'a str, partition: i32, status: &'a Status) -> Self {
-        Self {
-            topic,
-            partition,
-            status,
-        }
-    }
-
-    fn record(&self, offset: i64, reason: &str, report: &mut RestoreReport) {
-        tracing::warn!(
-            topic = self.topic,
-            partition = self.partition,
-            offset,
-            reason,
-            "changelog record skipped: not an entry of its table"
-        );
-        report.skipped += 1;
-        report.undecodable += 1;
-        self.status
-            .changelog_skipped
-            .fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// Client context of the restore consumer: the end-of-partition events it asks for are how a
@@ -515,53 +417,5 @@ impl Run<'_> {
             eta_s = format!("{eta:.1}"),
             "restore progress"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::table::{Table, TableSpec};
-
-    #[test]
-    fn a_batch_writes_each_keys_latest_good_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let table: Table<String, i64> = Table::new(
-            "app",
-            dir.path(),
-            TableSpec {
-                name: "t".into(),
-                source_topic: "src".into(),
-                changelog_topic: None,
-            },
-        );
-        let status = Status::default();
-        let mut report = RestoreReport::default();
-        let mut batch = Pending::default();
-        let records: [(&str, Option<&str>); 7] = [
-            ("\"a\"", Some("1")),
-            ("\"b\"", Some("2")),
-            ("\"a\"", Some("3")),
-            ("\"a\"", Some("not a count")), // a keeps 3
-            ("\"b\"", None),                // b deleted
-            ("no json", Some("1")),         // key of no table entry
-            ("\"c\"", Some("x")),           // c never had a good value
-        ];
-        for (offset, (k, v)) in records.iter().enumerate() {
-            batch.push(offset as i64, k.as_bytes(), v.map(str::as_bytes));
-            report.applied += 1;
-        }
-        let changes = batch.take(&table, Skipped::new("c", 0, &status), &mut report);
-        let entry =
-            |k: &str, v: Option<&str>| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec()));
-        assert_eq!(
-            changes,
-            vec![entry("\"a\"", Some("3")), entry("\"b\"", None)]
-        );
-        assert_eq!(report.undecodable, 3);
-        assert_eq!(report.skipped, 3);
-        assert_eq!(report.applied, 4, "7 read, 3 bad");
-        assert_eq!(status.changelog_skipped.load(Ordering::Relaxed), 3);
-        assert_eq!(batch.len(), 0, "emptied for the next batch");
     }
 }
