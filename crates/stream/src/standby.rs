@@ -8,7 +8,7 @@
 //! from the same adverts; nothing else is coordinated.
 //!
 //! A copy is the partition's own store (the path the owner would use) opened through the
-//! table's [twin](crate::table::TableRuntime::twin), caught up every
+//! table's [standby handle](crate::table::TableRuntime::standby_handle), caught up every
 //! [`ROUND`] with [`Restorer::replay`] (`Replay::Follow`): it applies changelog records only up to the group's
 //! committed source offset and stops before the first record beyond it, so a copy never holds
 //! a checkpoint that might still be replayed differently. When the partition is assigned to
@@ -36,7 +36,7 @@ pub const ROUND: Duration = Duration::from_millis(500);
 type SourcePartition = (String, i32);
 
 struct State {
-    twins: Vec<Arc<dyn TableRuntime>>,
+    handles: Vec<Arc<dyn TableRuntime>>,
     /// Source partitions this worker owns now: never opened as copies.
     owned: HashSet<SourcePartition>,
     /// Source partitions whose copies are open.
@@ -45,7 +45,7 @@ struct State {
 
 impl State {
     fn close(&mut self, sp: &SourcePartition) {
-        for t in &self.twins {
+        for t in &self.handles {
             if t.source_topic() == sp.0 {
                 t.close_partition(sp.1);
             }
@@ -72,7 +72,7 @@ impl Standby {
         shutdown: Shutdown,
     ) -> Result<Self> {
         let state = Arc::new(Mutex::new(State {
-            twins: tables.iter().map(|t| t.twin()).collect(),
+            handles: tables.iter().map(|t| t.standby_handle()).collect(),
             owned: HashSet::new(),
             open: HashSet::new(),
         }));
@@ -217,8 +217,8 @@ impl Follower {
                     n
                 }
             };
-            let twins: Vec<Arc<dyn TableRuntime>> = state
-                .twins
+            let handles: Vec<Arc<dyn TableRuntime>> = state
+                .handles
                 .iter()
                 .filter(|t| t.source_topic() == sp.0)
                 .cloned()
@@ -226,7 +226,7 @@ impl Follower {
             if !state.open.contains(&sp) {
                 tracing::info!(topic = %sp.0, partition = sp.1, "keeping a standby copy");
             }
-            for t in twins {
+            for t in handles {
                 t.open_partition(sp.1, n)?;
                 state.open.insert(sp.clone());
                 self.restorer.replay(

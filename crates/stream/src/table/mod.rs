@@ -13,10 +13,11 @@
 //! Reads never go to RocksDB on the record path: each partition keeps a decoded copy of its
 //! committed entries (loaded from the store on first use, updated by every commit, dropped by a
 //! restore), so a key missing from the write cache is found, or known absent, in memory.
-//! Partitions larger than [`MIRROR_MAX_KEYS`] read RocksDB instead. Whole-table reads
+//! Partitions larger than [`COMMITTED_COPY_MAX_KEYS`] read RocksDB instead. Whole-table reads
 //! ([`Table::items`]) are kept as a snapshot until the table changes.
 
 pub(crate) mod recovery;
+mod runtime;
 pub mod store;
 
 use crate::codec::json;
@@ -30,7 +31,7 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use store::{Change, PartitionStore, StoreIdentity, StoreOffsets};
+use store::{Change, PartitionStore, StoreOffsets};
 
 /// Key bounds for tables.
 pub trait TableKey:
@@ -91,23 +92,23 @@ pub trait TableRuntime: Send + Sync {
     /// A second handle on the same stores with partitions of its own (none open): what a
     /// standby replica keeps warm while the table itself serves the owned partitions. A
     /// partition's store can be open in only one of them at a time.
-    fn twin(&self) -> Arc<dyn TableRuntime>;
+    fn standby_handle(&self) -> Arc<dyn TableRuntime>;
 }
 
 /// A partition keeps its committed entries in memory up to this many keys; a larger one reads
 /// RocksDB for keys not in the write cache.
-pub const MIRROR_MAX_KEYS: usize = 100_000;
+pub const COMMITTED_COPY_MAX_KEYS: usize = 100_000;
 
 /// The committed entries of a partition, decoded, as the store holds them.
-enum Mirror<K, V> {
+enum CommittedCopy<K, V> {
     /// Not read yet (or dropped after a restore wrote the store directly).
     Unloaded,
     Loaded(BTreeMap<K, V>),
-    /// More than [`MIRROR_MAX_KEYS`]: the store is read instead.
+    /// More than [`COMMITTED_COPY_MAX_KEYS`]: the store is read instead.
     TooLarge,
 }
 
-struct Part<K, V> {
+struct Partition<K, V> {
     store: PartitionStore,
     /// Latest value per key since the last commit; `None` is a delete.
     dirty: FastMap<K, Option<V>>,
@@ -115,15 +116,15 @@ struct Part<K, V> {
     order: Vec<K>,
     /// The store reflects source offsets below this; writes from older records are ignored.
     stored_source: i64,
-    committed: Mirror<K, V>,
+    committed: CommittedCopy<K, V>,
 }
 
 /// Every entry of a table as (partition, key, value), sorted by key.
 pub type Entries<K, V> = Arc<Vec<(i32, K, V)>>;
 
 /// The partitions of a table, and what whole-table reads last returned.
-struct Parts<K, V> {
-    map: FastMap<i32, Part<K, V>>,
+struct Partitions<K, V> {
+    map: FastMap<i32, Partition<K, V>>,
     /// Bumped by every change of what [`Table::items`] returns.
     version: u64,
     /// [`Table::items`] as of `version`.
@@ -136,7 +137,7 @@ struct Inner<K, V> {
     source_topic: String,
     changelog_topic: String,
     dir: PathBuf,
-    parts: Mutex<Parts<K, V>>,
+    parts: Mutex<Partitions<K, V>>,
 }
 
 /// A typed table. Clones share the same state.
@@ -163,10 +164,10 @@ fn decode_error<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> std::result::R
         .map_err(|e| format!("{what} does not decode: {e}"))
 }
 
-impl<K, V> Parts<K, V> {
-    /// No partition open yet (a new table, or a table's twin).
+impl<K, V> Partitions<K, V> {
+    /// No partition open yet (a new table, or a table's standby handle).
     fn none_open() -> Mutex<Self> {
-        Mutex::new(Parts {
+        Mutex::new(Partitions {
             map: FastMap::default(),
             version: 0,
             snapshot: None,
@@ -186,12 +187,12 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 app_id: app_id.to_string(),
                 source_topic: spec.source_topic,
                 changelog_topic,
-                parts: Parts::none_open(),
+                parts: Partitions::none_open(),
             }),
         }
     }
 
-    fn parts(&self) -> MutexGuard<'_, Parts<K, V>> {
+    fn parts(&self) -> MutexGuard<'_, Partitions<K, V>> {
         // Nothing panics while holding this lock; a poisoned guard still holds consistent data.
         self.inner.parts.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -202,15 +203,15 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
 
     /// The committed entries of a partition, read from the store on first use; `None` when
     /// the partition is too large to keep in memory.
-    fn mirror<'a>(
+    fn committed_copy<'a>(
         store: &PartitionStore,
-        committed: &'a mut Mirror<K, V>,
+        committed: &'a mut CommittedCopy<K, V>,
     ) -> Result<Option<&'a mut BTreeMap<K, V>>> {
-        if let Mirror::Unloaded = committed {
+        if let CommittedCopy::Unloaded = committed {
             let mut map = BTreeMap::new();
             let mut too_large = false;
             for (kb, vb) in store.items()? {
-                if map.len() >= MIRROR_MAX_KEYS {
+                if map.len() >= COMMITTED_COPY_MAX_KEYS {
                     too_large = true;
                     break;
                 }
@@ -219,13 +220,13 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 }
             }
             *committed = if too_large {
-                Mirror::TooLarge
+                CommittedCopy::TooLarge
             } else {
-                Mirror::Loaded(map)
+                CommittedCopy::Loaded(map)
             };
         }
         Ok(match committed {
-            Mirror::Loaded(map) => Some(map),
+            CommittedCopy::Loaded(map) => Some(map),
             _ => None,
         })
     }
@@ -233,10 +234,10 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
     /// The committed value of `key` (ignoring the write cache).
     fn committed_value(
         store: &PartitionStore,
-        committed: &mut Mirror<K, V>,
+        committed: &mut CommittedCopy<K, V>,
         key: &K,
     ) -> Result<Option<V>> {
-        match Self::mirror(store, committed)? {
+        match Self::committed_copy(store, committed)? {
             Some(map) => Ok(map.get(key).cloned()),
             None => Ok(store
                 .get(&json::encode(key))?
@@ -244,7 +245,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
         }
     }
 
-    fn lookup(part: &mut Part<K, V>, key: &K) -> Result<Option<V>> {
+    fn lookup(part: &mut Partition<K, V>, key: &K) -> Result<Option<V>> {
         if let Some(v) = part.dirty.get(key) {
             return Ok(v.clone());
         }
@@ -309,7 +310,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
     }
 
     /// Read-modify-write of one key in the write cache, hashing the key once when it is there.
-    fn update_in(part: &mut Part<K, V>, key: K, f: impl FnOnce(Option<V>) -> V) -> Result<()> {
+    fn update_in(part: &mut Partition<K, V>, key: K, f: impl FnOnce(Option<V>) -> V) -> Result<()> {
         match part.dirty.entry(key) {
             Entry::Occupied(mut e) => {
                 let slot = e.get_mut();
@@ -326,9 +327,9 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
 
     fn part_mut<'a>(
         &self,
-        parts: &'a mut FastMap<i32, Part<K, V>>,
+        parts: &'a mut FastMap<i32, Partition<K, V>>,
         partition: i32,
-    ) -> Result<&'a mut Part<K, V>> {
+    ) -> Result<&'a mut Partition<K, V>> {
         parts
             .get_mut(&partition)
             .ok_or_else(|| StreamError::Changelog {
@@ -340,7 +341,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
             })
     }
 
-    fn set_dirty(part: &mut Part<K, V>, key: K, value: Option<V>) {
+    fn set_dirty(part: &mut Partition<K, V>, key: K, value: Option<V>) {
         match part.dirty.entry(key) {
             Entry::Occupied(mut e) => *e.get_mut() = value,
             Entry::Vacant(e) => {
@@ -384,19 +385,21 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
         }
     }
 
-    fn merged(part: &mut Part<K, V>) -> Result<Vec<(K, V)>> {
-        let mut merged: BTreeMap<K, V> = match Self::mirror(&part.store, &mut part.committed)? {
-            Some(map) => map.clone(),
-            None => {
-                let mut m = BTreeMap::new();
-                for (kb, vb) in part.store.items()? {
-                    if let (Some(k), Some(v)) = (decode_bytes::<K>(&kb), decode_bytes::<V>(&vb)) {
-                        m.insert(k, v);
+    fn merged(part: &mut Partition<K, V>) -> Result<Vec<(K, V)>> {
+        let mut merged: BTreeMap<K, V> =
+            match Self::committed_copy(&part.store, &mut part.committed)? {
+                Some(map) => map.clone(),
+                None => {
+                    let mut m = BTreeMap::new();
+                    for (kb, vb) in part.store.items()? {
+                        if let (Some(k), Some(v)) = (decode_bytes::<K>(&kb), decode_bytes::<V>(&vb))
+                        {
+                            m.insert(k, v);
+                        }
                     }
+                    m
                 }
-                m
-            }
-        };
+            };
         for (k, v) in &part.dirty {
             match v {
                 Some(v) => merged.insert(k.clone(), v.clone()),
@@ -434,166 +437,6 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
     /// Type-erased handle for the runtime.
     pub fn runtime(&self) -> Arc<dyn TableRuntime> {
         Arc::new(self.clone())
-    }
-}
-
-impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
-    fn name(&self) -> &str {
-        &self.inner.name
-    }
-
-    fn source_topic(&self) -> &str {
-        &self.inner.source_topic
-    }
-
-    fn changelog_topic(&self) -> &str {
-        &self.inner.changelog_topic
-    }
-
-    fn open_partition(&self, partition: i32, partitions: i32) -> Result<StoreOffsets> {
-        if let Some(part) = self.parts().map.get(&partition) {
-            return part.store.offsets();
-        }
-        let identity = StoreIdentity {
-            app_id: self.inner.app_id.clone(),
-            table: self.inner.name.clone(),
-            partition,
-            partitions,
-        };
-        // Opened without the table lock, so an assignment opens a table's partitions in
-        // parallel (RocksDB's own LOCK file refuses a second open of the same store).
-        let store = PartitionStore::open(&self.inner.dir.join(partition.to_string()), &identity)?;
-        let offsets = store.offsets()?;
-        let mut parts = self.parts();
-        if let Some(part) = parts.map.get(&partition) {
-            return part.store.offsets();
-        }
-        parts.map.insert(
-            partition,
-            Part {
-                store,
-                dirty: FastMap::default(),
-                order: Vec::new(),
-                stored_source: offsets.source.unwrap_or(0),
-                committed: Mirror::Unloaded,
-            },
-        );
-        parts.version += 1;
-        Ok(offsets)
-    }
-
-    fn offsets(&self, partition: i32) -> Result<StoreOffsets> {
-        let mut parts = self.parts();
-        self.part_mut(&mut parts.map, partition)?.store.offsets()
-    }
-
-    fn close_partition(&self, partition: i32) {
-        let mut parts = self.parts();
-        if parts.map.remove(&partition).is_some() {
-            parts.version += 1;
-        }
-    }
-
-    fn open_partitions(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self.parts().map.keys().copied().collect();
-        v.sort_unstable();
-        v
-    }
-
-    fn check_change(&self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), String> {
-        decode_error::<K>("key", key)?;
-        match value {
-            Some(v) => decode_error::<V>("value", v),
-            None => Ok(()),
-        }
-    }
-
-    fn restore_batch(
-        &self,
-        partition: i32,
-        changes: &[Change],
-        offsets: StoreOffsets,
-    ) -> Result<()> {
-        let mut parts = self.parts();
-        let parts = &mut *parts;
-        let part = self.part_mut(&mut parts.map, partition)?;
-        part.store.commit(changes, offsets)?;
-        if !changes.is_empty() {
-            // Written behind the mirror's back: read the store again when next needed.
-            part.committed = Mirror::Unloaded;
-        }
-        if let Some(s) = offsets.source {
-            part.stored_source = s;
-        }
-        parts.version += 1;
-        Ok(())
-    }
-
-    fn pending(&self, partition: i32) -> Vec<Change> {
-        let parts = self.parts();
-        let Some(part) = parts.map.get(&partition) else {
-            return Vec::new();
-        };
-        part.order
-            .iter()
-            .filter_map(|k| {
-                part.dirty
-                    .get(k)
-                    .map(|v| (json::encode(k), v.as_ref().map(|v| json::encode(v))))
-            })
-            .collect()
-    }
-
-    fn commit_partition(
-        &self,
-        partition: i32,
-        changes: &[Change],
-        offsets: StoreOffsets,
-    ) -> Result<()> {
-        let mut parts = self.parts();
-        let parts = &mut *parts;
-        let part = self.part_mut(&mut parts.map, partition)?;
-        part.store.commit(changes, offsets)?;
-        // `changes` are the cache's entries serialized (nothing wrote in between), so the
-        // mirror takes the cached values as they are.
-        let mut too_large = false;
-        if let Mirror::Loaded(map) = &mut part.committed {
-            for (k, v) in part.dirty.drain() {
-                match v {
-                    Some(v) => map.insert(k, v),
-                    None => map.remove(&k),
-                };
-            }
-            too_large = map.len() > MIRROR_MAX_KEYS;
-        }
-        if too_large {
-            part.committed = Mirror::TooLarge;
-        }
-        part.dirty.clear();
-        part.order.clear();
-        if let Some(s) = offsets.source {
-            part.stored_source = s;
-        }
-        parts.version += 1;
-        Ok(())
-    }
-
-    fn twin(&self) -> Arc<dyn TableRuntime> {
-        let i = &self.inner;
-        Arc::new(Table::<K, V> {
-            inner: Arc::new(Inner {
-                name: i.name.clone(),
-                app_id: i.app_id.clone(),
-                source_topic: i.source_topic.clone(),
-                changelog_topic: i.changelog_topic.clone(),
-                dir: i.dir.clone(),
-                parts: Parts::none_open(),
-            }),
-        })
-    }
-
-    fn entry_count(&self) -> usize {
-        self.items_shared().map(|v| v.len()).unwrap_or(0)
     }
 }
 
