@@ -1,6 +1,6 @@
 //! The CTA worker (exactly as `transit::build_worker` declares it) run as a task, with the
 //! probes the benchmarks wait on: readiness (`Status::recovering` false and a non-empty
-//! assignment, as src/stream/sensor.rs reports), the turnstile total, and the source offsets
+//! assignment, as crates/stream/src/sensor.rs reports), the turnstile total, and the source offsets
 //! stored durably with the table data.
 
 use crate::{BenchError, Result};
