@@ -16,8 +16,10 @@ if ! command -v noida-db >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check noida-db
   hash -r
 fi
-cargo fmt --check
-cargo clippy --release --all-targets -- -D warnings
-cargo test --release
+# Every crate of the workspace: the application, the stream core (crates/stream) and the
+# benchmarks (crates/bench).
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace
 # Exit code 1 when the turnstile table's counts differ from the produced counts.
 cargo run --release --bin bench -- throughput --records 50000

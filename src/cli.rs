@@ -388,7 +388,7 @@ pub enum ProcessingGuarantee {
     ExactlyOnce,
 }
 
-impl From<ProcessingGuarantee> for crate::stream::sink::Guarantee {
+impl From<ProcessingGuarantee> for crate::stream::Guarantee {
     fn from(g: ProcessingGuarantee) -> Self {
         match g {
             ProcessingGuarantee::AtLeastOnce => Self::AtLeastOnce,

@@ -9,7 +9,7 @@ use crate::integrations::postgres::{PostgresError, StationsDb};
 use crate::integrations::rest_proxy::{RestProxyError, RestProxyTopic};
 use crate::platform::{Platform, PlatformError};
 use crate::stream::kafka::{ensure_topics, TopicSpec};
-use crate::stream::sink::Guarantee;
+use crate::stream::Guarantee;
 use crate::stream::{AppConfig, KafkaConfig, RegistryConfig, Shutdown, StreamError};
 use crate::transit::simulation::{self, SimConfig, SimError, SimHooks, SimReport};
 use crate::transit::stations::Dataset;

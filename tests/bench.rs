@@ -6,13 +6,13 @@
 mod common;
 
 use common::{count_turnstile, TestEnv};
-use cta_stream::bench::env::BrokerChoice;
-use cta_stream::bench::recovery::{self, Build, RecoveryOptions};
-use cta_stream::bench::throughput::{self, ThroughputOptions};
-use cta_stream::bench::workload::counts_checksum;
-use cta_stream::bench::BenchError;
 use cta_stream::platform::Platform;
 use cta_stream::stream::{KafkaConfig, RegistryConfig};
+use cta_stream_bench::env::BrokerChoice;
+use cta_stream_bench::recovery::{self, Build, RecoveryOptions};
+use cta_stream_bench::throughput::{self, ThroughputOptions};
+use cta_stream_bench::workload::counts_checksum;
+use cta_stream_bench::BenchError;
 use std::time::Duration;
 
 /// Always a private embedded platform: the benchmark needs an empty turnstile topic.
@@ -110,7 +110,7 @@ async fn recovery_restores_exact_counts_from_a_seeded_changelog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_run_counts_every_round_exactly() {
-    use cta_stream::bench::memory::{self, MemoryOptions};
+    use cta_stream_bench::memory::{self, MemoryOptions};
     let env = own_platform().await;
     let choice = BrokerChoice::External {
         kafka: env.kafka.clone(),

@@ -12,8 +12,8 @@
 mod common;
 
 use common::*;
-use cta_stream::stream::shutdown::GRACEFUL_DEADLINE;
 use cta_stream::stream::table::store::{PartitionStore, StoreIdentity};
+use cta_stream::stream::GRACEFUL_DEADLINE;
 use cta_stream::transit::models::topics;
 use rand::SeedableRng;
 use std::collections::BTreeMap;

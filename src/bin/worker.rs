@@ -79,7 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cta_stream::runner::reset_state(&cli.worker.data_dir, &cli.worker.app_id)?;
             }
             let shutdown = Shutdown::new();
-            shutdown.trigger_on_signals_within(cta_stream::stream::shutdown::GRACEFUL_DEADLINE);
+            shutdown.trigger_on_signals_within(cta_stream::stream::GRACEFUL_DEADLINE);
             run_worker_with(
                 cli.worker.options(),
                 kafka,

@@ -7,7 +7,7 @@ use crate::stream::codec::json;
 use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table, WindowedTable};
 use crate::transit::lines::Line;
 use crate::transit::models::*;
-use crate::transit::queries::TurnstileSource;
+use crate::transit::source::TurnstileSource;
 use crate::transit::stations::ConnectStationRow;
 use std::sync::Arc;
 

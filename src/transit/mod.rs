@@ -7,6 +7,7 @@ pub mod lines;
 pub mod models;
 pub mod queries;
 pub mod simulation;
+pub mod source;
 pub mod stations;
 
 use crate::stream::{App, AppConfig, AvroDecoder, RegistryConfig, Result, TableSpec, Windows};

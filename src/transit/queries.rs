@@ -7,10 +7,11 @@
 //! (`crate::web::cluster`) read whichever is in use, so the API looks the same.
 
 use crate::stream::WindowedTable;
-use crate::stream::{Result, StatusSnapshot, StreamError};
+use crate::stream::{Result, StatusSnapshot};
 use crate::transit::agents::{TransitTables, TurnstileCounts, WEATHER_KEY};
 use crate::transit::lines::Line;
 use crate::transit::models::{TrainSighting, TurnstileSummary, WeatherReading, WindowCount};
+pub use crate::transit::source::{QueryError, TurnstileSource};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -52,31 +53,6 @@ pub struct TransitStatus {
     pub latest_hour: Option<i64>,
     pub worker: StatusSnapshot,
 }
-
-/// Why a query failed.
-#[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    /// The worker's own state store.
-    #[error(transparent)]
-    Store(#[from] StreamError),
-    /// The outside source of the turnstile counts (ksqlDB); the message names it.
-    #[error("{0}")]
-    Source(String),
-}
-
-/// Per-station turnstile counts kept outside the worker (ksqlDB's TURNSTILE_SUMMARY), for the
-/// whole app.
-pub trait TurnstileSource: Send + Sync {
-    /// Every station's count.
-    fn all(&self) -> BoxFuture<'_, std::result::Result<Vec<TurnstileSummary>, QueryError>>;
-    /// One station's count; `None` when the station has no entries.
-    fn one(
-        &self,
-        station_id: i32,
-    ) -> BoxFuture<'_, std::result::Result<Option<TurnstileSummary>, QueryError>>;
-}
-
-type BoxFuture<'a, T> = futures::future::BoxFuture<'a, T>;
 
 fn latest(a: Option<TrainSighting>, b: TrainSighting) -> Option<TrainSighting> {
     match a {

@@ -16,7 +16,7 @@
 //! partition has no checkpoint yet.
 
 use crate::stream::table::TableRuntime;
-use crate::stream::{KafkaConfig, Status};
+use crate::stream::{KafkaConfig, Status, StatusSnapshot};
 use crate::transit::agents::{TransitTables, TurnstileCounts};
 use crate::web::routes::{RouteLabel, UNMATCHED};
 use prometheus::proto::MetricFamily;
@@ -122,34 +122,20 @@ impl Metrics {
         Ok(prometheus::TextEncoder::new().encode_to_string(&families)?)
     }
 
+    /// The series read at scrape time (see the module doc), in one registry per scrape.
     fn runtime_families(&self) -> Result<Vec<MetricFamily>, MetricsError> {
         let reg = Registry::new();
         let snap = self.status.snapshot();
+        register_per_topic(&reg, &snap)?;
+        reg.register(Box::new(self.lag_gauges()?))?;
+        reg.register(Box::new(self.table_entries()?))?;
+        register_progress(&reg, &snap)?;
+        register_arrival_checks(&reg, &self.tables.arrival_checks)?;
+        Ok(reg.gather())
+    }
 
-        let consumed = IntCounterVec::new(
-            Opts::new(
-                "cta_records_consumed_total",
-                "Records the worker consumed, per source topic",
-            ),
-            &["topic"],
-        )?;
-        for (t, n) in &snap.consumed_per_topic {
-            consumed.with_label_values(&[t]).inc_by(*n);
-        }
-        reg.register(Box::new(consumed))?;
-
-        let produced = IntCounterVec::new(
-            Opts::new(
-                "cta_records_produced_total",
-                "Records the worker produced, per topic (table changelogs, dead-letter topics)",
-            ),
-            &["topic"],
-        )?;
-        for (t, n) in &snap.produced_per_topic {
-            produced.with_label_values(&[t]).inc_by(*n);
-        }
-        reg.register(Box::new(produced))?;
-
+    /// Consumer lag per assigned source partition.
+    fn lag_gauges(&self) -> Result<IntGaugeVec, prometheus::Error> {
         let lag = IntGaugeVec::new(
             Opts::new(
                 "cta_consumer_lag",
@@ -161,8 +147,11 @@ impl Metrics {
             lag.with_label_values(&[topic.as_str(), &partition.to_string()])
                 .set(n);
         }
-        reg.register(Box::new(lag))?;
+        Ok(lag)
+    }
 
+    /// Keys per table on this worker.
+    fn table_entries(&self) -> Result<IntGaugeVec, prometheus::Error> {
         let entries = IntGaugeVec::new(
             Opts::new(
                 "cta_table_entries",
@@ -182,80 +171,7 @@ impl Metrics {
         for (name, n) in sizes {
             entries.with_label_values(&[name]).set(n as i64);
         }
-        reg.register(Box::new(entries))?;
-
-        let gauge = |name: &str, help: &str, v: i64| -> Result<IntGauge, prometheus::Error> {
-            let g = IntGauge::new(name, help)?;
-            g.set(v);
-            Ok(g)
-        };
-        let counter = |name: &str, help: &str, v: u64| -> Result<IntCounter, prometheus::Error> {
-            let c = IntCounter::new(name, help)?;
-            c.inc_by(v);
-            Ok(c)
-        };
-        reg.register(Box::new(gauge(
-            "cta_restore_done_records",
-            "Changelog records restored into tables so far",
-            snap.restore_done as i64,
-        )?))?;
-        reg.register(Box::new(gauge(
-            "cta_restore_total_records",
-            "Changelog records to restore, as known so far",
-            snap.restore_total as i64,
-        )?))?;
-        reg.register(Box::new(gauge(
-            "cta_recovering",
-            "1 while tables are being restored from their changelogs",
-            i64::from(snap.recovering),
-        )?))?;
-        reg.register(Box::new(gauge(
-            "cta_worker_running",
-            "1 while the worker's poll loop runs",
-            i64::from(snap.running),
-        )?))?;
-        reg.register(Box::new(gauge(
-            "cta_brokers_unreachable",
-            "1 while the brokers do not answer (the tables are stale)",
-            i64::from(snap.stale),
-        )?))?;
-        reg.register(Box::new(gauge(
-            "cta_last_commit_timestamp_seconds",
-            "Unix time of the last checkpoint (0: none yet)",
-            snap.last_commit_ms / 1000,
-        )?))?;
-        let checks = &self.tables.arrival_checks;
-        reg.register(Box::new(counter(
-            "cta_arrivals_without_previous_total",
-            "Arrivals without prev_station_id / prev_direction (the train is placed, nothing cleared)",
-            checks.without_previous.load(std::sync::atomic::Ordering::Relaxed),
-        )?))?;
-        reg.register(Box::new(counter(
-            "cta_arrivals_first_seen_total",
-            "Arrivals of a train with no earlier sighting in this worker's partitions",
-            checks.first_seen.load(std::sync::atomic::Ordering::Relaxed),
-        )?))?;
-        reg.register(Box::new(counter(
-            "cta_changelog_records_skipped_total",
-            "Changelog records a restore skipped (no key, or key or value not of the table)",
-            snap.changelog_skipped,
-        )?))?;
-        reg.register(Box::new(counter(
-            "cta_decode_errors_total",
-            "Records that could not be decoded or were out of range (skipped)",
-            snap.decode_errors,
-        )?))?;
-        reg.register(Box::new(counter(
-            "cta_dead_lettered_total",
-            "Skipped records sent to a dead-letter topic",
-            snap.dead_lettered,
-        )?))?;
-        reg.register(Box::new(counter(
-            "cta_commits_total",
-            "Checkpoints completed (changelog flushed, stores written, offsets committed)",
-            snap.commits,
-        )?))?;
-        Ok(reg.gather())
+        Ok(entries)
     }
 
     /// Lag per assigned partition, skipping partitions whose watermarks cannot be read within
@@ -305,4 +221,122 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Records consumed and produced, per topic.
+fn register_per_topic(reg: &Registry, snap: &StatusSnapshot) -> Result<(), prometheus::Error> {
+    let consumed = IntCounterVec::new(
+        Opts::new(
+            "cta_records_consumed_total",
+            "Records the worker consumed, per source topic",
+        ),
+        &["topic"],
+    )?;
+    for (t, n) in &snap.consumed_per_topic {
+        consumed.with_label_values(&[t]).inc_by(*n);
+    }
+    reg.register(Box::new(consumed))?;
+
+    let produced = IntCounterVec::new(
+        Opts::new(
+            "cta_records_produced_total",
+            "Records the worker produced, per topic (table changelogs, dead-letter topics)",
+        ),
+        &["topic"],
+    )?;
+    for (t, n) in &snap.produced_per_topic {
+        produced.with_label_values(&[t]).inc_by(*n);
+    }
+    reg.register(Box::new(produced))?;
+    Ok(())
+}
+
+/// How often arrivals placed a train without confirming where it came from.
+fn register_arrival_checks(
+    reg: &Registry,
+    checks: &crate::transit::agents::ArrivalChecks,
+) -> Result<(), prometheus::Error> {
+    use std::sync::atomic::Ordering::Relaxed;
+    for (name, help, v) in [
+        (
+            "cta_arrivals_without_previous_total",
+            "Arrivals without prev_station_id / prev_direction (the train is placed, nothing cleared)",
+            checks.without_previous.load(Relaxed),
+        ),
+        (
+            "cta_arrivals_first_seen_total",
+            "Arrivals of a train with no earlier sighting in this worker's partitions",
+            checks.first_seen.load(Relaxed),
+        ),
+    ] {
+        let c = IntCounter::new(name, help)?;
+        c.inc_by(v);
+        reg.register(Box::new(c))?;
+    }
+    Ok(())
+}
+
+/// Restore progress, run state, last checkpoint and the record and checkpoint counters.
+fn register_progress(reg: &Registry, snap: &StatusSnapshot) -> Result<(), prometheus::Error> {
+    let gauge = |name: &str, help: &str, v: i64| -> Result<IntGauge, prometheus::Error> {
+        let g = IntGauge::new(name, help)?;
+        g.set(v);
+        Ok(g)
+    };
+    let counter = |name: &str, help: &str, v: u64| -> Result<IntCounter, prometheus::Error> {
+        let c = IntCounter::new(name, help)?;
+        c.inc_by(v);
+        Ok(c)
+    };
+    reg.register(Box::new(gauge(
+        "cta_restore_done_records",
+        "Changelog records restored into tables so far",
+        snap.restore_done as i64,
+    )?))?;
+    reg.register(Box::new(gauge(
+        "cta_restore_total_records",
+        "Changelog records to restore, as known so far",
+        snap.restore_total as i64,
+    )?))?;
+    reg.register(Box::new(gauge(
+        "cta_recovering",
+        "1 while tables are being restored from their changelogs",
+        i64::from(snap.recovering),
+    )?))?;
+    reg.register(Box::new(gauge(
+        "cta_worker_running",
+        "1 while the worker's poll loop runs",
+        i64::from(snap.running),
+    )?))?;
+    reg.register(Box::new(gauge(
+        "cta_brokers_unreachable",
+        "1 while the brokers do not answer (the tables are stale)",
+        i64::from(snap.stale),
+    )?))?;
+    reg.register(Box::new(gauge(
+        "cta_last_commit_timestamp_seconds",
+        "Unix time of the last checkpoint (0: none yet)",
+        snap.last_commit_ms / 1000,
+    )?))?;
+    reg.register(Box::new(counter(
+        "cta_changelog_records_skipped_total",
+        "Changelog records a restore skipped (no key, or key or value not of the table)",
+        snap.changelog_skipped,
+    )?))?;
+    reg.register(Box::new(counter(
+        "cta_decode_errors_total",
+        "Records that could not be decoded or were out of range (skipped)",
+        snap.decode_errors,
+    )?))?;
+    reg.register(Box::new(counter(
+        "cta_dead_lettered_total",
+        "Skipped records sent to a dead-letter topic",
+        snap.dead_lettered,
+    )?))?;
+    reg.register(Box::new(counter(
+        "cta_commits_total",
+        "Checkpoints completed (changelog flushed, stores written, offsets committed)",
+        snap.commits,
+    )?))?;
+    Ok(())
 }

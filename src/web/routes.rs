@@ -115,16 +115,48 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     r
 }
 
+/// Every route, in the order they are tried, and the JSON answer for what none takes.
 pub fn routes(
     state: WebState,
     shutdown: Shutdown,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
-    let with_state = warp::any().map(move || state.clone());
-    let scope = warp::query::<Scope>();
+    page(state.clone())
+        .or(turnstile_all(state.clone()))
+        .unify()
+        .or(windowed(state.clone()))
+        .unify()
+        .or(turnstile_one(state.clone()))
+        .unify()
+        .or(status(state.clone()))
+        .unify()
+        .or(events(state.clone(), shutdown))
+        .unify()
+        .or(metrics(state))
+        .unify()
+        .or(health())
+        .unify()
+        .or(style())
+        .unify()
+        .or(live())
+        .unify()
+        .recover(
+            |r: Rejection| async move { Ok::<Response, std::convert::Infallible>(rejection(r)) },
+        )
+        .unify()
+}
 
-    let page = warp::path::end()
+fn with_state(
+    state: &WebState,
+) -> impl Filter<Extract = (WebState,), Error = std::convert::Infallible> + Clone {
+    let state = state.clone();
+    warp::any().map(move || state.clone())
+}
+
+/// `GET /`: the status page.
+fn page(state: WebState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path::end()
         .and(warp::get())
-        .and(with_state.clone())
+        .and(with_state(&state))
         .then(|s: WebState| async move {
             let r = match cluster::status(&s, false).await {
                 Ok(st) => match StatusPage::from_status(&st).render() {
@@ -134,12 +166,15 @@ pub fn routes(
                 Err(e) => unavailable(e),
             };
             labeled("/", r)
-        });
+        })
+}
 
-    let turnstile_all = warp::path!("api" / "turnstile")
+/// `GET /api/turnstile`: every station's count.
+fn turnstile_all(state: WebState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "turnstile")
         .and(warp::get())
-        .and(scope)
-        .and(with_state.clone())
+        .and(warp::query::<Scope>())
+        .and(with_state(&state))
         .then(|q: Scope, s: WebState| async move {
             let r = match recovering(&s) {
                 Some(r) => r,
@@ -149,13 +184,16 @@ pub fn routes(
                 },
             };
             labeled("/api/turnstile", r)
-        });
+        })
+}
 
-    let windowed = warp::path!("api" / "turnstile" / String / ..)
+/// `GET /api/turnstile/{hourly,recent}[/{station_id}]`: windowed counts.
+fn windowed(state: WebState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "turnstile" / String / ..)
         .and(warp::path::tail())
         .and(warp::get())
-        .and(scope)
-        .and(with_state.clone())
+        .and(warp::query::<Scope>())
+        .and(with_state(&state))
         .and_then(
             |kind: String, tail: warp::path::Tail, q: Scope, s: WebState| async move {
                 let (window, label) = match kind.as_str() {
@@ -179,12 +217,15 @@ pub fn routes(
                 };
                 Ok(labeled(label, r))
             },
-        );
+        )
+}
 
-    let turnstile_one = warp::path!("api" / "turnstile" / String)
+/// `GET /api/turnstile/{station_id}`: one station's count.
+fn turnstile_one(state: WebState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "turnstile" / String)
         .and(warp::get())
-        .and(scope)
-        .and(with_state.clone())
+        .and(warp::query::<Scope>())
+        .and(with_state(&state))
         .then(|id: String, q: Scope, s: WebState| async move {
             let r = match (id.parse::<i32>(), recovering(&s)) {
                 (Err(_), _) => bad_station(),
@@ -201,33 +242,45 @@ pub fn routes(
                 },
             };
             labeled("/api/turnstile/:station_id", r)
-        });
+        })
+}
 
-    let status = warp::path!("api" / "status")
+/// `GET /api/status`: everything the page shows.
+fn status(state: WebState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "status")
         .and(warp::get())
-        .and(scope)
-        .and(with_state.clone())
+        .and(warp::query::<Scope>())
+        .and(with_state(&state))
         .then(|q: Scope, s: WebState| async move {
             let r = match cluster::status(&s, q.local()).await {
                 Ok(st) => json_ok(&st),
                 Err(e) => unavailable(e),
             };
             labeled("/api/status", r)
-        });
+        })
+}
 
-    let events = warp::path!("api" / "events")
+/// `GET /api/events`: the page as Server-Sent Events.
+fn events(
+    state: WebState,
+    shutdown: Shutdown,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "events")
         .and(warp::get())
-        .and(with_state.clone())
+        .and(with_state(&state))
         .map(move |s: WebState| {
             labeled(
                 "/api/events",
                 crate::web::events::reply(s, shutdown.clone()),
             )
-        });
+        })
+}
 
-    let metrics = warp::path!("metrics")
+/// `GET /metrics`: Prometheus text format.
+fn metrics(state: WebState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("metrics")
         .and(warp::get())
-        .and(with_state.clone())
+        .and(with_state(&state))
         .then(|s: WebState| async move {
             let rendered = tokio::task::spawn_blocking(move || s.metrics.render()).await;
             let r = match rendered {
@@ -236,50 +289,36 @@ pub fn routes(
                 Err(e) => internal(e),
             };
             labeled("/metrics", r)
-        });
+        })
+}
 
-    let health = warp::path!("health")
+/// `GET /health`.
+fn health() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("health")
         .and(warp::get())
-        .map(|| labeled("/health", warp::reply::html("ok").into_response()));
+        .map(|| labeled("/health", warp::reply::html("ok").into_response()))
+}
 
-    let style = warp::path!("static" / "style.css")
+/// `GET /static/style.css`.
+fn style() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("static" / "style.css")
         .and(warp::get())
         .map(|| {
             labeled(
                 "/static/style.css",
                 asset(STYLE_CSS, "text/css; charset=utf-8"),
             )
-        });
+        })
+}
 
-    let live = warp::path!("static" / "live.js").and(warp::get()).map(|| {
+/// `GET /static/live.js`.
+fn live() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("static" / "live.js").and(warp::get()).map(|| {
         labeled(
             "/static/live.js",
             asset(LIVE_JS, "text/javascript; charset=utf-8"),
         )
-    });
-
-    page.or(turnstile_all)
-        .unify()
-        .or(windowed)
-        .unify()
-        .or(turnstile_one)
-        .unify()
-        .or(status)
-        .unify()
-        .or(events)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(health)
-        .unify()
-        .or(style)
-        .unify()
-        .or(live)
-        .unify()
-        .recover(
-            |r: Rejection| async move { Ok::<Response, std::convert::Infallible>(rejection(r)) },
-        )
-        .unify()
+    })
 }
 
 fn asset_owned(body: String, content_type: &'static str) -> Response {

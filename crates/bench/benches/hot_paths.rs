@@ -1,0 +1,365 @@
+//! Criterion benches of the worker's and the web layer's hot paths (see BENCHMARKS.md):
+//! Avro decode (the core's decoder and its apache-avro steps), table update and the store part
+//! of a checkpoint, changelog encoding, the status page and the JSON API.
+//!
+//! `Table::new` is crate-private, so tables come from `App::table` (which only creates the
+//! handle; nothing connects to Kafka) and partitions are opened through the public
+//! `TableRuntime` trait.
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::Schema;
+use askama::Template;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use cta_stream::platform::Platform;
+use cta_stream::stream::codec::confluent::SubjectSchema;
+use cta_stream::stream::codec::json;
+use cta_stream::stream::table::store::StoreOffsets;
+use cta_stream::stream::table::TableRuntime;
+use cta_stream::stream::{
+    App, AppConfig, AvroDecoder, AvroEncoder, KafkaConfig, Record, RegistryConfig, Status,
+    TableSpec,
+};
+use cta_stream::transit::agents::{TransitTables, TurnstileCounts};
+use cta_stream::transit::models::{
+    schemas, topics, Arrival, Station, StationKey, TurnstileEntry, TurnstileSummary,
+};
+use cta_stream::transit::stations::Dataset;
+use cta_stream::web::templates::StatusPage;
+use cta_stream_bench::fixtures;
+use std::time::{Duration, Instant};
+
+fn record(partition: i32, offset: i64) -> Record<'static> {
+    Record {
+        topic: "bench",
+        partition,
+        offset,
+        timestamp: Some(1_795_500_000_000),
+        key: None,
+        payload: None,
+    }
+}
+
+fn avro(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let platform = rt
+        .block_on(Platform::start("127.0.0.1:0".parse().expect("addr"), None))
+        .expect("embedded platform");
+    let registry = RegistryConfig::new(platform.registry_url.clone());
+    let encoder = AvroEncoder::new(&registry).expect("encoder");
+    let ts_schema =
+        SubjectSchema::new(topics::TURNSTILE, false, schemas::TURNSTILE_VALUE).expect("schema");
+    let ar_schema =
+        SubjectSchema::new(topics::ARRIVALS, false, schemas::ARRIVAL_VALUE).expect("schema");
+    let turnstile = rt
+        .block_on(encoder.encode(&fixtures::sample_turnstile_entry(), &ts_schema))
+        .expect("encode");
+    let arrival = rt
+        .block_on(encoder.encode(&fixtures::sample_arrival(), &ar_schema))
+        .expect("encode");
+    let decoder = {
+        let _g = rt.enter();
+        AvroDecoder::new(&registry).expect("decoder")
+    };
+    // Fill the decoder's schema cache (outside the runtime: a miss blocks on it).
+    let _: TurnstileEntry = decoder.decode(Some(&turnstile)).expect("decode");
+    let _: Arrival = decoder.decode(Some(&arrival)).expect("decode");
+
+    let mut g = c.benchmark_group("avro_decode");
+    g.bench_function("AvroDecoder::decode turnstile", |b| {
+        b.iter(|| {
+            let v: TurnstileEntry = decoder.decode(Some(black_box(&turnstile))).expect("decode");
+            v
+        })
+    });
+    g.bench_function("AvroDecoder::decode arrival", |b| {
+        b.iter(|| {
+            let v: Arrival = decoder.decode(Some(black_box(&arrival))).expect("decode");
+            v
+        })
+    });
+    // The steps inside AvroDecoder::decode, for the turnstile record.
+    let schema = Schema::parse_str(schemas::TURNSTILE_VALUE).expect("schema");
+    let body = &turnstile[5..];
+    g.bench_function("step: GenericDatumReader build (once per schema id)", |b| {
+        b.iter(|| {
+            GenericDatumReader::builder(black_box(&schema))
+                .build()
+                .expect("reader")
+        })
+    });
+    let reader = GenericDatumReader::builder(&schema)
+        .build()
+        .expect("reader");
+    g.bench_function("step: read_value with a built reader", |b| {
+        b.iter(|| {
+            let mut r = black_box(body);
+            reader.read_value(&mut r).expect("read")
+        })
+    });
+    let value = reader.read_value(&mut &body[..]).expect("read");
+    g.bench_function("step: from_value into TurnstileEntry", |b| {
+        b.iter(|| apache_avro::from_value::<TurnstileEntry>(black_box(&value)).expect("from"))
+    });
+    g.finish();
+    rt.block_on(platform.stop());
+}
+
+/// The worker's tables in a scratch dir, with all four partitions open.
+fn tables(dir: &std::path::Path) -> TransitTables {
+    let config = AppConfig::new("bench", KafkaConfig::new("127.0.0.1:9"), dir);
+    let mut app = App::new(config);
+    let spec = |name: &str| TableSpec {
+        name: name.to_string(),
+        source_topic: format!("bench-{name}"),
+        changelog_topic: None,
+    };
+    let t = TransitTables {
+        stations: app.table(spec("stations")),
+        trains: app.table(spec("train-positions")),
+        turnstile: TurnstileCounts::Native(app.table(spec("turnstile-summary"))),
+        turnstile_hourly: app.windowed_table(
+            spec("turnstile-hourly"),
+            cta_stream::stream::Windows::tumbling(std::time::Duration::from_secs(3600)),
+        ),
+        turnstile_recent: app.windowed_table(
+            spec("turnstile-recent"),
+            cta_stream::stream::Windows::hopping(
+                std::time::Duration::from_secs(900),
+                std::time::Duration::from_secs(300),
+            ),
+        ),
+        weather: app.table(spec("weather")),
+        arrival_checks: Default::default(),
+    };
+    for p in 0..4 {
+        TableRuntime::open_partition(&t.stations, p, 4).expect("open");
+        TableRuntime::open_partition(&t.trains, p, 4).expect("open");
+        TableRuntime::open_partition(summary(&t), p, 4).expect("open");
+        TableRuntime::open_partition(&t.weather, p, 4).expect("open");
+    }
+    t
+}
+
+/// The turnstile summary table of [`tables`].
+fn summary(t: &TransitTables) -> &cta_stream::stream::Table<i32, TurnstileSummary> {
+    t.turnstile
+        .native()
+        .expect("the bench tables count natively")
+}
+
+fn commit_all<R: TableRuntime>(t: &R, offset: i64) {
+    for p in t.open_partitions() {
+        let changes = t.pending(p);
+        t.commit_partition(
+            p,
+            &changes,
+            StoreOffsets {
+                source: Some(offset),
+                changelog: None,
+            },
+        )
+        .expect("commit");
+    }
+}
+
+/// Fills the tables with what a simulated day leaves in them (every station, a train at most
+/// platforms, all turnstile counts), committed to RocksDB.
+fn populate(t: &TransitTables, ds: &Dataset) {
+    let status = fixtures::full_status(ds);
+    let mut i = 0i64;
+    for line in &status.lines {
+        for s in &line.stations {
+            let p = (s.station_id % 4).abs();
+            let r = record(p, i);
+            i += 1;
+            let key = StationKey {
+                line: line.line.as_str().to_string(),
+                station_id: s.station_id,
+            };
+            let st = Station {
+                station_id: s.station_id,
+                station_name: s.station_name.clone(),
+                order: s.order,
+                line: key.line.clone(),
+            };
+            t.stations.put(&r, key, st).expect("put");
+        }
+        for tr in &line.trains {
+            let r = record(1, i);
+            i += 1;
+            t.trains
+                .put(&r, tr.train_id.clone(), tr.clone())
+                .expect("put");
+        }
+    }
+    for row in fixtures::turnstile_rows(ds) {
+        let r = record((row.station_id % 4).abs(), i);
+        i += 1;
+        summary(t).put(&r, row.station_id, row).expect("put");
+    }
+    if let Some(w) = status.weather {
+        t.weather
+            .put(&record(0, i), "latest".to_string(), w)
+            .expect("put");
+    }
+    commit_all(&t.stations, i + 1);
+    commit_all(&t.trains, i + 1);
+    commit_all(summary(t), i + 1);
+    commit_all(&t.weather, i + 1);
+}
+
+fn table(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = tables(dir.path());
+    let ids: Vec<i32> = fixtures::turnstile_rows(&Dataset::builtin())
+        .iter()
+        .map(|r| r.station_id)
+        .filter(|id| id % 4 == 0)
+        .collect();
+    let mut g = c.benchmark_group("table");
+    let mut offset = 1i64;
+    g.bench_function("update: key in the write cache", |b| {
+        b.iter(|| {
+            offset += 1;
+            let id = ids[(offset as usize) % ids.len()];
+            summary(&t)
+                .update(&record(0, offset), id, |old| TurnstileSummary {
+                    station_id: id,
+                    count: old.map_or(0, |o| o.count) + 1,
+                })
+                .expect("update")
+        })
+    });
+    g.bench_function("update: first after a checkpoint (RocksDB read)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                commit_all(summary(&t), offset);
+                offset += 1;
+                let id = ids[(offset as usize) % ids.len()];
+                let r = record(0, offset);
+                let began = Instant::now();
+                summary(&t)
+                    .update(&r, id, |old| TurnstileSummary {
+                        station_id: id,
+                        count: old.map_or(0, |o| o.count) + 1,
+                    })
+                    .expect("update");
+                total += began.elapsed();
+            }
+            total
+        })
+    });
+    g.bench_function(
+        format!(
+            "checkpoint store part: pending + commit of {} keys",
+            ids.len()
+        ),
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    for &id in &ids {
+                        offset += 1;
+                        summary(&t)
+                            .update(&record(0, offset), id, |old| TurnstileSummary {
+                                station_id: id,
+                                count: old.map_or(0, |o| o.count) + 1,
+                            })
+                            .expect("update");
+                    }
+                    let began = Instant::now();
+                    let changes = TableRuntime::pending(summary(&t), 0);
+                    TableRuntime::commit_partition(
+                        summary(&t),
+                        0,
+                        &changes,
+                        StoreOffsets {
+                            source: Some(offset + 1),
+                            changelog: Some(offset),
+                        },
+                    )
+                    .expect("commit");
+                    total += began.elapsed();
+                }
+                total
+            })
+        },
+    );
+    g.finish();
+}
+
+fn changelog(c: &mut Criterion) {
+    let rows = fixtures::turnstile_rows(&Dataset::builtin());
+    let mut g = c.benchmark_group("changelog_encode");
+    g.bench_function(
+        format!("serde_json key+value of {} summaries", rows.len()),
+        |b| {
+            b.iter(|| {
+                black_box(&rows)
+                    .iter()
+                    .map(|r| (json::encode(&r.station_id), Some(json::encode(r))))
+                    .collect::<Vec<_>>()
+            })
+        },
+    );
+    g.finish();
+}
+
+fn web(c: &mut Criterion) {
+    let ds = Dataset::builtin();
+    let status = fixtures::full_status(&ds);
+    let rows = fixtures::turnstile_rows(&ds);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = tables(dir.path());
+    populate(&t, &ds);
+    let snapshot = Status::default().snapshot();
+
+    let mut g = c.benchmark_group("web");
+    g.bench_function(
+        "page: StatusPage::from_status + render (all stations)",
+        |b| {
+            b.iter(|| {
+                StatusPage::from_status(black_box(&status))
+                    .render()
+                    .expect("render")
+            })
+        },
+    );
+    g.bench_function("page: TransitTables::status (query behind GET /)", |b| {
+        b.iter(|| t.status(snapshot.clone()).expect("status"))
+    });
+    g.bench_function("page: query + render (GET / without HTTP)", |b| {
+        b.iter(|| {
+            let s = t.status(snapshot.clone()).expect("status");
+            StatusPage::from_status(&s).render().expect("render")
+        })
+    });
+    g.bench_function(
+        format!("api: serde_json::to_vec of {} rows", rows.len()),
+        |b| b.iter(|| serde_json::to_vec(black_box(&rows)).expect("json")),
+    );
+    g.bench_function(
+        "api: TransitTables::turnstile_all (query behind GET /api/turnstile)",
+        |b| b.iter(|| t.turnstile_all().expect("query")),
+    );
+    g.bench_function(
+        "api: query + serialize (GET /api/turnstile without HTTP)",
+        |b| b.iter(|| serde_json::to_vec(&t.turnstile_all().expect("query")).expect("json")),
+    );
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(40)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = hot_paths;
+    config = config();
+    targets = avro, table, changelog, web
+}
+criterion_main!(hot_paths);

@@ -1,0 +1,20 @@
+//! Agents: the processing functions of an app, one source topic each (Faust's `@app.agent`).
+//!
+//! Faust agents are async iterators; here an agent is a synchronous handler the conductor
+//! calls for each record of its topic, in offset order per partition. Table updates are
+//! in-memory until the checkpoint, so there is nothing to await per record, and skipping a task
+//! switch per record is what lets the worker run at the speed of the consumer. Agents that need
+//! I/O per record belong outside the table path.
+
+use crate::error::Result;
+use crate::record::Record;
+
+pub trait Agent: Send {
+    /// Name for logs.
+    fn name(&self) -> &str;
+    /// The one topic this agent consumes.
+    fn topic(&self) -> &str;
+    /// Handles one record. A [`crate::ErrorKind::Data`] error dead-letters the record
+    /// and processing goes on; any other error stops the worker before offsets are committed.
+    fn process(&mut self, record: &Record<'_>) -> Result<()>;
+}

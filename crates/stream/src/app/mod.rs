@@ -1,0 +1,106 @@
+//! The app: declares tables and agents, then runs them in one consumer group.
+//!
+//! This file owns the builder (what an app is made of). The rest of the app's life is in the
+//! submodules, one concern each:
+//! - [`config`]: the settings ([`AppConfig`]);
+//! - `runtime`: the worker thread: one group consumer polled on a dedicated thread (Faust's
+//!   conductor), each record routed by topic to its agents (`routing`), a checkpoint
+//!   ([`crate::checkpoint`]) every `commit_interval` or `commit_every` records;
+//! - `rebalance`: assignment and revocation: on assignment each table partition is restored
+//!   ([`crate::table::recovery`]) before its source partition is fetched, and the source resumes
+//!   at the offset stored with the data;
+//! - `state`: what the poll loop and the rebalance callbacks share;
+//! - `dead_letter`: records an agent cannot decode, sent to `<topic>.dlq`.
+//!
+//! Not here: the commit order (`checkpoint`), stores and recovery (`table`), Kafka settings
+//! (`crate::config`).
+
+mod config;
+mod dead_letter;
+mod rebalance;
+mod routing;
+mod runtime;
+mod state;
+
+pub use config::AppConfig;
+
+use crate::agent::Agent;
+use crate::directory::Directory;
+use crate::names;
+use crate::sensor::Status;
+use crate::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
+use crate::window::{WindowedTable, Windows};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// An app: its tables and agents, run in one consumer group by [`App::run`] (in `runtime`).
+pub struct App {
+    config: AppConfig,
+    directory: Option<Directory>,
+    agents: Vec<Box<dyn Agent>>,
+    tables: Vec<Arc<dyn TableRuntime>>,
+    status: Arc<Status>,
+}
+
+impl App {
+    pub fn new(config: AppConfig) -> Self {
+        Self {
+            directory: config.advertise_url.as_deref().map(Directory::new),
+            config,
+            agents: Vec::new(),
+            tables: Vec::new(),
+            status: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// Declares a table; the returned handle is for agents (writes) and queries (reads).
+    pub fn table<K: TableKey, V: TableValue>(&mut self, spec: TableSpec) -> Table<K, V> {
+        let t = Table::new(&self.config.app_id, &self.config.data_dir, spec);
+        self.tables.push(t.runtime());
+        t
+    }
+
+    /// Declares a windowed table (and the small table keeping its stream time) on `spec`'s
+    /// source topic.
+    pub fn windowed_table<K: TableKey, V: TableValue>(
+        &mut self,
+        spec: TableSpec,
+        windows: Windows,
+    ) -> WindowedTable<K, V> {
+        let time_spec = TableSpec {
+            name: names::stream_time_table(&spec.name),
+            source_topic: spec.source_topic.clone(),
+            changelog_topic: None,
+        };
+        let table = self.table(spec);
+        let time = self.table(time_spec);
+        WindowedTable::new(table, time, windows)
+    }
+
+    pub fn agent(&mut self, agent: impl Agent + 'static) {
+        self.agents.push(Box::new(agent));
+    }
+
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
+    }
+
+    /// The worker directory, when `advertise_url` is set.
+    pub fn directory(&self) -> Option<Directory> {
+        self.directory.clone()
+    }
+
+    /// Source topics, in declaration order without duplicates.
+    pub fn source_topics(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.agents
+            .iter()
+            .map(|a| a.topic().to_string())
+            .filter(|t| seen.insert(t.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,117 @@
+//! The one commit procedure. Every durable step happens here, in this order:
+//!
+//! 1. collect each open table partition's cached changes (latest value per key);
+//! 2. send them to the table's changelog partition, each with a header carrying the source
+//!    offset this checkpoint covers;
+//! 3. flush the producer (changelog and dead-letter records): on any delivery failure stop
+//!    here, nothing below happens and the source will be re-read; in exactly-once mode
+//!    ([`Sink`]), add the source offsets to the transaction and commit it;
+//! 4. write each partition's changes to RocksDB in one batch together with the source offset and
+//!    the last changelog offset (the warm-restart checkpoint);
+//! 5. at least once: commit the source offsets to the consumer group (for other workers and
+//!    tools; the local store's offset is authoritative on this worker).
+
+use crate::error::{Result, StreamError};
+use crate::kafka::{flush, send_blocking};
+use crate::names::HEADER_SOURCE_OFFSET;
+use crate::record::Positions;
+use crate::sensor::Status;
+use crate::sink::Sink;
+use crate::table::store::StoreOffsets;
+use crate::table::TableRuntime;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs steps 1–5 for every open partition of `tables`.
+pub fn checkpoint<C: ConsumerContext>(
+    tables: &[Arc<dyn TableRuntime>],
+    positions: &Positions,
+    sink: &mut Sink,
+    consumer: &BaseConsumer<C>,
+    status: &Status,
+) -> Result<()> {
+    // 1 + 2
+    let producer = sink.producer()?;
+    let mut prepared = Vec::new();
+    for table in tables {
+        for p in table.open_partitions() {
+            let Some(&source) = positions.get(table.source_topic()).and_then(|m| m.get(&p)) else {
+                continue;
+            };
+            let changes = table.pending(p);
+            let header = source.to_string();
+            for (k, v) in &changes {
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: HEADER_SOURCE_OFFSET,
+                    value: Some(header.as_bytes()),
+                });
+                send_blocking(
+                    producer,
+                    table.changelog_topic(),
+                    Some(p),
+                    Some(k),
+                    v.as_deref(),
+                    Some(headers),
+                    None,
+                )?;
+            }
+            prepared.push((table.clone(), p, source, changes));
+        }
+    }
+    // 3
+    flush(producer, FLUSH_TIMEOUT)?;
+    let offsets = offset_list(positions)?;
+    let in_transaction = sink.commit(consumer, &offsets)?;
+    for (table, _, _, changes) in &prepared {
+        status.add_produced(table.changelog_topic(), changes.len() as u64);
+    }
+    // 4
+    for (table, p, source, changes) in &prepared {
+        let changelog = if changes.is_empty() {
+            None
+        } else {
+            sink.tracker()
+                .context()
+                .last_offset(table.changelog_topic(), *p)
+        };
+        table.commit_partition(
+            *p,
+            changes,
+            StoreOffsets {
+                source: Some(*source),
+                changelog,
+            },
+        )?;
+    }
+    // 5
+    if !in_transaction && offsets.count() > 0 {
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit to the group failed; local stores keep the offsets");
+        }
+    }
+    status.record_positions(positions);
+    status.commits.fetch_add(1, Ordering::Relaxed);
+    status
+        .last_commit_ms
+        .store(crate::now_ms(), Ordering::Relaxed);
+    Ok(())
+}
+
+fn offset_list(positions: &Positions) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, off) in positions
+        .iter()
+        .flat_map(|(t, m)| m.iter().map(move |(p, o)| (t, p, o)))
+    {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*off))
+            .map_err(StreamError::kafka("commit offsets"))?;
+    }
+    Ok(tpl)
+}

@@ -1,0 +1,320 @@
+//! Avro in the Confluent wire format.
+//!
+//! Encoding goes through `schema_registry_converter`'s [`AvroEncoder`](SrcEncoder), which
+//! registers the supplied schema under `<topic>-key` / `<topic>-value` (TopicNameStrategy) and
+//! caches the id. Decoding parses the five-byte header itself so every malformed input gets its
+//! own [`DecodeError`], looks the writer schema up in a local id cache and only on a miss asks the
+//! registry (through `schema_registry_converter`'s decoder, blocking on the runtime handle).
+
+use crate::error::{DecodeError, StreamError};
+use apache_avro::Schema;
+
+use crate::codec::avro_plan::Plan;
+
+type DatumReader = apache_avro::reader::datum::GenericDatumReader<'static>;
+
+/// How records of one writer schema are read: straight into the target type when the schema
+/// compiles to a [`Plan`], through apache_avro's `Value` otherwise and to report errors.
+struct Reading {
+    plan: Option<Plan>,
+    generic: DatumReader,
+}
+use schema_registry_converter::async_impl::avro::{
+    AvroDecoder as SrcDecoder, AvroEncoder as SrcEncoder,
+};
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::avro_common::get_supplied_schema;
+use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Where the Schema Registry is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub url: String,
+    /// `user:password` (Confluent Cloud: API key and secret).
+    pub basic_auth: Option<String>,
+    /// PEM file of a CA to trust for the registry's TLS, besides the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl RegistryConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            basic_auth: None,
+            ca_file: None,
+        }
+    }
+
+    /// An HTTP client builder that trusts `ca_file` (when set), for every registry request.
+    pub fn http_client_builder(&self) -> Result<reqwest::ClientBuilder, StreamError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path).map_err(|e| StreamError::Registry {
+                url: self.url.clone(),
+                reason: format!("CA file {}: {e}", path.display()),
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| StreamError::Registry {
+                url: self.url.clone(),
+                reason: format!("CA file {}: not a PEM certificate: {e}", path.display()),
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        Ok(builder)
+    }
+
+    pub fn settings(&self) -> Result<SrSettings, StreamError> {
+        let mut b = SrSettings::new_builder(self.url.trim_end_matches('/').to_string());
+        b.set_timeout(Duration::from_secs(10));
+        if let Some(auth) = &self.basic_auth {
+            let (user, pass) = match auth.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (auth.as_str(), None),
+            };
+            b.set_basic_authorization(user, pass);
+        }
+        b.build_with(self.http_client_builder()?)
+            .map_err(|e| StreamError::Registry {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// Exponential backoff for an unreachable registry: 100 ms doubling to 10 s, logged.
+#[derive(Default)]
+struct Backoff {
+    attempts: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self, url: &str, error: &str) -> Duration {
+        let delay = Duration::from_millis(100u64.saturating_mul(1 << self.attempts.min(7)))
+            .min(Duration::from_secs(10));
+        self.attempts += 1;
+        tracing::warn!(registry = url, attempt = self.attempts, retry_in_ms = delay.as_millis() as u64, %error,
+            "schema registry unreachable; waiting (no record is skipped)");
+        delay
+    }
+
+    fn wait(&mut self, url: &str, error: &str) {
+        std::thread::sleep(self.next_delay(url, error));
+    }
+}
+
+/// Splits a Confluent-framed payload into schema id and Avro body.
+pub fn split_frame(payload: Option<&[u8]>) -> Result<(u32, &[u8]), DecodeError> {
+    let bytes = payload.ok_or(DecodeError::Empty)?;
+    if bytes.len() < 5 {
+        return Err(DecodeError::TooShort(bytes.len()));
+    }
+    if bytes[0] != 0 {
+        return Err(DecodeError::BadMagic(bytes[0]));
+    }
+    let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    Ok((id, &bytes[5..]))
+}
+
+/// Decodes Confluent-framed Avro into serde types. Clone is cheap; clones share the cache.
+#[derive(Clone)]
+pub struct AvroDecoder {
+    cache: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
+    /// Ready readers per schema id. A reader borrows its schema and resolves the schema's
+    /// names once; the schema is leaked to live for the process (one per schema id the
+    /// registry knows, so bounded) instead of re-resolving names on every record.
+    readers: Arc<RwLock<HashMap<u32, Arc<Reading>>>>,
+    registry: Arc<SrcDecoder>,
+    runtime: tokio::runtime::Handle,
+    url: String,
+}
+
+impl AvroDecoder {
+    /// Must be called within a tokio runtime; the handle is kept for registry look-ups.
+    pub fn new(config: &RegistryConfig) -> Result<Self, StreamError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| StreamError::Config(format!("AvroDecoder needs a tokio runtime: {e}")))?;
+        Ok(Self {
+            cache: Arc::default(),
+            readers: Arc::default(),
+            registry: Arc::new(SrcDecoder::new(config.settings()?)),
+            runtime,
+            url: config.url.clone(),
+        })
+    }
+
+    /// Writer schema for `id`, from the cache or (once) from the registry. Blocks on a miss, so
+    /// call it from a blocking thread, never from inside an async task.
+    pub fn schema(&self, id: u32) -> Result<Arc<Schema>, DecodeError> {
+        if let Some(s) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(s.clone());
+        }
+        // A registry that cannot be reached is waited for (records stay unprocessed, none is
+        // skipped); only an answer that the id does not exist makes the record bad.
+        let mut backoff = Backoff::default();
+        let fetched = loop {
+            match self.runtime.block_on(self.registry.get_schema(id)) {
+                Ok(s) => break s,
+                Err(e) if e.retriable => backoff.wait(&self.url, &e.to_string()),
+                Err(e) => {
+                    return Err(DecodeError::UnknownSchema {
+                        id,
+                        reason: format!("{} ({})", e.error, self.url),
+                    })
+                }
+            }
+        };
+        let schema = Arc::new(fetched.parsed.clone());
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    fn reader(&self, id: u32) -> Result<Arc<Reading>, DecodeError> {
+        if let Some(r) = self
+            .readers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(r.clone());
+        }
+        let schema: &'static Schema = Box::leak(Box::new((*self.schema(id)?).clone()));
+        let reader = DatumReader::builder(schema)
+            .build()
+            .map_err(|e| DecodeError::Avro {
+                id,
+                reason: e.to_string(),
+            })?;
+        let reader = Arc::new(Reading {
+            plan: Plan::compile(schema),
+            generic: reader,
+        });
+        self.readers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, reader.clone());
+        Ok(reader)
+    }
+
+    /// Decodes a framed payload into `T` (fields matched by name, so a newer writer schema with
+    /// extra fields still decodes).
+    ///
+    /// Records go through the schema's [`Plan`] when it has one; a record the plan rejects is
+    /// decoded again through apache_avro's `Value`, whose answer (and error text) is the one
+    /// returned.
+    pub fn decode<T: DeserializeOwned>(&self, payload: Option<&[u8]>) -> Result<T, DecodeError> {
+        let (id, mut body) = split_frame(payload)?;
+        let reader = self.reader(id)?;
+        if let Some(plan) = &reader.plan {
+            if let Ok(v) = plan.decode(body) {
+                return Ok(v);
+            }
+        }
+        let value = reader
+            .generic
+            .read_value(&mut body)
+            .map_err(|e| DecodeError::Avro {
+                id,
+                reason: e.to_string(),
+            })?;
+        if !body.is_empty() {
+            return Err(DecodeError::Avro {
+                id,
+                reason: format!("{} trailing bytes after the record", body.len()),
+            });
+        }
+        apache_avro::from_value::<T>(&value).map_err(|e| DecodeError::Avro {
+            id,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A parsed schema that encodes under one subject.
+#[derive(Clone)]
+pub struct SubjectSchema {
+    strategy: SubjectNameStrategy,
+}
+
+impl SubjectSchema {
+    /// `avsc` is the schema text (from the project's `avro/` folder); the subject is
+    /// `<topic>-key` or `<topic>-value`.
+    pub fn new(topic: &str, is_key: bool, avsc: &str) -> Result<Self, StreamError> {
+        let schema = Schema::parse_str(avsc)
+            .map_err(|e| StreamError::Encode(format!("schema for {topic}: {e}")))?;
+        Ok(Self {
+            strategy: SubjectNameStrategy::TopicNameStrategyWithSchema(
+                topic.to_string(),
+                is_key,
+                get_supplied_schema(&schema),
+            ),
+        })
+    }
+}
+
+/// Encodes serde values as Confluent-framed Avro, registering schemas on first use.
+#[derive(Clone)]
+pub struct AvroEncoder {
+    inner: Arc<SrcEncoder>,
+    url: String,
+}
+
+impl AvroEncoder {
+    pub fn new(config: &RegistryConfig) -> Result<Self, StreamError> {
+        Ok(Self {
+            inner: Arc::new(SrcEncoder::new(config.settings()?)),
+            url: config.url.clone(),
+        })
+    }
+
+    /// Encodes `item`; while the registry is unreachable, waits and retries with backoff.
+    pub async fn encode<T: Serialize>(
+        &self,
+        item: &T,
+        schema: &SubjectSchema,
+    ) -> Result<Vec<u8>, StreamError> {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.inner.encode_struct(item, &schema.strategy).await {
+                Ok(b) => return Ok(b),
+                Err(e) if e.retriable => {
+                    let delay = backoff.next_delay(&self.url, &e.to_string());
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(StreamError::Encode(e.to_string())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_errors_are_specific() {
+        assert!(matches!(split_frame(None), Err(DecodeError::Empty)));
+        assert!(matches!(
+            split_frame(Some(&[0, 0, 1])),
+            Err(DecodeError::TooShort(3))
+        ));
+        assert!(matches!(
+            split_frame(Some(&[1, 0, 0, 0, 1, 2])),
+            Err(DecodeError::BadMagic(1))
+        ));
+        let (id, body) = split_frame(Some(&[0, 0, 0, 1, 2, 9, 9])).unwrap();
+        assert_eq!(id, 258);
+        assert_eq!(body, &[9, 9]);
+    }
+}

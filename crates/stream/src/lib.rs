@@ -1,0 +1,75 @@
+//! A small Faust-style stream-processing core: agents consume topics, tables keep partitioned
+//! state in RocksDB with a Kafka changelog, and one checkpoint procedure commits both. It knows
+//! nothing about the application built on it; being its own crate, the compiler keeps it so.
+//!
+//! # Public surface
+//! - [`App`] and [`AppConfig`] (with [`KafkaConfig`]): declare tables and agents, run them in
+//!   one consumer group until a [`Shutdown`] fires.
+//! - [`Agent`]: a per-topic record handler; [`Record`] is what it receives.
+//! - [`Table`] (declared by a [`TableSpec`]), [`WindowedTable`] with [`Windows`] and
+//!   [`WindowKey`]: partitioned tables with changelogs and exact recovery.
+//! - [`codec`]: JSON and Confluent-framed Avro ([`AvroDecoder`], [`AvroEncoder`],
+//!   [`RegistryConfig`]).
+//! - [`StreamError`] with one classification ([`ErrorKind`] and [`RetryHint`]), [`Result`].
+//! - [`Status`] / [`StatusSnapshot`]: counters and recovery state for a web layer;
+//!   [`Directory`]: which worker owns which partition, for routed queries.
+//! - [`kafka`], [`names`], [`table`]: thin client helpers, reserved names and store access for
+//!   applications that create their own topics, producers or read stores offline.
+//!
+//! # Layout (private modules)
+//! - `app`: the builder and the worker's runtime (poll loop, rebalances, dead letters).
+//! - `agent`, `record`: record handlers and what they see.
+//! - `table/`: stores, write caches, changelog recovery; `window`: windowed tables.
+//! - `checkpoint`: the single commit procedure (changelog → flush → store → offsets);
+//!   `sink`: its producer, plain or transactional (the processing guarantee).
+//! - `config`: librdkafka settings in one place; `fetch`: the poll loop's batched consumption.
+//! - `directory`: partition ownership; `standby`: warm copies of other workers' partitions.
+//! - `sensor`: counters; `health`: whether the brokers answer; `shutdown`: the stop signal.
+//!
+//! Dependency rule: this crate depends on no application crate (see `cargo tree`).
+
+mod agent;
+mod app;
+mod checkpoint;
+pub mod codec;
+mod config;
+mod directory;
+mod error;
+mod fetch;
+mod health;
+pub mod kafka;
+pub mod names;
+mod record;
+mod sensor;
+mod shutdown;
+mod sink;
+mod standby;
+pub mod table;
+mod window;
+
+pub use agent::Agent;
+pub use app::{App, AppConfig};
+pub use codec::{AvroDecoder, AvroEncoder, RegistryConfig};
+pub use config::KafkaConfig;
+pub use directory::Directory;
+pub use error::{DecodeError, ErrorKind, Result, RetryHint, StreamError};
+pub use fetch::FetchQueue;
+pub use record::Record;
+pub use sensor::{Status, StatusSnapshot};
+pub use shutdown::{Shutdown, GRACEFUL_DEADLINE};
+pub use sink::Guarantee;
+pub use table::{Table, TableSpec};
+pub use window::{WindowKey, WindowedTable, Windows};
+
+/// The hash map of the per-record paths (table write caches, source positions): foldhash's
+/// seeded hasher is several times cheaper than SipHash for short keys and still randomised per
+/// process, so keys read from topics cannot be chosen to collide.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,69 @@
+//! Reserved names: internal topics, consumer groups and client ids, files, record headers and
+//! store metadata keys. Everything the core writes that another process (or a later version)
+//! must recognise is spelled here once; what the names are used for is the other modules'.
+
+/// Faust's changelog naming, `{app_id}-{table}-changelog`, so an app seeded by Faust or by
+/// this worker finds the same topic.
+pub fn changelog_topic(app_id: &str, table: &str) -> String {
+    format!("{app_id}-{table}-changelog")
+}
+
+/// The app's directory topic: every worker's advert of its partitions and query URL.
+pub fn directory_topic(app_id: &str) -> String {
+    format!("{app_id}-workers")
+}
+
+/// Group id of the assign-only consumer that reads the directory topic.
+pub fn directory_group(app_id: &str) -> String {
+    format!("{app_id}-directory")
+}
+
+/// The small table keeping a windowed table's stream time (it has its own changelog).
+pub fn stream_time_table(table: &str) -> String {
+    format!("{table}-stream-time")
+}
+
+/// Group id of the assign-only consumer that restores changelogs (it never joins the group).
+pub fn restore_group(app_id: &str) -> String {
+    format!("{app_id}-restore")
+}
+
+/// The app id standby copies restore under, so their restore consumer's group is
+/// `{app_id}-standby-restore`.
+pub fn standby_app_id(app_id: &str) -> String {
+    format!("{app_id}-standby")
+}
+
+/// File in the data dir keeping the worker's transactional id across restarts.
+pub fn transactional_id_file(app_id: &str) -> String {
+    format!("{app_id}.transactional-id")
+}
+
+/// A new transactional id: the app id and a random suffix.
+pub fn transactional_id(app_id: &str, suffix: u64) -> String {
+    format!("{app_id}-{suffix:016x}")
+}
+
+/// Dead-letter topic of a source topic.
+pub fn dlq_topic(source_topic: &str) -> String {
+    format!("{source_topic}.dlq")
+}
+
+/// Header on every changelog record: the source offset (next offset to read) that the
+/// checkpoint containing this record covers. Recovery applies a changelog record only when
+/// this is at or below the offset the restored state is known to reflect.
+pub const HEADER_SOURCE_OFFSET: &str = "cta-stream.source-offset";
+
+/// Dead-letter headers.
+pub const HEADER_DLQ_ERROR: &str = "error";
+pub const HEADER_DLQ_TOPIC: &str = "source.topic";
+pub const HEADER_DLQ_PARTITION: &str = "source.partition";
+pub const HEADER_DLQ_OFFSET: &str = "source.offset";
+
+/// Metadata keys in a partition store's `meta` column family.
+pub const META_SOURCE_OFFSET: &[u8] = b"source_offset";
+pub const META_CHANGELOG_OFFSET: &[u8] = b"changelog_offset";
+pub const META_IDENTITY: &[u8] = b"identity";
+
+/// Column family holding store metadata (the data lives in the default family).
+pub const CF_META: &str = "meta";

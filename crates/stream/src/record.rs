@@ -1,0 +1,32 @@
+//! The record an agent sees: a borrowed view of one Kafka message, free of rdkafka types so
+//! agents can be driven without Kafka in tests.
+
+/// One source record.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the epoch (event time when the producer set it).
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
+
+impl<'a> Record<'a> {
+    pub fn from_message<M: rdkafka::Message>(m: &'a M) -> Self {
+        Record {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key(),
+            payload: m.payload(),
+        }
+    }
+}
+
+/// Next source offset to process, per topic and partition, as the poll loop advanced it; the
+/// checkpoint commits them and the sensor reports them. (Nested so the per-record update looks
+/// the topic up by `&str`, without allocating.)
+pub type Positions = crate::FastMap<String, crate::FastMap<i32, i64>>;

@@ -1,0 +1,208 @@
+//! Where the worker's outputs (changelog and dead-letter records) go, under the app's
+//! processing guarantee.
+//!
+//! - [`Guarantee::AtLeastOnce`] (default): outputs go through an idempotent producer; the
+//!   tables are still exact after a crash because the store keeps its source offset with the
+//!   data and recovery applies only completed checkpoints. Downstream readers of the changelog
+//!   may see a checkpoint's records again after a crash.
+//! - [`Guarantee::ExactlyOnce`]: outputs and the source offsets are committed in one Kafka
+//!   transaction per checkpoint (Kafka Streams' `exactly_once_v2`): a `read_committed` reader
+//!   sees each output once. Needs a broker that implements transactions.
+
+use crate::config::KafkaConfig;
+use crate::error::{Result, StreamError};
+use crate::kafka::{tracked_producer_with, TrackedProducer};
+use crate::names;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use rdkafka::TopicPartitionList;
+use std::path::Path;
+use std::time::Duration;
+
+/// Processing guarantee of an app's outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Guarantee {
+    #[default]
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+/// How long a transaction step may wait for the brokers (a broker outage shorter than this is
+/// waited out).
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The producer of the app's outputs.
+pub enum Sink {
+    Plain(TrackedProducer),
+    Transactional {
+        producer: TrackedProducer,
+        /// A transaction is begun and not yet committed.
+        open: bool,
+    },
+}
+
+impl Sink {
+    /// Creates the producer; in exactly-once mode also registers its transactional id (which
+    /// fences a previous incarnation of this worker and aborts its open transaction).
+    pub fn new(
+        kafka: &KafkaConfig,
+        guarantee: Guarantee,
+        app_id: &str,
+        data_dir: &Path,
+    ) -> Result<Self> {
+        match guarantee {
+            Guarantee::AtLeastOnce => Ok(Sink::Plain(tracked_producer_with(kafka.producer())?)),
+            Guarantee::ExactlyOnce => {
+                let id = transactional_id(app_id, data_dir)?;
+                let producer = tracked_producer_with(kafka.transactional_producer(&id))?;
+                producer
+                    .init_transactions(TXN_TIMEOUT)
+                    .map_err(StreamError::kafka("init transactions"))?;
+                tracing::info!(transactional_id = %id, "exactly-once: outputs and offsets commit in Kafka transactions");
+                Ok(Sink::Transactional {
+                    producer,
+                    open: false,
+                })
+            }
+        }
+    }
+
+    /// The producer to send outputs with; in exactly-once mode a transaction is begun first
+    /// when none is open.
+    pub fn producer(&mut self) -> Result<&TrackedProducer> {
+        match self {
+            Sink::Plain(p) => Ok(p),
+            Sink::Transactional { producer, open } => {
+                if !*open {
+                    producer
+                        .begin_transaction()
+                        .map_err(StreamError::kafka("begin transaction"))?;
+                    *open = true;
+                }
+                Ok(producer)
+            }
+        }
+    }
+
+    /// Delivery bookkeeping (last offsets) without starting a transaction.
+    pub fn tracker(&self) -> &TrackedProducer {
+        match self {
+            Sink::Plain(p) | Sink::Transactional { producer: p, .. } => p,
+        }
+    }
+
+    /// In exactly-once mode, adds `offsets` (the next source offsets to read) to the open
+    /// transaction and commits it, after the caller flushed the outputs; returns `true` then.
+    /// In at-least-once mode does nothing and returns `false` (the caller commits the offsets
+    /// to the group after the store is written).
+    ///
+    /// A transaction that cannot commit is aborted and the error returned: the worker must
+    /// stop, since its in-memory state includes the aborted updates; a restart resumes from
+    /// the last committed transaction.
+    pub fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+    ) -> Result<bool> {
+        if matches!(self, Sink::Plain(_)) {
+            return Ok(false);
+        }
+        if offsets.count() > 0 {
+            let metadata = consumer.group_metadata().ok_or_else(|| {
+                StreamError::Config("exactly-once needs the consumer's group metadata".into())
+            })?;
+            let producer = self.producer()?;
+            let sent = producer.send_offsets_to_transaction(offsets, &metadata, TXN_TIMEOUT);
+            if let Err(e) = sent {
+                return Err(self.abort("send offsets to transaction", e));
+            }
+        }
+        let Sink::Transactional { producer, open } = self else {
+            return Ok(false);
+        };
+        if !*open {
+            return Ok(true);
+        }
+        loop {
+            match producer.commit_transaction(TXN_TIMEOUT) {
+                Ok(()) => {
+                    *open = false;
+                    return Ok(true);
+                }
+                Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                    tracing::warn!(error = %e, "transaction commit not yet possible; retrying");
+                }
+                Err(e) => return Err(self.abort("commit transaction", e)),
+            }
+        }
+    }
+
+    fn abort(&mut self, op: &'static str, error: KafkaError) -> StreamError {
+        if let Sink::Transactional { producer, open } = self {
+            let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
+            if *open && !fatal {
+                if let Err(e) = producer.abort_transaction(TXN_TIMEOUT) {
+                    tracing::error!(error = %e, "could not abort the transaction; the broker aborts it at its timeout");
+                }
+            }
+            *open = false;
+        }
+        StreamError::Kafka { op, source: error }
+    }
+}
+
+/// This worker's transactional id, `{app_id}-{random}`, kept in `data_dir` so a restarted
+/// worker reuses it (fencing the killed one and aborting its open transaction at once,
+/// instead of the broker waiting for the transaction timeout). Kept outside the app's store
+/// folder so `--reset-state` does not change it.
+fn transactional_id(app_id: &str, data_dir: &Path) -> Result<String> {
+    let path = data_dir.join(names::transactional_id_file(app_id));
+    let io = |source| StreamError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(|source| StreamError::Io {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let id = names::transactional_id(app_id, random_u64());
+    std::fs::write(&path, &id).map_err(io)?;
+    Ok(id)
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transactional_id_is_kept_per_app_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = transactional_id("app", dir.path()).unwrap();
+        assert!(a.starts_with("app-") && a.len() == "app-".len() + 16, "{a}");
+        assert_eq!(transactional_id("app", dir.path()).unwrap(), a);
+        let b = transactional_id("other", dir.path()).unwrap();
+        assert!(b.starts_with("other-"));
+        let fresh = tempfile::tempdir().unwrap();
+        assert_ne!(transactional_id("app", fresh.path()).unwrap(), a);
+    }
+}

@@ -1,0 +1,421 @@
+//! Rebuilding a table partition from its changelog.
+//!
+//! The store holds (data, source offset S, changelog offset C) written together. The group's
+//! committed source offset X may be ahead of S when another worker processed the partition
+//! meanwhile (or the local store is older than the log). The partition is brought to
+//! `target = max(S, X)` by replaying the changelog after C, applying only records whose
+//! source-offset header is at or below `target`: records beyond it came from a checkpoint that
+//! never completed, and re-processing the source will write them again. Changelog values are
+//! absolute, so replaying a record twice changes nothing. A warm restart with nothing after C
+//! reads no changelog record at all, so its cost does not grow with the changelog.
+
+mod batch;
+
+use crate::config::KafkaConfig;
+use crate::error::{Result, StreamError};
+use crate::kafka::watermarks;
+use crate::names::{self, HEADER_SOURCE_OFFSET};
+use crate::sensor::Status;
+use crate::table::store::StoreOffsets;
+use crate::table::TableRuntime;
+pub use batch::RestoreReport;
+use batch::{Pending, Skipped};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::ClientContext;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long a restore may go without receiving a record before it is reported as stalled.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const BATCH: usize = 20_000;
+
+/// Reads changelog partitions. One per worker, reused across restores.
+pub struct Restorer {
+    consumer: BaseConsumer<RestoreContext>,
+    /// Watermarks fetched ahead by [`Restorer::prefetch_watermarks`], taken by `restore`.
+    prefetched: std::sync::Mutex<HashMap<(String, i32), (i64, i64)>>,
+}
+
+/// Requests in flight at once when an assignment's stores are opened or its changelog
+/// watermarks fetched: each is mostly waiting (fsync, a broker round trip).
+pub const ASSIGN_PARALLELISM: usize = 8;
+
+/// Runs `f` over `items` on up to [`ASSIGN_PARALLELISM`] scoped threads; results in order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(ASSIGN_PARALLELISM);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| {
+                let f = &f;
+                s.spawn(move || c.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// How [`Restorer::replay`] treats a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// The owner's restore at assignment: everything up to the committed offset.
+    Restore,
+    /// A standby copy's catch-up: up to the first checkpoint not committed yet.
+    Follow,
+}
+
+fn header_source_offset<M: Message>(m: &M) -> Option<i64> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == HEADER_SOURCE_OFFSET)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+}
+
+/// Client context of the restore consumer: the end-of-partition events it asks for are how a
+/// restore knows it is done, not errors to log.
+pub struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::error!(%error, reason, "restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
+impl Restorer {
+    pub fn new(kafka: &KafkaConfig, app_id: &str) -> Result<Self> {
+        // The end of a changelog is where the consumer reports EOF: the high watermark, or
+        // for read_committed the last stable offset (transaction markers occupy offsets but
+        // are never delivered, so counting up to the high watermark could wait forever).
+        let consumer: BaseConsumer<RestoreContext> = kafka
+            .restore_consumer(&names::restore_group(app_id))
+            .set("enable.partition.eof", "true")
+            .create_with_context(RestoreContext)
+            .map_err(StreamError::kafka("create restore consumer"))?;
+        Ok(Self {
+            consumer,
+            prefetched: Default::default(),
+        })
+    }
+
+    /// Fetches the watermarks of these changelog partitions concurrently, for the `restore`
+    /// calls that follow (an assignment of many partitions otherwise waits for one round trip
+    /// after another). Failures are left for `restore` to meet and report.
+    pub fn prefetch_watermarks(&self, partitions: &[(String, i32)]) {
+        let marks = parallel_map(partitions, |(t, p)| watermarks(&self.consumer, t, *p).ok());
+        let mut cache = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+        // Whatever an earlier assignment fetched and did not use is out of date now.
+        cache.clear();
+        for (k, m) in partitions.iter().zip(marks) {
+            if let Some(m) = m {
+                cache.insert(k.clone(), m);
+            }
+        }
+    }
+
+    /// Brings `table`'s open `partition` up to `max(store offset, committed)`. Returns the
+    /// source offset the partition now reflects.
+    ///
+    /// [`Replay::Follow`] is a standby's catch-up: it stops before the first record of a
+    /// checkpoint beyond `committed` instead of reading past it. Such a checkpoint may still
+    /// complete (its owner commits the offsets a moment later): the next catch-up, or the
+    /// restore of whoever takes the partition over, must still find its records after the
+    /// store's changelog offset. It logs quietly: standbys catch up every few hundred ms.
+    pub fn replay(
+        &self,
+        table: &dyn TableRuntime,
+        partition: i32,
+        committed: Option<i64>,
+        status: &Status,
+        mode: Replay,
+    ) -> Result<RestoreReport> {
+        let follow = mode == Replay::Follow;
+        let topic = table.changelog_topic().to_string();
+        let offsets = table.offsets(partition)?;
+        let stored = offsets.source.unwrap_or(0);
+        let target = committed.unwrap_or(0).max(stored);
+        let mut report = RestoreReport {
+            source_offset: target,
+            ..Default::default()
+        };
+        let Some((start, high)) = self.range_to_read(table, partition, &topic, offsets, target)
+        else {
+            table.restore_batch(
+                partition,
+                &[],
+                StoreOffsets {
+                    source: Some(target),
+                    changelog: None,
+                },
+            )?;
+            return Ok(report);
+        };
+        let run = Run {
+            table,
+            partition,
+            topic: &topic,
+            target,
+            follow,
+            status,
+            start,
+            high,
+            began: Instant::now(),
+        };
+        self.begin(&run)?;
+        let (next, mut batch) = self.read_changelog(&run, &mut report)?;
+        let _ = self.consumer.unassign();
+        let changes = batch.take(table, Skipped::new(&topic, partition, status), &mut report);
+        table.restore_batch(
+            partition,
+            &changes,
+            StoreOffsets {
+                source: Some(target),
+                changelog: Some(next - 1),
+            },
+        )?;
+        let secs = run.began.elapsed().as_secs_f64();
+        if follow {
+            tracing::debug!(
+                table = table.name(),
+                partition,
+                read = report.read,
+                "standby caught up"
+            );
+            return Ok(report);
+        }
+        tracing::info!(
+            table = table.name(),
+            partition,
+            read = report.read,
+            applied = report.applied,
+            skipped = report.skipped,
+            undecodable = report.undecodable,
+            secs = format!("{secs:.2}"),
+            rate = (report.read as f64 / secs.max(1e-3)) as u64,
+            "restore done"
+        );
+        Ok(report)
+    }
+
+    /// Counts the records to read, says so (standbys quietly) and assigns the changelog
+    /// partition at `run.start`.
+    fn begin(&self, run: &Run<'_>) -> Result<()> {
+        let total = (run.high - run.start) as u64;
+        run.status.restore_total.fetch_add(total, Ordering::Relaxed);
+        if run.follow {
+            tracing::debug!(
+                table = run.table.name(),
+                partition = run.partition,
+                topic = run.topic,
+                from = run.start,
+                to = run.high,
+                records = total,
+                target_source_offset = run.target,
+                "standby catching up"
+            );
+        } else {
+            // Cleared by the caller once every partition of the assignment is ready.
+            run.status.recovering.store(true, Ordering::Relaxed);
+            tracing::info!(
+                table = run.table.name(),
+                partition = run.partition,
+                topic = run.topic,
+                from = run.start,
+                to = run.high,
+                records = total,
+                target_source_offset = run.target,
+                "restoring from changelog"
+            );
+        }
+
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(run.topic, run.partition, Offset::Offset(run.start))
+            .map_err(StreamError::kafka("assign changelog"))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(StreamError::kafka("assign changelog"))?;
+        Ok(())
+    }
+
+    /// The changelog offsets `[start, high)` a replay must read, or `None` when there is
+    /// nothing to read: the changelog cannot be read (local state is kept as is), or it holds
+    /// nothing after the store's changelog offset. A changelog truncated before that offset is
+    /// read from what remains.
+    fn range_to_read(
+        &self,
+        table: &dyn TableRuntime,
+        partition: i32,
+        topic: &str,
+        offsets: StoreOffsets,
+        target: i64,
+    ) -> Option<(i64, i64)> {
+        let prefetched = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(topic.to_string(), partition));
+        let marks = match prefetched {
+            Some(m) => Ok(m),
+            None => watermarks(&self.consumer, topic, partition),
+        };
+        let (low, high) = match marks {
+            Ok(w) => w,
+            Err(e) => {
+                if offsets.changelog.is_some() || target > 0 {
+                    tracing::warn!(table = table.name(), partition, %topic, error = %e, "changelog not readable; keeping local state as is");
+                }
+                return None;
+            }
+        };
+        let mut start = offsets.changelog.map(|c| c + 1).unwrap_or(low);
+        if start < low {
+            tracing::warn!(table = table.name(), partition, %topic, store_at = start, log_starts_at = low,
+                "changelog truncated before the local checkpoint; restoring from what remains");
+            start = low;
+        }
+        if start >= high {
+            if offsets.changelog.is_none() && target > 0 {
+                tracing::warn!(table = table.name(), partition, %topic, committed = target,
+                    "changelog is empty but the source has committed progress: the changelog is missing; state starts empty");
+            }
+            return None;
+        }
+        Some((start, high))
+    }
+
+    /// Reads the assigned changelog partition from `run.start` up to `run.high` (following: up
+    /// to the first record of a checkpoint beyond `run.target`), writing the records that apply
+    /// to the store in batches of [`BATCH`]. Returns the next offset to read and the last
+    /// batch, which the caller writes with the final offsets. A read that receives nothing for
+    /// [`STALL_TIMEOUT`] is an error naming the offset, never a hang.
+    fn read_changelog(&self, run: &Run<'_>, report: &mut RestoreReport) -> Result<(i64, Pending)> {
+        let Run {
+            table,
+            partition,
+            topic,
+            target,
+            follow,
+            status,
+            start,
+            high,
+            ..
+        } = *run;
+        let mut last_progress = Instant::now();
+        let mut last_record = Instant::now();
+        let mut batch = Pending::default();
+        let mut next = start;
+        while next < high {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {
+                    if last_record.elapsed() > STALL_TIMEOUT {
+                        let _ = self.consumer.unassign();
+                        return Err(StreamError::Changelog {
+                            topic: topic.to_string(),
+                            reason: format!("restore of partition {partition} stalled at offset {next} of {high} (no record for {}s); is the broker up?", STALL_TIMEOUT.as_secs()),
+                        });
+                    }
+                }
+                // What is left in `batch` is written with the final offsets by the caller.
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
+                Some(Err(e)) => {
+                    tracing::warn!(%topic, partition, error = %e, "changelog read error; retrying");
+                }
+                Some(Ok(m)) => {
+                    last_record = Instant::now();
+                    let applies = header_source_offset(&m).is_none_or(|s| s <= target);
+                    if follow && !applies {
+                        // Not committed yet: stop before it (`next` stays at its offset).
+                        break;
+                    }
+                    next = m.offset() + 1;
+                    report.read += 1;
+                    if applies {
+                        match m.key() {
+                            Some(k) => {
+                                batch.push(m.offset(), k, m.payload());
+                                report.applied += 1;
+                            }
+                            None => {
+                                let bad = Skipped::new(topic, partition, status);
+                                bad.record(m.offset(), "no key", report);
+                            }
+                        }
+                    } else {
+                        report.skipped += 1;
+                    }
+                    if batch.len() >= BATCH || next >= high {
+                        let changes =
+                            batch.take(table, Skipped::new(topic, partition, status), report);
+                        table.restore_batch(
+                            partition,
+                            &changes,
+                            StoreOffsets {
+                                source: None,
+                                changelog: Some(m.offset()),
+                            },
+                        )?;
+                    }
+                    status.restore_done.fetch_add(1, Ordering::Relaxed);
+                    if last_progress.elapsed() >= Duration::from_secs(2) {
+                        last_progress = Instant::now();
+                        run.log_progress(next);
+                    }
+                }
+            }
+        }
+        Ok((next, batch))
+    }
+}
+
+/// One replay of a changelog partition: what it reads, up to where, and for which table.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    table: &'a dyn TableRuntime,
+    partition: i32,
+    topic: &'a str,
+    /// The source offset the restored state reflects: records of later checkpoints do not apply.
+    target: i64,
+    /// A standby's catch-up ([`Replay::Follow`]).
+    follow: bool,
+    status: &'a Status,
+    start: i64,
+    high: i64,
+    began: Instant,
+}
+
+impl Run<'_> {
+    fn log_progress(&self, next: i64) {
+        let done = (next - self.start) as f64;
+        let rate = done / self.began.elapsed().as_secs_f64().max(1e-3);
+        let eta = (self.high - next) as f64 / rate.max(1.0);
+        tracing::info!(
+            table = self.table.name(),
+            partition = self.partition,
+            done = done as u64,
+            total = (self.high - self.start) as u64,
+            rate = rate as u64,
+            eta_s = format!("{eta:.1}"),
+            "restore progress"
+        );
+    }
+}
