@@ -23,11 +23,21 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// A broker with the topics, the simulation run to the end, and the counts read back from the
 /// topic: per station, and per station and hour.
-async fn simulated(app_ids: &[&str], steps: u64) -> (TestEnv, BTreeMap<i32, i64>, BTreeMap<(i32, i64), i64>) {
+async fn simulated(
+    app_ids: &[&str],
+    steps: u64,
+) -> (TestEnv, BTreeMap<i32, i64>, BTreeMap<(i32, i64), i64>) {
     let env = env().await;
+    let mut topics: Vec<String> = simulation::topic_specs(4)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     for a in app_ids {
-        create_all_topics(&env, a);
+        topics.extend(cta_stream::transit::changelog_topics(a));
     }
+    topics.sort();
+    topics.dedup();
+    env.create_topics(&topics, 4);
     simulation::run(
         Dataset::builtin(),
         sim_config_at(7, steps, START_MS),
@@ -99,11 +109,27 @@ async fn a_ksqldb_client_library_reads_the_native_tables() {
 
     let station = 40380;
     assert!(counts.contains_key(&station));
-    let some: Vec<i32> = counts.keys().copied().step_by(9).take(5).chain([1]).collect();
-    let some_list = some.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let some: Vec<i32> = counts
+        .keys()
+        .copied()
+        .step_by(9)
+        .take(5)
+        .chain([1])
+        .collect();
+    let some_list = some
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ksql/pull_queries.py");
     let out = tokio::process::Command::new(ksql_python())
-        .args([script, &worker.base, &station.to_string(), &some_list, &START_MS.to_string()])
+        .args([
+            script,
+            &worker.base,
+            &station.to_string(),
+            &some_list,
+            &START_MS.to_string(),
+        ])
         .output()
         .await
         .unwrap();
@@ -131,7 +157,10 @@ async fn a_ksqldb_client_library_reads_the_native_tables() {
     assert_eq!(names(&got["streams"], "streams"), ["TURNSTILE"]);
     let d = &got["describe"][0]["sourceDescription"];
     assert_eq!(d["windowType"], "TUMBLING");
-    assert_eq!(d["fields"][0], json!({"name": "STATION_ID", "schema": {"type": "INTEGER", "fields": null, "memberSchema": null}, "type": "KEY"}));
+    assert_eq!(
+        d["fields"][0],
+        json!({"name": "STATION_ID", "schema": {"type": "INTEGER", "fields": null, "memberSchema": null}, "type": "KEY"})
+    );
 
     // Every station's count, as read from the topic.
     let all = &got["all"];
@@ -147,14 +176,20 @@ async fn a_ksqldb_client_library_reads_the_native_tables() {
         })
         .collect();
     assert_eq!(table, counts);
-    assert_eq!(rows(&got["one"]), vec![json!([station, station, counts[&station]])]);
+    assert_eq!(
+        rows(&got["one"]),
+        vec![json!([station, station, counts[&station]])]
+    );
     // IN: the stations that have entries, in key order; station 1 has none.
     let expected_in: Vec<Json> = some
         .iter()
         .filter_map(|id| counts.get(id).map(|c| json!([id, c])))
         .collect();
     assert_eq!(rows(&got["in"]), expected_in);
-    assert_eq!(got["in"][0]["header"]["schema"], "`STATION_ID` INTEGER, `COUNT` BIGINT");
+    assert_eq!(
+        got["in"][0]["header"]["schema"],
+        "`STATION_ID` INTEGER, `COUNT` BIGINT"
+    );
     let expected_hourly: Vec<Json> = hourly
         .iter()
         .filter(|((id, start), _)| *id == station && *start >= START_MS)
@@ -165,11 +200,26 @@ async fn a_ksqldb_client_library_reads_the_native_tables() {
 
     let e = &got["errors"];
     assert_eq!(e["ddl"]["code"], 40001, "{e}");
-    assert!(e["ddl"]["message"].as_str().unwrap().contains("CREATE statements are not supported"), "{e}");
+    assert!(
+        e["ddl"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CREATE statements are not supported"),
+        "{e}"
+    );
     assert_eq!(e["unknown"]["code"], 40001, "{e}");
-    assert!(e["unknown"]["message"].as_str().unwrap().contains("NOPE does not exist"), "{e}");
+    assert!(
+        e["unknown"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NOPE does not exist"),
+        "{e}"
+    );
     let non_key = e["non_key"]["message"].as_str().unwrap();
-    assert!(non_key.starts_with("HTTP error encountered: 400"), "{non_key}");
+    assert!(
+        non_key.starts_with("HTTP error encountered: 400"),
+        "{non_key}"
+    );
     assert!(non_key.contains("non-key column"), "{non_key}");
 
     readme_examples(&worker.base, &counts, &hourly).await;
@@ -178,7 +228,11 @@ async fn a_ksqldb_client_library_reads_the_native_tables() {
 }
 
 /// The ```sh blocks of the README's ksqlDB section, each run with `sh -c` against `base`.
-async fn readme_examples(base: &str, counts: &BTreeMap<i32, i64>, hourly: &BTreeMap<(i32, i64), i64>) {
+async fn readme_examples(
+    base: &str,
+    counts: &BTreeMap<i32, i64>,
+    hourly: &BTreeMap<(i32, i64), i64>,
+) {
     let readme = include_str!("../README.md");
     let section = readme
         .split("## Query with ksqlDB clients")
@@ -202,7 +256,11 @@ async fn readme_examples(base: &str, counts: &BTreeMap<i32, i64>, hourly: &BTree
             .output()
             .await
             .unwrap();
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         outputs.push(String::from_utf8(out.stdout).unwrap());
     }
     let json = |s: &str| -> Json { serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}")) };
@@ -214,11 +272,20 @@ async fn readme_examples(base: &str, counts: &BTreeMap<i32, i64>, hourly: &BTree
         .iter()
         .map(|f| f["name"].clone())
         .collect();
-    assert_eq!(fields, [json!("STATION_KEY"), json!("STATION_ID"), json!("COUNT")]);
-    assert_eq!(rows(&json(&outputs[2])), vec![json!([40380, 40380, counts[&40380]])]);
+    assert_eq!(
+        fields,
+        [json!("STATION_KEY"), json!("STATION_ID"), json!("COUNT")]
+    );
+    assert_eq!(
+        rows(&json(&outputs[2])),
+        vec![json!([40380, 40380, counts[&40380]])]
+    );
     let mut lines = outputs[3].lines();
     let header = json(lines.next().unwrap());
-    assert_eq!(header["columnNames"], json!(["STATION_ID", "WINDOWSTART", "WINDOWEND", "COUNT"]));
+    assert_eq!(
+        header["columnNames"],
+        json!(["STATION_ID", "WINDOWSTART", "WINDOWEND", "COUNT"])
+    );
     let got: Vec<Json> = lines.map(json).collect();
     let expected: Vec<Json> = hourly
         .iter()
@@ -230,7 +297,13 @@ async fn readme_examples(base: &str, counts: &BTreeMap<i32, i64>, hourly: &BTree
     let err = json(&outputs[4]);
     assert_eq!(err["@type"], "statement_error");
     assert_eq!(err["error_code"], 40001);
-    assert!(err["message"].as_str().unwrap().starts_with("WHERE on COUNT, a non-key column, is not supported"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("WHERE on COUNT, a non-key column, is not supported"),
+        "{err}"
+    );
 }
 
 async fn cli_prints_a_table(base: &str, station: i32, count: i64) {
@@ -240,10 +313,20 @@ async fn cli_prints_a_table(base: &str, station: i32, count: i64) {
             .output()
             .await
             .unwrap();
-        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
     };
     let sql = format!("SELECT * FROM TURNSTILE_SUMMARY WHERE STATION_ID = {station}");
-    let (code, out, err) = run(vec!["query".into(), sql.clone(), "--url".into(), base.into()]).await;
+    let (code, out, err) = run(vec![
+        "query".into(),
+        sql.clone(),
+        "--url".into(),
+        base.into(),
+    ])
+    .await;
     assert_eq!(code, Some(0), "{err}");
     let c = count.to_string();
     let w = c.len().max(5) + 1;
@@ -255,19 +338,55 @@ async fn cli_prints_a_table(base: &str, station: i32, count: i64) {
             "COUNT"
         )
     );
-    let (code, out, _) = run(vec!["query".into(), sql, "--json".into(), "--url".into(), base.into()]).await;
+    let (code, out, _) = run(vec![
+        "query".into(),
+        sql,
+        "--json".into(),
+        "--url".into(),
+        base.into(),
+    ])
+    .await;
     assert_eq!(code, Some(0));
     let v: Json = serde_json::from_str(&out).unwrap();
     assert_eq!(rows(&v), vec![json!([station, station, count])]);
-    let (code, out, _) = run(vec!["query".into(), "SHOW TABLES".into(), "--url".into(), base.into()]).await;
+    let (code, out, _) = run(vec![
+        "query".into(),
+        "SHOW TABLES".into(),
+        "--url".into(),
+        base.into(),
+    ])
+    .await;
     assert_eq!(code, Some(0));
-    assert!(out.contains("|TURNSTILE_HOURLY ") && out.contains("Table Name"), "{out}");
+    assert!(
+        out.contains("|TURNSTILE_HOURLY ") && out.contains("Table Name"),
+        "{out}"
+    );
     // The old form still works.
-    let (code, out, _) = run(vec!["query".into(), "turnstile".into(), "--station".into(), station.to_string(), "--url".into(), base.into()]).await;
+    let (code, out, _) = run(vec![
+        "query".into(),
+        "turnstile".into(),
+        "--station".into(),
+        station.to_string(),
+        "--url".into(),
+        base.into(),
+    ])
+    .await;
     assert_eq!(code, Some(0));
-    assert_eq!(out, format!("{:>10}  {:>10}\n{station:>10}  {count:>10}\n", "STATION_ID", "COUNT"));
+    assert_eq!(
+        out,
+        format!(
+            "{:>10}  {:>10}\n{station:>10}  {count:>10}\n",
+            "STATION_ID", "COUNT"
+        )
+    );
     // A statement the server refuses: its message, exit 1.
-    let (code, _, err) = run(vec!["query".into(), "SELECT * FROM A JOIN B ON A.X = B.X".into(), "--url".into(), base.into()]).await;
+    let (code, _, err) = run(vec![
+        "query".into(),
+        "SELECT * FROM A JOIN B ON A.X = B.X".into(),
+        "--url".into(),
+        base.into(),
+    ])
+    .await;
     assert_eq!(code, Some(1));
     assert!(err.contains("joins are not supported"), "{err}");
 }
@@ -324,8 +443,12 @@ async fn ksql_mode_worker_reads_another_workers_endpoint() {
         "/api/turnstile/1".to_string(),
         "/api/turnstile/abc".to_string(),
     ] {
-        let a = reqwest::get(format!("{}{path}", native.base)).await.unwrap();
-        let b = reqwest::get(format!("{}{path}", reader.base)).await.unwrap();
+        let a = reqwest::get(format!("{}{path}", native.base))
+            .await
+            .unwrap();
+        let b = reqwest::get(format!("{}{path}", reader.base))
+            .await
+            .unwrap();
         assert_eq!(a.status(), b.status(), "{path}");
         assert_eq!(a.text().await.unwrap(), b.text().await.unwrap(), "{path}");
     }
@@ -333,7 +456,12 @@ async fn ksql_mode_worker_reads_another_workers_endpoint() {
     let total: i64 = counts.values().sum();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let html = reqwest::get(format!("{}/", reader.base)).await.unwrap().text().await.unwrap();
+        let html = reqwest::get(format!("{}/", reader.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let (stations, page_total) = page_counts(&html);
         if page_total == total && stations == counts {
             break;
@@ -378,18 +506,28 @@ fn bad_statements() -> Vec<(&'static str, String, &'static str)> {
 }
 
 fn body_for(path: &str, statement: &str) -> String {
-    let field = if path == "/query-stream" { "sql" } else { "ksql" };
+    let field = if path == "/query-stream" {
+        "sql"
+    } else {
+        "ksql"
+    };
     json!({ field: statement }).to_string()
 }
 
 fn check_error(path: &str, status: u16, body: &str) -> Json {
     assert_eq!(status, 400, "{path}: {body}");
-    let v: Json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+    let v: Json =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
     assert!(
         v["@type"] == "statement_error" || v["@type"] == "generic_error",
         "{path}: {v}"
     );
-    assert!(v["error_code"].as_u64().is_some_and(|c| (40000..40100).contains(&c)), "{v}");
+    assert!(
+        v["error_code"]
+            .as_u64()
+            .is_some_and(|c| (40000..40100).contains(&c)),
+        "{v}"
+    );
     assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
     v
 }
@@ -409,8 +547,30 @@ const SEEDS: [&str; 10] = [
 ];
 
 const PIECES: [&str; 24] = [
-    "'", "`", "\"", "(", ")", ";", ",", "--", "/*", "*/", " AND ", " OR ", " WHERE ", " IN (", "= ",
-    "EMIT CHANGES", "JOIN", "99999999999999999999", "-", "\u{0}", "é", "\\", " SELECT ", "'2026-",
+    "'",
+    "`",
+    "\"",
+    "(",
+    ")",
+    ";",
+    ",",
+    "--",
+    "/*",
+    "*/",
+    " AND ",
+    " OR ",
+    " WHERE ",
+    " IN (",
+    "= ",
+    "EMIT CHANGES",
+    "JOIN",
+    "99999999999999999999",
+    "-",
+    "\u{0}",
+    "é",
+    "\\",
+    " SELECT ",
+    "'2026-",
 ];
 
 fn mutate(rng: &mut impl Rng, s: &str) -> String {
@@ -426,7 +586,10 @@ fn mutate(rng: &mut impl Rng, s: &str) -> String {
                 let p = PIECES[rng.random_range(0..PIECES.len())];
                 chars.splice(at..at, p.chars());
             }
-            2 => chars.insert(at, char::from_u32(rng.random_range(0..0x3000)).unwrap_or('?')),
+            2 => chars.insert(
+                at,
+                char::from_u32(rng.random_range(0..0x3000)).unwrap_or('?'),
+            ),
             3 => {
                 let other = SEEDS[rng.random_range(0..SEEDS.len())];
                 let cut = rng.random_range(0..other.len());
@@ -454,9 +617,13 @@ async fn bad_and_fuzzed_statements_get_ksqldb_errors_never_a_5xx() {
     let base = worker.base.clone();
 
     for (path, statement, says) in bad_statements() {
-        let (status, body) = post(&format!("{base}{path}"), &body_for(path, &statement), None).await;
+        let (status, body) =
+            post(&format!("{base}{path}"), &body_for(path, &statement), None).await;
         let v = check_error(path, status, &body);
-        assert!(v["message"].as_str().unwrap().contains(says), "{statement:.80}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(says),
+            "{statement:.80}: {v}"
+        );
         if v["@type"] == "statement_error" {
             assert!(v["statementText"].is_string(), "{v}");
         }
@@ -482,8 +649,15 @@ async fn bad_and_fuzzed_statements_get_ksqldb_errors_never_a_5xx() {
     .await;
     assert_eq!(status, 200, "{text}");
     let v: Json = serde_json::from_str(&text).unwrap();
-    assert_eq!(v[0]["columnNames"], json!(["STATION_KEY", "STATION_ID", "COUNT"]));
-    let first: Vec<Json> = counts.iter().take(2).map(|(id, c)| json!([id, id, c])).collect();
+    assert_eq!(
+        v[0]["columnNames"],
+        json!(["STATION_KEY", "STATION_ID", "COUNT"])
+    );
+    let first: Vec<Json> = counts
+        .iter()
+        .take(2)
+        .map(|(id, c)| json!([id, id, c]))
+        .collect();
     assert_eq!(v.as_array().unwrap()[1..], first[..]);
 
     // Fuzz: mutated statements on every route; no answer may be a 5xx, none may hang.
@@ -493,8 +667,15 @@ async fn bad_and_fuzzed_statements_get_ksqldb_errors_never_a_5xx() {
     for i in 0..3000 {
         let seed = SEEDS[rng.random_range(0..SEEDS.len())];
         let statement = match i % 50 {
-            0 => format!("SELECT * FROM TURNSTILE_SUMMARY WHERE STATION_ID IN ({});", "1,".repeat(rng.random_range(900..2500)) + "1"),
-            1 => format!("SELECT * FROM TURNSTILE_SUMMARY WHERE {}STATION_ID = 1{};", "(".repeat(rng.random_range(1..200)), ")".repeat(rng.random_range(1..200))),
+            0 => format!(
+                "SELECT * FROM TURNSTILE_SUMMARY WHERE STATION_ID IN ({});",
+                "1,".repeat(rng.random_range(900..2500)) + "1"
+            ),
+            1 => format!(
+                "SELECT * FROM TURNSTILE_SUMMARY WHERE {}STATION_ID = 1{};",
+                "(".repeat(rng.random_range(1..200)),
+                ")".repeat(rng.random_range(1..200))
+            ),
             2 => "SELECT ".repeat(rng.random_range(1..4000)),
             _ => mutate(&mut rng, seed),
         };
@@ -505,11 +686,15 @@ async fn bad_and_fuzzed_statements_get_ksqldb_errors_never_a_5xx() {
             body_for(path, &statement)
         };
         let (status, text) = post(&format!("{base}{path}"), &body, None).await;
-        assert!(status < 500, "{path} {statement:.200}: {status} {text:.300}");
+        assert!(
+            status < 500,
+            "{path} {statement:.200}: {status} {text:.300}"
+        );
         if status == 200 {
             ok += 1;
             for line in text.lines() {
-                serde_json::from_str::<Json>(line).unwrap_or_else(|e| panic!("{path} {statement:.200}: {e}: {line:.200}"));
+                serde_json::from_str::<Json>(line)
+                    .unwrap_or_else(|e| panic!("{path} {statement:.200}: {e}: {line:.200}"));
             }
         } else {
             refused += 1;
@@ -518,7 +703,12 @@ async fn bad_and_fuzzed_statements_get_ksqldb_errors_never_a_5xx() {
     }
     assert!(ok > 50 && refused > 1000, "ok {ok}, refused {refused}");
     // Still answering.
-    let (status, _) = post(&format!("{base}/query"), &body_for("/query", SEEDS[1]), None).await;
+    let (status, _) = post(
+        &format!("{base}/query"),
+        &body_for("/query", SEEDS[1]),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     worker.stop().await;
 }

@@ -10,10 +10,8 @@ use serde_json::Value as Json;
 /// Runs `sql` against the worker at `base` and formats the answer.
 pub async fn run(base: &str, sql: &str, json: bool) -> Result<String, ClientError> {
     // Statements this side cannot read go to /ksql, which answers with the reason.
-    let is_query = parse::parse(sql).is_ok_and(|p| {
-        p.iter()
-            .all(|p| matches!(p.statement, Statement::Pull(_)))
-    });
+    let is_query = parse::parse(sql)
+        .is_ok_and(|p| p.iter().all(|p| matches!(p.statement, Statement::Pull(_))));
     let path = if is_query { "query" } else { "ksql" };
     let url = crate::integrations::join(base, path);
     let resp = reqwest::Client::new()
@@ -57,5 +55,10 @@ pub async fn run(base: &str, sql: &str, json: bool) -> Result<String, ClientErro
     } else {
         format::entities_table(&v)
     };
-    table.ok_or_else(|| body_err(format!("not a ksqlDB answer: {}", crate::integrations::flatten(&text))))
+    table.ok_or_else(|| {
+        body_err(format!(
+            "not a ksqlDB answer: {}",
+            crate::integrations::flatten(&text)
+        ))
+    })
 }

@@ -76,7 +76,12 @@ struct Filter {
     end: Range,
 }
 
-fn resolve<'a>(source: &Source, all: &'a [Column], name: &str, text: &str) -> Result<&'a Column, ApiError> {
+fn resolve<'a>(
+    source: &Source,
+    all: &'a [Column],
+    name: &str,
+    text: &str,
+) -> Result<&'a Column, ApiError> {
     all.iter().find(|c| c.name == name).ok_or_else(|| {
         let names: Vec<&str> = all.iter().map(|c| c.name).collect();
         ApiError::statement(
@@ -93,7 +98,10 @@ fn resolve<'a>(source: &Source, all: &'a [Column], name: &str, text: &str) -> Re
 fn station_id(v: &Literal, column: &str, text: &str) -> Result<i32, ApiError> {
     match v {
         Literal::Int(n) => i32::try_from(*n).map_err(|_| {
-            ApiError::statement(format!("{column} is an INTEGER; {n} is out of its range"), text)
+            ApiError::statement(
+                format!("{column} is an INTEGER; {n} is out of its range"),
+                text,
+            )
         }),
         Literal::Text(s) => Err(ApiError::statement(
             format!("{column} is an INTEGER; '{s}' is a string"),
@@ -120,7 +128,11 @@ fn parse_time(s: &str) -> Option<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc().timestamp_millis());
         }
@@ -197,7 +209,11 @@ fn filter(source: &Source, all: &[Column], q: &PullQuery, text: &str) -> Result<
 }
 
 fn key_name(s: &Source) -> &'static str {
-    s.columns.iter().find(|c| c.key).map(|c| c.name).unwrap_or("")
+    s.columns
+        .iter()
+        .find(|c| c.key)
+        .map(|c| c.name)
+        .unwrap_or("")
 }
 
 /// Runs `q` across the app's workers.
@@ -273,12 +289,16 @@ pub async fn run(state: &WebState, q: &PullQuery, text: &str) -> Result<ResultSe
                 .await
                 .map_err(ApiError::unavailable)?;
             for w in found.into_iter().filter(|w| {
-                wanted(w.station_id) && f.start.contains(w.window_start) && f.end.contains(w.window_end)
+                wanted(w.station_id)
+                    && f.start.contains(w.window_start)
+                    && f.end.contains(w.window_end)
             }) {
                 rows.push(
                     columns
                         .iter()
-                        .map(|(_, c)| value(c.role, w.station_id, w.window_start, w.window_end, w.count))
+                        .map(|(_, c)| {
+                            value(c.role, w.station_id, w.window_start, w.window_end, w.count)
+                        })
                         .collect(),
                 );
             }

@@ -175,7 +175,10 @@ async fn ksql(s: WebState, body: Option<bytes::Bytes>) -> Response {
                     Some(d) => d,
                     None => {
                         let e = ApiError::statement(
-                            format!("{source} does not exist; the tables are {}", catalog::table_names()),
+                            format!(
+                                "{source} does not exist; the tables are {}",
+                                catalog::table_names()
+                            ),
                             &p.text,
                         );
                         return e.response(entities);
@@ -197,12 +200,19 @@ async fn ksql(s: WebState, body: Option<bytes::Bytes>) -> Response {
 }
 
 /// The one pull query of a `/query` or `/query-stream` body, run.
-async fn pull(s: &WebState, body: Option<bytes::Bytes>, field: &str) -> Result<execute::ResultSet, ApiError> {
+async fn pull(
+    s: &WebState,
+    body: Option<bytes::Bytes>,
+    field: &str,
+) -> Result<execute::ResultSet, ApiError> {
     let sql = statement_text(body, field)?;
     let mut parsed = parse::parse(&sql)?;
     if parsed.len() != 1 {
         return Err(ApiError::statement(
-            format!("{} statements given; a query takes exactly one", parsed.len()),
+            format!(
+                "{} statements given; a query takes exactly one",
+                parsed.len()
+            ),
             sql.trim(),
         ));
     }
@@ -242,7 +252,11 @@ pub fn routes(state: WebState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(body.clone())
         .then(|s: WebState, b| async move {
             let r = match pull(&s, b, "ksql").await {
-                Ok(rs) => reply(StatusCode::OK, KSQL_V1, format::query_v1(&rs, &format::query_id())),
+                Ok(rs) => reply(
+                    StatusCode::OK,
+                    KSQL_V1,
+                    format::query_v1(&rs, &format::query_id()),
+                ),
                 Err(e) => e.response(Vec::new()),
             };
             labeled("/query", r)

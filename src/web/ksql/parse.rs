@@ -298,7 +298,10 @@ fn pull(q: Query, text: &str) -> Result<PullQuery, ApiError> {
         return Err(not_supported("FETCH / FOR clauses are", text));
     }
     if q.settings.is_some() || q.format_clause.is_some() || !q.pipe_operators.is_empty() {
-        return Err(not_supported("SETTINGS / FORMAT / pipe operators are", text));
+        return Err(not_supported(
+            "SETTINGS / FORMAT / pipe operators are",
+            text,
+        ));
     }
     let limit = match q.limit_clause {
         None => None,
@@ -433,9 +436,11 @@ fn literal(e: &Expr, text: &str) -> Result<Literal, ApiError> {
             op: UnaryOperator::Minus,
             expr,
         } => match literal(expr, text)? {
-            Literal::Int(n) => Ok(Literal::Int(n.checked_neg().ok_or_else(|| {
-                bad(format!("-{n} is not a 64-bit integer"), text)
-            })?)),
+            Literal::Int(n) => {
+                Ok(Literal::Int(n.checked_neg().ok_or_else(|| {
+                    bad(format!("-{n} is not a 64-bit integer"), text)
+                })?))
+            }
             Literal::Text(_) => Err(bad("a minus sign before a string", text)),
         },
         Expr::Nested(inner) => literal(inner, text),
@@ -632,15 +637,27 @@ mod tests {
     #[test]
     fn refusals_say_why() {
         for (sql, says) in [
-            ("SELECT * FROM A JOIN B ON A.X = B.X", "joins are not supported"),
+            (
+                "SELECT * FROM A JOIN B ON A.X = B.X",
+                "joins are not supported",
+            ),
             ("SELECT * FROM T EMIT CHANGES;", "push queries"),
-            ("CREATE STREAM S (A INT) WITH (KAFKA_TOPIC='s');", "CREATE statements"),
+            (
+                "CREATE STREAM S (A INT) WITH (KAFKA_TOPIC='s');",
+                "CREATE statements",
+            ),
             ("INSERT INTO T VALUES (1)", "INSERT statements"),
-            ("SELECT * FROM T WHERE A = 1 OR A = 2", "OR is not supported"),
+            (
+                "SELECT * FROM T WHERE A = 1 OR A = 2",
+                "OR is not supported",
+            ),
             ("SELECT COUNT(*) FROM T", "expected a column name"),
             ("SELECT * FROM T WHERE A LIKE 'x'", "unsupported"),
             ("SELECT * FROM T GROUP BY A", "GROUP BY"),
-            ("SELECT * FROM T WHERE A = 99999999999999999999", "not a 64-bit integer"),
+            (
+                "SELECT * FROM T WHERE A = 99999999999999999999",
+                "not a 64-bit integer",
+            ),
             ("SELEC * FROM T", "cannot parse"),
             ("SELECT * FROM T; x", "cannot parse"),
             ("SELECT * FROM T ORDER BY A", "ORDER BY"),
@@ -649,12 +666,21 @@ mod tests {
             let e = error(sql);
             assert!(e.contains(says), "{sql}: {e}");
         }
-        let many = (0..=MAX_IN_VALUES).map(|i| i.to_string()).collect::<Vec<_>>();
+        let many = (0..=MAX_IN_VALUES)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>();
         let e = error(&format!("SELECT * FROM T WHERE K IN ({})", many.join(",")));
         assert!(e.contains("at most 1000"), "{e}");
-        let e = error(&format!("SELECT * FROM T WHERE K = 1{}", " ".repeat(MAX_STATEMENT_BYTES)));
+        let e = error(&format!(
+            "SELECT * FROM T WHERE K = 1{}",
+            " ".repeat(MAX_STATEMENT_BYTES)
+        ));
         assert!(e.contains("at most 16384"), "{e}");
-        let deep = format!("SELECT * FROM T WHERE {}K = 1{}", "(".repeat(500), ")".repeat(500));
+        let deep = format!(
+            "SELECT * FROM T WHERE {}K = 1{}",
+            "(".repeat(500),
+            ")".repeat(500)
+        );
         assert!(error(&deep).contains("cannot parse"));
     }
 }
