@@ -243,13 +243,13 @@ pub fn routes(state: WebState) -> impl Filter<Extract = (Response,), Error = Rej
     let ksql_route = warp::path!("ksql")
         .and(warp::post())
         .and(with_state.clone())
-        .and(body.clone())
+        .and(body)
         .then(|s: WebState, b| async move { labeled("/ksql", ksql(s, b).await) });
 
     let query = warp::path!("query")
         .and(warp::post())
         .and(with_state.clone())
-        .and(body.clone())
+        .and(body)
         .then(|s: WebState, b| async move {
             let r = match pull(&s, b, "ksql").await {
                 Ok(rs) => reply(
