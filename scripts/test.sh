@@ -16,6 +16,16 @@ if ! command -v noida-db >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check noida-db
   hash -r
 fi
+# ksql-python-ng (PyPI): a ksqlDB client library that tests/ksql_api.rs runs against the
+# worker's ksqlDB-compatible endpoint, in its own virtualenv (found through CTA_KSQL_PYTHON).
+# httpx 0.28 dropped the `cert` argument that ksql-python-ng 0.29 passes, hence the pin.
+KSQL_VENV="${CTA_KSQL_VENV:-$HOME/.cache/cta-stream/ksql-venv}"
+if ! "$KSQL_VENV/bin/python" -c "import ksql, httpx; assert httpx.__version__ == '0.27.2'" >/dev/null 2>&1; then
+  python3 -m venv "$KSQL_VENV"
+  "$KSQL_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "ksql-python-ng==0.29.0.1" "httpx[http2]==0.27.2"
+fi
+export CTA_KSQL_PYTHON="$KSQL_VENV/bin/python"
 # Every crate of the workspace: the application, the stream core (crates/stream) and the
 # benchmarks (crates/bench).
 cargo fmt --all --check

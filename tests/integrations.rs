@@ -22,14 +22,7 @@ const STATIONS_TOPIC: &str = "org.chicago.cta.stations";
 const START_MS: i64 = 1_795_957_200_000;
 
 fn sim_config(seed: u64, steps: u64) -> SimConfig {
-    SimConfig {
-        time_step: Duration::from_secs(300),
-        sleep: Duration::ZERO,
-        steps: Some(steps),
-        seed,
-        start_ms: START_MS,
-        ..SimConfig::default()
-    }
+    sim_config_at(seed, steps, START_MS)
 }
 
 async fn setup(app_ids: &[&str]) -> TestEnv {

@@ -1,5 +1,6 @@
 //! `worker`: the stream worker (agents, RocksDB tables with changelogs) and the status page;
-//! `worker query turnstile` asks a running worker for the turnstile table. Exits 2 on
+//! `worker query turnstile` asks a running worker for the turnstile table, `worker query
+//! "<ksqlDB statement>"` its ksqlDB-compatible endpoint. Exits 2 on
 //! configuration errors, 1 on other failures.
 
 use anyhow::Context;
@@ -27,10 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Query a running worker's tables.
+    /// Query a running worker's tables: a ksqlDB statement, e.g.
+    /// `worker query "SELECT * FROM TURNSTILE_SUMMARY WHERE STATION_ID = 40380"` (also
+    /// `SHOW TABLES`, `DESCRIBE TURNSTILE_HOURLY`), or `worker query turnstile [--station N]`.
+    #[command(args_conflicts_with_subcommands = true)]
     Query {
         #[command(subcommand)]
-        table: QueryTable,
+        table: Option<QueryTable>,
+        /// A ksqlDB statement, sent to the worker's ksqlDB-compatible endpoint; the answer
+        /// prints as a table like the ksqlDB CLI's.
+        statement: Option<String>,
         /// Base URL of the worker's web server.
         #[arg(
             long,
@@ -65,11 +72,20 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Query {
-            table: QueryTable::Turnstile { station },
+            table,
+            statement,
             url,
             json,
         }) => {
-            let out = cta_stream::web::client::query_turnstile(&url, station, json).await?;
+            let out = match (table, statement) {
+                (Some(QueryTable::Turnstile { station }), _) => {
+                    cta_stream::web::client::query_turnstile(&url, station, json).await?
+                }
+                (None, Some(sql)) => cta_stream::web::ksql::client::run(&url, &sql, json).await?,
+                (None, None) => anyhow::bail!(
+                    "worker query: give a statement (\"SELECT * FROM TURNSTILE_SUMMARY;\") or a table (turnstile)"
+                ),
+            };
             print!("{out}");
             Ok(())
         }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod cluster;
 pub mod diagram;
 pub mod events;
+pub mod ksql;
 pub mod metrics;
 pub mod routes;
 pub mod templates;
@@ -48,6 +49,19 @@ impl WebState {
         Self { directory, ..self }
     }
 
+    /// The worker's status while it restores its tables (answers would be incomplete), else
+    /// `None`.
+    pub fn restoring(&self) -> Option<crate::stream::StatusSnapshot> {
+        if !self
+            .status
+            .recovering
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        Some(self.status.snapshot()).filter(|st| st.recovering)
+    }
+
     /// Lets `/metrics` report consumer lag, reading high watermarks from this cluster.
     pub fn with_kafka(self, kafka: KafkaConfig) -> Self {
         let metrics = Arc::new(Metrics::new(
@@ -69,7 +83,8 @@ pub struct WebLimits {
     pub max_header_bytes: usize,
     /// Header fields per request; beyond it the answer is 431.
     pub max_headers: usize,
-    /// Request bodies larger than this are refused with 413 (no route takes a body).
+    /// Request bodies larger than this are refused with 413 (only the ksqlDB routes take a
+    /// body; they have their own limit, [`ksql::MAX_BODY_BYTES`]).
     pub max_body_bytes: u64,
     /// A client must send a request's headers within this time, or the connection is closed;
     /// an idle keep-alive connection is closed after it too (hyper's header read timeout).
@@ -193,13 +208,16 @@ async fn accept_loop(
                 async move {
                     let started = Instant::now();
                     let method = req.method().clone();
-                    let resp = match body_too_large(&req, max_body) {
+                    // The ksqlDB routes take statements up to 16 KiB, so bodies up to 64 KiB.
+                    let ksql_limit = ksql::body_limit(req.uri().path());
+                    let limit = ksql_limit.unwrap_or(max_body);
+                    let resp = match body_too_large(&req, limit) {
+                        Some(_) if ksql_limit.is_some() => ksql::body_too_large(),
                         Some(r) => r,
                         None => {
                             // A body without a declared length (chunked) is cut off at the same
                             // limit, should a route ever read one.
-                            let req =
-                                req.map(|b| http_body_util::Limited::new(b, max_body as usize));
+                            let req = req.map(|b| http_body_util::Limited::new(b, limit as usize));
                             let mut svc = warp::service(filter);
                             match tower_service::Service::call(&mut svc, req).await {
                                 Ok(r) => r,

@@ -6,7 +6,9 @@
 //! - `GET /api/status`: everything the page shows, as JSON;
 //! - `GET /api/events`: the page's content as Server-Sent Events ([`crate::web::events`]);
 //! - `GET /metrics`: Prometheus text format ([`crate::web::metrics`]);
-//! - `GET /health`, `GET /static/style.css`, `GET /static/live.js`.
+//! - `GET /health`, `GET /static/style.css`, `GET /static/live.js`;
+//! - `POST /ksql`, `POST /query`, `POST /query-stream`, `GET /info`: ksqlDB's REST API over
+//!   the same tables ([`crate::web::ksql`]).
 //!
 //! Every table answer covers all workers of the app (see [`crate::web::cluster`]);
 //! `?scope=local` limits it to this worker's partitions. While this worker restores its tables
@@ -75,15 +77,7 @@ fn unavailable(e: ClusterError) -> Response {
 
 /// 503 while this worker restores its tables: answers would be incomplete.
 fn recovering(s: &WebState) -> Option<Response> {
-    if !s
-        .status
-        .recovering
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
-        return None;
-    }
-    let st = s.status.snapshot();
-    st.recovering.then(|| {
+    s.restoring().map(|st| {
         let body = serde_json::json!({
             "error": "recovering",
             "restored": st.restore_done,
@@ -120,6 +114,7 @@ pub fn routes(
     state: WebState,
     shutdown: Shutdown,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let state_for_ksql = state.clone();
     page(state.clone())
         .or(turnstile_all(state.clone()))
         .unify()
@@ -138,6 +133,8 @@ pub fn routes(
         .or(style())
         .unify()
         .or(live())
+        .unify()
+        .or(crate::web::ksql::routes(state_for_ksql))
         .unify()
         .recover(
             |r: Rejection| async move { Ok::<Response, std::convert::Infallible>(rejection(r)) },

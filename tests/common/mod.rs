@@ -70,6 +70,22 @@ impl TestEnv {
     }
 }
 
+/// A simulation of `steps` 5-minute steps from `start_ms`, as fast as it goes.
+pub fn sim_config_at(
+    seed: u64,
+    steps: u64,
+    start_ms: i64,
+) -> cta_stream::transit::simulation::SimConfig {
+    cta_stream::transit::simulation::SimConfig {
+        time_step: Duration::from_secs(300),
+        sleep: Duration::ZERO,
+        steps: Some(steps),
+        seed,
+        start_ms,
+        ..Default::default()
+    }
+}
+
 pub fn free_addr() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
