@@ -102,17 +102,23 @@ def main():
     except OSError:
         pass
 
-    w_rps = rows[0]["rps"] if worker is not None and rows and rows[0]["name"].startswith("cta-stream") else None
+    has_worker = worker is not None and rows and rows[0]["name"].startswith("cta-stream")
+    w_rps = rows[0]["rps"] if has_worker else None
+    w_cpu = rows[0]["cpu_pm"] if has_worker else None
     out = []
     out.append(f"### Peers on one broker, {a.date}")
     out.append("")
     out.append(f"Machine: {cpus} CPUs ({model}), {platform.platform()}. Broker: {a.broker}.")
+    out.append("")
     load_txt = ", ".join(f"{p} {w} {v}" for (p, w), v in loads.items())
     out.append(
         f"Load average (1 min) around each run: {load_txt}."
         + (
             " **The machine was busy** (other people building on the same 2 cores): wall-clock rates are "
-            "pessimistic for everyone; CPU-s per million is the steadier figure."
+            "pessimistic for everyone, and more so for a program on one thread (the Python peers) than "
+            "for one on several (the worker's poll thread, librdkafka's threads, the tokio workers "
+            "each get a share of the cores), so the records/s ratios favour the worker; CPU-s per "
+            "million is the steadier figure."
             if busy
             else " The machine was quiet."
         )
@@ -122,12 +128,15 @@ def main():
     out.append("")
     out.append(
         "| program | input | table store | records | records/s first→last | records/s start→last | "
-        "CPU-s per million | peak RSS | counts exact | worker ÷ this (first→last) |"
+        "CPU-s per million | peak RSS | counts exact | worker ÷ this, records/s first→last | "
+        "this ÷ worker, CPU-s per million |"
     )
-    out.append("|---|---|---|--:|--:|--:|--:|--:|---|--:|")
+    out.append("|---|---|---|--:|--:|--:|--:|--:|---|--:|--:|")
     verdicts = []
     for r in rows:
-        ratio = ""
+        ratio = cpu_ratio = ""
+        if w_cpu and r.get("key"):
+            cpu_ratio = f"{r['cpu_pm'] / w_cpu:,.1f}×"
         if w_rps and r.get("key"):
             q = w_rps / r["rps"] if r["rps"] > 0 else float("inf")
             target = TARGETS[r["key"]]
@@ -136,7 +145,7 @@ def main():
         out.append(
             f"| {r['name']} | {r['input']} | {r['store']} | {r['records']:,} | {r['rps']:,.0f} | "
             f"{r['rps_start']:,.0f} | {r['cpu_pm']:,.1f} | {mib(r['rss'])} | "
-            f"{'yes' if r['exact'] else '**NO**'}: {r['exact_note']} | {ratio} |"
+            f"{'yes' if r['exact'] else '**NO**'}: {r['exact_note']} | {ratio} | {cpu_ratio} |"
         )
     out.append("")
     out.append(
