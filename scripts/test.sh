@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh chromium postgresql docker-compose openssl
 # noida-db (PyPI): a Kafka-protocol broker with transactions and read_committed, for
 # tests/exactly_once.rs (the embedded mock broker does not honour read_committed).
-if ! command -v noida-db >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check noida-db
+# 0.2.3's binary needs glibc 2.39 (its wheel says manylinux_2_17); 0.2.2 runs on Debian 12.
+if ! noida-db version >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check --force-reinstall 'noida-db==0.2.2'
   hash -r
 fi
 # ksql-python-ng (PyPI): a ksqlDB client library that tests/ksql_api.rs runs against the
