@@ -394,7 +394,8 @@ async fn cli_prints_a_table(base: &str, station: i32, count: i64) {
 /// Per-station entries and the total the page shows.
 fn page_counts(html: &str) -> (BTreeMap<i32, i64>, i64) {
     let mut out = BTreeMap::new();
-    for part in html.split("data-station=\"").skip(1) {
+    // Table rows only: the line diagrams carry data-station attributes too.
+    for part in html.split("<tr data-station=\"").skip(1) {
         let id: i32 = part.split('"').next().unwrap().parse().unwrap();
         let entries = part
             .split("class=\"num entries\">")
