@@ -220,12 +220,14 @@ async fn two_workers_sharing_the_partitions_both_show_the_truth() {
     let env = env().await;
     let app_id = fresh_app(&env, "two");
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // One joins, then the other: a single rebalance shares the partitions (two classic-group
+    // members joining at once can rebalance for a long time on a busy machine).
     let w1 = spawn_worker(&env, d1.path(), &app_id).await;
+    wait_assigned(&w1.base, Duration::from_secs(90)).await;
     let w2 = spawn_worker(&env, d2.path(), &app_id).await;
     let mut sim = Stepper::new(&env, 12).await;
     sim.steps(30).await;
-    wait_assigned(&w1.base, Duration::from_secs(30)).await;
-    wait_assigned(&w2.base, Duration::from_secs(30)).await;
+    wait_assigned(&w2.base, Duration::from_secs(90)).await;
     let truth = sim.truth();
     for w in [&w1, &w2] {
         wait_for_truth(&w.base, &truth, Duration::from_secs(60)).await;
