@@ -32,5 +32,7 @@ export CTA_KSQL_PYTHON="$KSQL_VENV/bin/python"
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
+# The stream core's examples, run on their in-process Kafka, output checked.
+./scripts/examples.sh
 # Exit code 1 when the turnstile table's counts differ from the produced counts.
 cargo run --release --bin bench -- throughput --records 50000

@@ -3,6 +3,8 @@
 //! the web layer or the embedded platform.
 
 pub mod agents;
+#[cfg(test)]
+mod agents_tests;
 pub mod lines;
 pub mod models;
 pub mod queries;
@@ -82,7 +84,7 @@ pub fn changelog_topics(app_id: &str) -> Vec<String> {
         .collect();
     for (name, _) in windowed() {
         out.push(named(name));
-        out.push(named(&format!("{name}-stream-time")));
+        out.push(named(&crate::stream::names::stream_time_table(name)));
     }
     out
 }

@@ -19,13 +19,15 @@
 //! panics on input. Every answer carries its route template as a [`RouteLabel`] extension,
 //! which the HTTP metrics use as their `route` label (`unmatched` when no route took it).
 
+// `?scope=local` restricts an answer to this worker's partitions, as in the core's views.
+use crate::stream::view::Scope;
 use crate::stream::Shutdown;
 use crate::transit::queries::Window;
 use crate::web::cluster::{self, ClusterError};
 use crate::web::templates::StatusPage;
 use crate::web::WebState;
 use askama::Template;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -56,18 +58,6 @@ fn json_ok<T: Serialize>(v: &T) -> Response {
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "query failed");
     json_error(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable")
-}
-
-/// `?scope=local` restricts an answer to this worker's partitions.
-#[derive(Debug, Default, Deserialize)]
-struct Scope {
-    scope: Option<String>,
-}
-
-impl Scope {
-    fn local(&self) -> bool {
-        self.scope.as_deref() == Some("local")
-    }
 }
 
 fn unavailable(e: ClusterError) -> Response {

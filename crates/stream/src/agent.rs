@@ -10,8 +10,10 @@ use crate::error::Result;
 use crate::record::Record;
 
 pub trait Agent: Send {
-    /// Name for logs.
-    fn name(&self) -> &str;
+    /// Name for logs (the type's name unless overridden).
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
     /// The one topic this agent consumes.
     fn topic(&self) -> &str;
     /// Handles one record. A [`crate::ErrorKind::Data`] error dead-letters the record

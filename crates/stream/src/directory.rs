@@ -55,7 +55,9 @@ impl Directory {
         &self.url
     }
 
-    fn record(&self, advert: Advert) {
+    /// Takes in an advert, as read from the directory topic (an older one of a worker is
+    /// ignored).
+    pub fn record(&self, advert: Advert) {
         let mut map = self.adverts.write().unwrap_or_else(|p| p.into_inner());
         match map.get(&advert.worker_id) {
             Some(old) if old.ts > advert.ts => {}

@@ -31,6 +31,9 @@ pub enum RetryHint {
 pub enum DecodeError {
     #[error("record has no value")]
     Empty,
+    /// A key or value that should be text is missing or not UTF-8.
+    #[error("record text: {0}")]
+    Text(String),
     #[error("payload too short for the Confluent wire format ({0} bytes, need at least 5)")]
     TooShort(usize),
     #[error("bad magic byte {0} (Confluent wire format starts with 0)")]

@@ -15,6 +15,13 @@
 //!   [`Directory`]: which worker owns which partition, for routed queries.
 //! - [`kafka`], [`names`], [`table`]: thin client helpers, reserved names and store access for
 //!   applications that create their own topics, producers or read stores offline.
+//! - Short declarations on [`App`]: `agent_fn(topic, |record| ...)` ([`FnAgent`]),
+//!   `table_on(name, topic)`, `windowed_table_on(..)`; reads by key from anywhere
+//!   ([`Table::value`], partition by Kafka's partitioner: [`table::route`]).
+//! - [`view`]: web views of tables (list, one key), routed to the owning worker through the
+//!   [`directory`] (its [`directory::Advert`]s).
+//! - [`testing`]: a test driver that runs an app's agents and tables without a broker.
+//! - [`embedded`]: an in-process mock Kafka for the examples (`examples/`).
 //!
 //! # Layout (private modules)
 //! - `app`: the builder and the worker's runtime (poll loop, rebalances, dead letters).
@@ -33,7 +40,9 @@ mod app;
 mod checkpoint;
 pub mod codec;
 mod config;
-mod directory;
+mod declare;
+pub mod directory;
+pub mod embedded;
 mod error;
 mod fetch;
 mod health;
@@ -45,12 +54,15 @@ mod shutdown;
 mod sink;
 mod standby;
 pub mod table;
+pub mod testing;
+pub mod view;
 mod window;
 
 pub use agent::Agent;
 pub use app::{App, AppConfig};
 pub use codec::{AvroDecoder, AvroEncoder, RegistryConfig};
 pub use config::KafkaConfig;
+pub use declare::FnAgent;
 pub use directory::Directory;
 pub use error::{DecodeError, ErrorKind, Result, RetryHint, StreamError};
 pub use fetch::FetchQueue;
@@ -59,6 +71,8 @@ pub use sensor::{Status, StatusSnapshot};
 pub use shutdown::{Shutdown, GRACEFUL_DEADLINE};
 pub use sink::Guarantee;
 pub use table::{Table, TableSpec};
+pub use testing::{TestDriver, TestRecord};
+pub use view::table_view;
 pub use window::{WindowKey, WindowedTable, Windows};
 
 /// The hash map of the per-record paths (table write caches, source positions): foldhash's

@@ -67,3 +67,19 @@ pub const META_IDENTITY: &[u8] = b"identity";
 
 /// Column family holding store metadata (the data lives in the default family).
 pub const CF_META: &str = "meta";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_ones_other_processes_expect() {
+        // Faust's changelog naming and the topics an operator sees in a listing.
+        assert_eq!(changelog_topic("cta", "weather"), "cta-weather-changelog");
+        assert_eq!(dlq_topic("turnstile"), "turnstile.dlq");
+        assert_eq!(directory_topic("cta"), "cta-workers");
+        assert_eq!(restore_group(&standby_app_id("cta")), "cta-standby-restore");
+        assert_eq!(stream_time_table("hourly"), "hourly-stream-time");
+        assert_eq!(transactional_id("cta", 255), "cta-00000000000000ff");
+    }
+}

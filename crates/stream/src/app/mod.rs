@@ -35,10 +35,10 @@ use std::sync::Arc;
 
 /// An app: its tables and agents, run in one consumer group by [`App::run`] (in `runtime`).
 pub struct App {
-    config: AppConfig,
+    pub(crate) config: AppConfig,
     directory: Option<Directory>,
-    agents: Vec<Box<dyn Agent>>,
-    tables: Vec<Arc<dyn TableRuntime>>,
+    pub(crate) agents: Vec<Box<dyn Agent>>,
+    pub(crate) tables: Vec<Arc<dyn TableRuntime>>,
     status: Arc<Status>,
 }
 

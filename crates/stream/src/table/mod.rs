@@ -17,6 +17,7 @@
 //! ([`Table::items`]) are kept as a snapshot until the table changes.
 
 pub(crate) mod recovery;
+pub mod route;
 mod runtime;
 pub mod store;
 
@@ -138,6 +139,7 @@ struct Inner<K, V> {
     changelog_topic: String,
     dir: PathBuf,
     parts: Mutex<Partitions<K, V>>,
+    routing: Arc<route::Routing<K>>,
 }
 
 /// A typed table. Clones share the same state.
@@ -188,6 +190,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 source_topic: spec.source_topic,
                 changelog_topic,
                 parts: Partitions::none_open(),
+                routing: Arc::default(),
             }),
         }
     }

@@ -20,6 +20,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
     }
 
     fn open_partition(&self, partition: i32, partitions: i32) -> Result<StoreOffsets> {
+        self.inner.routing.saw_partitions(partitions);
         if let Some(part) = self.parts().map.get(&partition) {
             return part.store.offsets();
         }
@@ -157,6 +158,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
                 changelog_topic: i.changelog_topic.clone(),
                 dir: i.dir.clone(),
                 parts: Partitions::none_open(),
+                routing: i.routing.clone(),
             }),
         })
     }

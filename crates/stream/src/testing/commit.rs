@@ -1,0 +1,82 @@
+//! The driver's checkpoint and crash: the steps of [`crate::checkpoint`] with the
+//! driver's in-memory topics in place of Kafka, and a restart that keeps only what a
+//! checkpoint completed.
+
+use super::TestDriver;
+use crate::error::Result;
+use crate::names::HEADER_SOURCE_OFFSET;
+use crate::table::store::StoreOffsets;
+
+impl TestDriver {
+    /// Commits what was processed, in the worker's order: each open table partition's cached
+    /// changes go to its changelog (with the source-offset header), the outputs are flushed,
+    /// then each store is written with its changes and offsets.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        let mut prepared = Vec::new();
+        for table in &self.tables {
+            for p in table.open_partitions() {
+                let tp = (table.source_topic().to_string(), p);
+                let Some(&source) = self.positions.get(&tp) else {
+                    continue;
+                };
+                let changes = table.pending(p);
+                let header = (
+                    HEADER_SOURCE_OFFSET.to_string(),
+                    source.to_string().into_bytes(),
+                );
+                for (k, v) in &changes {
+                    self.outputs.send(
+                        table.changelog_topic(),
+                        p,
+                        Some(k.clone()),
+                        v.clone(),
+                        vec![header.clone()],
+                    );
+                }
+                prepared.push((table.clone(), p, source, changes));
+            }
+        }
+        self.outputs.flush();
+        for (table, p, source, changes) in prepared {
+            let changelog = if changes.is_empty() {
+                None
+            } else {
+                self.outputs.last_offset(table.changelog_topic(), p)
+            };
+            let offsets = StoreOffsets {
+                source: Some(source),
+                changelog,
+            };
+            table.commit_partition(p, &changes, offsets)?;
+        }
+        self.committed = self.positions.clone();
+        self.since_checkpoint = 0;
+        self.last_checkpoint_ms = self.clock_ms;
+        Ok(())
+    }
+
+    /// A kill -9 and a restart: the tables' write caches and the outputs not yet flushed are
+    /// lost, the stores keep their last checkpoint, and every source partition is read again
+    /// from the offset its stores hold up to the end of what was fed.
+    pub fn crash(&mut self) -> Result<()> {
+        for t in &self.tables {
+            for p in t.open_partitions() {
+                t.close_partition(p);
+            }
+        }
+        self.outputs.pending.clear();
+        self.since_checkpoint = 0;
+        self.last_checkpoint_ms = self.clock_ms;
+        self.open_tables()?;
+        // Source partitions no table reads resume at the offset the last checkpoint committed
+        // to the group.
+        let mut fed: Vec<_> = self.topics.keys().cloned().collect();
+        fed.sort();
+        for tp in fed {
+            let committed = self.committed.get(&tp).copied().unwrap_or(0);
+            self.positions.entry(tp.clone()).or_insert(committed);
+            self.catch_up(&tp)?;
+        }
+        Ok(())
+    }
+}

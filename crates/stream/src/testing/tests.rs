@@ -1,0 +1,218 @@
+//! The driver's own tests: a word count and a windowed count driven through it, checked
+//! against counts computed here from the input.
+
+use super::*;
+use crate::names::HEADER_SOURCE_OFFSET;
+use crate::{Table, Windows};
+use std::collections::BTreeMap;
+
+const WORDS: &str = "a b a c b a d a";
+
+/// A word-count app: (app, counts table).
+fn word_count(config: AppConfig) -> (App, Table<String, u64>) {
+    let mut app = App::new(config);
+    let counts = app.table_on::<String, u64>("counts", "words");
+    let t = counts.clone();
+    app.agent_fn("words", move |r| {
+        t.update(r, r.key_str()?.to_string(), |n| n.unwrap_or(0) + 1)
+    });
+    (app, counts)
+}
+
+fn expected_counts(words: &[&str]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for w in words {
+        *m.entry(w.to_string()).or_default() += 1;
+    }
+    m
+}
+
+fn table_counts(t: &Table<String, u64>) -> BTreeMap<String, u64> {
+    t.items()
+        .unwrap()
+        .into_iter()
+        .map(|(_, k, v)| (k, v))
+        .collect()
+}
+
+fn pipe_words(driver: &mut TestDriver, words: &[&str]) {
+    for w in words {
+        driver
+            .pipe(TestRecord::new("words").key(w).value(w))
+            .unwrap();
+    }
+}
+
+#[test]
+fn counts_land_in_the_key_partition_and_read_back_by_key() {
+    let (app, counts) = word_count(TestDriver::config("wc"));
+    let mut driver = TestDriver::with_partitions(app, &[("words", 4)]).unwrap();
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
+    pipe_words(&mut driver, &words);
+    let want = expected_counts(&words);
+    assert_eq!(table_counts(&counts), want);
+    for (word, n) in &want {
+        // Kafka's partitioner on the raw key bytes, computed apart from the table.
+        let p = partition_for(word.as_bytes(), 4);
+        assert_eq!(counts.partition_of(word), Some(p));
+        let in_p = counts.partition_items(p).unwrap();
+        assert!(
+            in_p.contains(&(word.clone(), *n)),
+            "{word} not in partition {p}"
+        );
+        assert_eq!(counts.value(word).unwrap(), Some(*n));
+        let fed = words
+            .iter()
+            .filter(|w| partition_for(w.as_bytes(), 4) == p)
+            .count();
+        assert_eq!(driver.position("words", p), Some(fed as i64));
+    }
+    assert_eq!(counts.value(&"zebra".to_string()).unwrap(), None);
+}
+
+#[test]
+fn checkpoints_write_changelogs_and_a_crash_keeps_exactly_the_committed_state() {
+    let mut config = TestDriver::config("wc");
+    config.commit_every = 1_000;
+    let (app, counts) = word_count(config);
+    let mut driver = TestDriver::new(app).unwrap();
+    pipe_words(&mut driver, &["a", "b", "a"]);
+    assert!(
+        driver.changelog("counts").is_empty(),
+        "nothing flushed before a checkpoint"
+    );
+    driver.checkpoint().unwrap();
+    // Latest value per changed key, in first-change order, each naming the source offset 3.
+    let log: Vec<(String, u64, &str)> = driver
+        .changelog("counts")
+        .iter()
+        .map(|o| {
+            let k = o.json_key::<String>().unwrap();
+            (
+                k,
+                o.json_value::<u64>().unwrap(),
+                o.header(HEADER_SOURCE_OFFSET).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(log, vec![("a".into(), 2, "3"), ("b".into(), 1, "3")]);
+    // Two more, not committed; the crash loses the cache and re-reads them from offset 3.
+    pipe_words(&mut driver, &["c", "a"]);
+    driver.crash().unwrap();
+    assert_eq!(
+        table_counts(&counts),
+        expected_counts(&["a", "b", "a", "c", "a"])
+    );
+    assert_eq!(driver.position("words", 0), Some(5));
+    driver.checkpoint().unwrap();
+    driver.crash().unwrap();
+    assert_eq!(
+        table_counts(&counts),
+        expected_counts(&["a", "b", "a", "c", "a"])
+    );
+    assert_eq!(
+        driver.changelog("counts").len(),
+        4,
+        "a=2, b=1, then c=1, a=3"
+    );
+}
+
+#[test]
+fn time_and_record_counts_trigger_checkpoints_like_the_poll_loop() {
+    let mut config = TestDriver::config("wc");
+    config.commit_every = 3;
+    config.commit_interval = Duration::from_secs(10);
+    let (app, _counts) = word_count(config);
+    let mut driver = TestDriver::new(app).unwrap();
+    pipe_words(&mut driver, &["a", "b"]);
+    assert!(driver.changelog("counts").is_empty());
+    pipe_words(&mut driver, &["c"]);
+    assert_eq!(
+        driver.changelog("counts").len(),
+        3,
+        "the third record checkpoints"
+    );
+    pipe_words(&mut driver, &["d"]);
+    driver.advance_time(Duration::from_secs(9)).unwrap();
+    assert_eq!(driver.changelog("counts").len(), 3);
+    driver.advance_time(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        driver.changelog("counts").len(),
+        4,
+        "10 s after the last checkpoint"
+    );
+    assert_eq!(driver.now_ms(), START_MS + 10_000);
+}
+
+#[test]
+fn bad_records_are_dead_lettered_with_their_source() {
+    let (app, counts) = word_count(TestDriver::config("wc"));
+    let mut driver = TestDriver::new(app).unwrap();
+    driver
+        .pipe(TestRecord::new("words").value("no key"))
+        .unwrap();
+    driver
+        .pipe(TestRecord::new("words").key([0xff, 0xfe]))
+        .unwrap();
+    driver.pipe(TestRecord::new("words").key("ok")).unwrap();
+    assert_eq!(driver.dead_lettered(), 2);
+    assert!(
+        driver.dead_letters("words").is_empty(),
+        "flushed at the checkpoint"
+    );
+    driver.checkpoint().unwrap();
+    let dlq = driver.dead_letters("words");
+    assert_eq!(dlq.len(), 2);
+    assert_eq!(dlq[0].value.as_deref(), Some(&b"no key"[..]));
+    assert_eq!(dlq[1].header(names::HEADER_DLQ_OFFSET), Some("1"));
+    assert_eq!(dlq[1].header(names::HEADER_DLQ_TOPIC), Some("words"));
+    assert!(dlq[1]
+        .header(names::HEADER_DLQ_ERROR)
+        .unwrap()
+        .contains("UTF-8"));
+    assert_eq!(table_counts(&counts), expected_counts(&["ok"]));
+}
+
+#[test]
+fn windowed_counts_follow_event_time_and_drop_late_records() {
+    let mut app = App::new(TestDriver::config("clicks"));
+    let minute = Duration::from_secs(60);
+    let windows = Windows::tumbling(minute)
+        .grace(Duration::from_secs(5))
+        .retention(minute * 60);
+    let per_minute = app.windowed_table_on::<String, u64>("per-minute", "clicks", windows);
+    let t = per_minute.clone();
+    app.agent_fn("clicks", move |r| {
+        t.update(r, r.key_str()?.to_string(), |n| n.unwrap_or(0) + 1)
+    });
+    let mut driver = TestDriver::new(app).unwrap();
+    let at = |s: i64| START_MS + s * 1000;
+    for s in [1, 30, 59, 61, 64] {
+        driver
+            .pipe(TestRecord::new("clicks").key("u").at(at(s)))
+            .unwrap();
+    }
+    // Stream time 64 s: window [0, 60) is open until 65 s, so a record at 10 s still counts.
+    driver
+        .pipe(TestRecord::new("clicks").key("u").at(at(10)))
+        .unwrap();
+    driver
+        .pipe(TestRecord::new("clicks").key("u").at(at(70)))
+        .unwrap();
+    // Stream time 70 s: [0, 60) closed; this one is late.
+    driver
+        .pipe(TestRecord::new("clicks").key("u").at(at(20)))
+        .unwrap();
+    // Records without a timestamp take the driver's clock.
+    driver.advance_time(minute * 3).unwrap();
+    driver.pipe(TestRecord::new("clicks").key("u")).unwrap();
+    let u = "u".to_string();
+    assert_eq!(per_minute.get(&u, at(0)).unwrap(), Some(4));
+    assert_eq!(per_minute.get(&u, at(60)).unwrap(), Some(3));
+    assert_eq!(per_minute.get(&u, at(180)).unwrap(), Some(1));
+    assert_eq!(per_minute.late_records(), 1);
+    driver.checkpoint().unwrap();
+    driver.crash().unwrap();
+    assert_eq!(per_minute.get(&u, at(0)).unwrap(), Some(4));
+    assert_eq!(per_minute.items().unwrap().len(), 3);
+}

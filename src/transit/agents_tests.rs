@@ -1,0 +1,330 @@
+//! Unit tests of the worker's agents on the stream core's test driver: records in, tables and
+//! dead letters out, no broker. Behaviour is checked through the tables the page reads.
+//!
+//! Avro records need a Schema Registry: the embedded platform's in-process registry (an HTTP
+//! server on loopback, no Kafka) registers the schemas, the real `AvroEncoder` frames the
+//! records and the agents' real `AvroDecoder` reads them back.
+
+use crate::platform::schema_registry::SchemaRegistry;
+use crate::stream::codec::confluent::SubjectSchema;
+use crate::stream::testing::{TestDriver, TestRecord, START_MS};
+use crate::stream::{AvroEncoder, RegistryConfig};
+use crate::transit::agents::{TransitTables, WEATHER_KEY};
+use crate::transit::build_worker;
+use crate::transit::models::*;
+use crate::transit::stations::ConnectStationRow;
+use serde::Serialize;
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    encoder: AvroEncoder,
+    driver: TestDriver,
+    tables: TransitTables,
+    _stop_registry: tokio::sync::oneshot::Sender<()>,
+}
+
+const MIN: i64 = 60_000;
+
+fn fixture() -> Fixture {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let registry = SchemaRegistry::open(None).unwrap();
+    let serving = registry.serve("127.0.0.1:0".parse().unwrap(), async move {
+        let _ = stopped.await;
+    });
+    let (addr, _) = rt.block_on(serving).unwrap();
+    let registry = RegistryConfig::new(format!("http://{addr}"));
+    // The agents' decoder keeps the runtime's handle for registry look-ups.
+    let (app, tables) = {
+        let _in_runtime = rt.enter();
+        build_worker(TestDriver::config("cta-agents"), &registry).unwrap()
+    };
+    Fixture {
+        encoder: AvroEncoder::new(&registry).unwrap(),
+        driver: TestDriver::new(app).unwrap(),
+        tables,
+        rt,
+        _stop_registry: stop,
+    }
+}
+
+impl Fixture {
+    fn avro<T: Serialize>(&self, topic: &str, avsc: &str, value: &T) -> Vec<u8> {
+        let schema = SubjectSchema::new(topic, false, avsc).unwrap();
+        self.rt
+            .block_on(self.encoder.encode(value, &schema))
+            .unwrap()
+    }
+
+    fn turnstile(&mut self, station_id: i32, at_ms: i64) {
+        let entry = TurnstileEntry {
+            station_id,
+            station_name: "Clark/Lake".into(),
+            line: "blue".into(),
+        };
+        let value = self.avro(topics::TURNSTILE, schemas::TURNSTILE_VALUE, &entry);
+        let key = station_id.to_string();
+        let record = TestRecord::new(topics::TURNSTILE)
+            .key(key)
+            .value(value)
+            .at(at_ms);
+        self.driver.pipe(record).unwrap();
+    }
+
+    fn arrival(&mut self, train: &str, station_id: i32, direction: &str, at_ms: i64) {
+        let arrival = Arrival {
+            station_id,
+            train_id: train.into(),
+            direction: direction.into(),
+            line: "red".into(),
+            train_status: train_status::IN_SERVICE.into(),
+            prev_station_id: None,
+            prev_direction: None,
+        };
+        let value = self.avro(topics::ARRIVALS, schemas::ARRIVAL_VALUE, &arrival);
+        let record = TestRecord::new(topics::ARRIVALS).value(value).at(at_ms);
+        self.driver.pipe(record).unwrap();
+    }
+
+    fn dead_letter_errors(&mut self, topic: &str) -> Vec<String> {
+        self.driver.checkpoint().unwrap();
+        let names = crate::stream::names::HEADER_DLQ_ERROR;
+        self.driver
+            .dead_letters(topic)
+            .iter()
+            .map(|o| o.header(names).unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+fn station_row(station_id: i32, name: &str, lines: [bool; 3]) -> ConnectStationRow {
+    ConnectStationRow {
+        stop_id: 30_000 + station_id % 1000,
+        direction_id: "N".into(),
+        stop_name: format!("{name} (Northbound)"),
+        station_name: name.into(),
+        station_descriptive_name: format!("{name} (Red Line)"),
+        station_id,
+        order: 3,
+        red: lines[0],
+        blue: lines[1],
+        green: lines[2],
+    }
+}
+
+#[test]
+fn station_rows_become_stations_of_our_lines_only() {
+    let mut f = fixture();
+    let rows = [
+        station_row(40_380, "Clark/Lake", [false, true, false]),
+        station_row(41_450, "Chicago", [true, false, false]),
+        // A Brown Line stop: none of the three lines, so not kept.
+        station_row(41_500, "Montrose", [false, false, false]),
+    ];
+    for row in &rows {
+        let record = TestRecord::new(topics::STATIONS).json(row);
+        f.driver.pipe(record).unwrap();
+    }
+    let stations: Vec<(StationKey, Station)> = f
+        .tables
+        .stations
+        .items()
+        .unwrap()
+        .into_iter()
+        .map(|(_, k, v)| (k, v))
+        .collect();
+    let station = |line: &str, id: i32, name: &str| {
+        let key = StationKey {
+            line: line.into(),
+            station_id: id,
+        };
+        let value = Station {
+            station_id: id,
+            station_name: name.into(),
+            order: 3,
+            line: line.into(),
+        };
+        (key, value)
+    };
+    let want = vec![
+        station("blue", 40_380, "Clark/Lake"),
+        station("red", 41_450, "Chicago"),
+    ];
+    assert_eq!(stations, want);
+}
+
+#[test]
+fn arrivals_move_trains_and_fill_platforms() {
+    let mut f = fixture();
+    f.arrival("T1", 41_450, "a", START_MS);
+    f.arrival("T2", 41_450, "b", START_MS + MIN);
+    f.arrival("T1", 40_330, "a", START_MS + 2 * MIN);
+    let trains = &f.tables.trains;
+    let t1 = trains.get_all(&"T1".to_string()).unwrap();
+    assert_eq!(t1.len(), 1);
+    assert_eq!(
+        (t1[0].station_id, t1[0].timestamp),
+        (40_330, START_MS + 2 * MIN)
+    );
+    let platform = |id: i32, dir: &str| PlatformKey {
+        line: "red".into(),
+        station_id: id,
+        direction: dir.into(),
+    };
+    let last_at = |id: i32, dir: &str| {
+        let seen = f.tables.platforms.get_all(&platform(id, dir)).unwrap();
+        seen.into_iter().map(|s| s.train_id).collect::<Vec<_>>()
+    };
+    assert_eq!(last_at(41_450, "a"), vec!["T1"]);
+    assert_eq!(last_at(41_450, "b"), vec!["T2"]);
+    assert_eq!(last_at(40_330, "a"), vec!["T1"]);
+    assert!(last_at(40_330, "b").is_empty());
+}
+
+#[test]
+fn turnstile_entries_count_per_station_hour_and_recent_window() {
+    let mut f = fixture();
+    let clark = 40_380;
+    for minute in [10, 50, 61, 62, 70] {
+        f.turnstile(clark, START_MS + minute * MIN);
+    }
+    f.turnstile(41_450, START_MS + 70 * MIN);
+    // Minute 40 after stream time 70: the first hour closed at 60 + 5 minutes' grace.
+    f.turnstile(clark, START_MS + 40 * MIN);
+    let counts = f.tables.turnstile.native().unwrap();
+    let total = |id: i32| {
+        counts
+            .get_all(&id)
+            .unwrap()
+            .iter()
+            .map(|s| s.count)
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (total(clark), total(41_450)),
+        (6, 1),
+        "the total counts late entries too"
+    );
+    let hourly = &f.tables.turnstile_hourly;
+    assert_eq!(hourly.get(&clark, START_MS).unwrap(), Some(2));
+    assert_eq!(hourly.get(&clark, START_MS + 60 * MIN).unwrap(), Some(3));
+    assert!(hourly.late_records() >= 1);
+    // Recent: 15-minute windows every 5; windows ending a minute (grace) before stream time
+    // go. Left for minute 70: starts 55 {61, 62}, 60 {61, 62, 70}, 65 {70}, 70 {70}.
+    let recent = &f.tables.turnstile_recent;
+    let left: Vec<(i64, i64)> = recent
+        .items()
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.key == clark)
+        .map(|(k, n)| ((k.start - START_MS) / MIN, n))
+        .collect();
+    assert_eq!(left, vec![(55, 2), (60, 3), (65, 1), (70, 1)]);
+}
+
+#[test]
+fn weather_keeps_the_latest_reading() {
+    let mut f = fixture();
+    let reading = |t: f32, s: WeatherStatus| Weather {
+        temperature: t,
+        status: s,
+    };
+    for (i, w) in [
+        reading(31.5, WeatherStatus::Windy),
+        reading(33.0, WeatherStatus::Sunny),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let value = f.avro(topics::WEATHER, schemas::WEATHER_VALUE, w);
+        let at = START_MS + i as i64 * MIN;
+        f.driver
+            .pipe(TestRecord::new(topics::WEATHER).value(value).at(at))
+            .unwrap();
+    }
+    let latest = f.tables.weather.get_all(&WEATHER_KEY.to_string()).unwrap();
+    let want = WeatherReading {
+        temperature: 33.0,
+        status: WeatherStatus::Sunny,
+        timestamp: START_MS + MIN,
+    };
+    assert_eq!(latest, vec![want]);
+}
+
+#[test]
+fn bad_records_go_to_dead_letters_and_change_no_table() {
+    let mut f = fixture();
+    f.turnstile(123, START_MS);
+    let hot = reading_value(&f, 500.0);
+    f.driver
+        .pipe(TestRecord::new(topics::WEATHER).value(hot))
+        .unwrap();
+    f.driver
+        .pipe(TestRecord::new(topics::WEATHER).value(b"not avro"))
+        .unwrap();
+    f.arrival("T9", 41_450, "x", START_MS);
+    assert_eq!(f.driver.dead_lettered(), 4);
+    let turnstile = f.dead_letter_errors(topics::TURNSTILE);
+    assert!(turnstile[0].contains("station_id 123"), "{turnstile:?}");
+    let weather = f.dead_letter_errors(topics::WEATHER);
+    assert!(weather[0].contains("temperature 500"), "{weather:?}");
+    assert!(weather[1].contains("magic"), "{weather:?}");
+    let arrivals = f.dead_letter_errors(topics::ARRIVALS);
+    assert!(arrivals[0].contains("direction 'x'"), "{arrivals:?}");
+    assert!(f.tables.weather.items().unwrap().is_empty());
+    assert!(f.tables.trains.items().unwrap().is_empty());
+    assert!(f
+        .tables
+        .turnstile
+        .native()
+        .unwrap()
+        .items()
+        .unwrap()
+        .is_empty());
+}
+
+fn reading_value(f: &Fixture, temperature: f32) -> Vec<u8> {
+    let w = Weather {
+        temperature,
+        status: WeatherStatus::Cloudy,
+    };
+    f.avro(topics::WEATHER, schemas::WEATHER_VALUE, &w)
+}
+
+#[test]
+fn a_crash_between_checkpoints_neither_loses_nor_double_counts_entries() {
+    let mut f = fixture();
+    let clark = 40_380;
+    for minute in 0..4 {
+        f.turnstile(clark, START_MS + minute * MIN);
+    }
+    f.driver.checkpoint().unwrap();
+    for minute in 4..7 {
+        f.turnstile(clark, START_MS + minute * MIN);
+    }
+    f.driver.crash().unwrap();
+    let counts = f.tables.turnstile.native().unwrap();
+    let total: i64 = counts
+        .get_all(&clark)
+        .unwrap()
+        .iter()
+        .map(|s| s.count)
+        .sum();
+    assert_eq!(total, 7);
+    assert_eq!(
+        f.tables.turnstile_hourly.get(&clark, START_MS).unwrap(),
+        Some(7)
+    );
+    f.driver.checkpoint().unwrap();
+    let summary = f.driver.produced(topics::TURNSTILE_SUMMARY);
+    let last = summary
+        .last()
+        .unwrap()
+        .json_value::<TurnstileSummary>()
+        .unwrap();
+    assert_eq!(last.count, 7);
+}
