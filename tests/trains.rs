@@ -232,6 +232,30 @@ async fn two_workers_sharing_the_partitions_both_show_the_truth() {
     for w in [&w1, &w2] {
         wait_for_truth(&w.base, &truth, Duration::from_secs(60)).await;
     }
+    // The generic view of the train-keyed table, asked on one worker, gathers every worker's
+    // sightings of a train; the latest one is where the simulation has it.
+    for (line, station_id, direction, train_id) in &truth {
+        let (status, copies) =
+            get_json(&format!("{}/tables/train-positions/{train_id}", w1.base)).await;
+        assert_eq!(status, 200, "{train_id}: {copies}");
+        let latest = copies
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["value"])
+            .max_by_key(|v| v["timestamp"].as_i64())
+            .unwrap();
+        let seen = (
+            latest["line"].as_str().unwrap(),
+            latest["station_id"].as_i64().unwrap() as i32,
+            latest["direction"].as_str().unwrap(),
+        );
+        assert_eq!(
+            seen,
+            (line.as_str(), *station_id, direction.as_str()),
+            "{train_id}"
+        );
+    }
     // Each holds part of the arrivals: neither alone knows every train's latest platform.
     let (_, local) = get_json(&format!("{}/api/status?scope=local", w1.base)).await;
     let owned = local["worker"]["assigned"].as_array().map_or(0, Vec::len);

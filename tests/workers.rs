@@ -140,6 +140,34 @@ async fn share_route_and_fail_over(protocol: GroupProtocol) {
             .0,
         404
     );
+    // The core's generic table views, mounted by the worker: the list on either worker is the
+    // whole table, and B's station read on A comes from B (the table is scattered: a list).
+    for base in [&base_a, &base_b] {
+        let (status, list) = get_json(&format!("{base}/tables/turnstile-summary")).await;
+        assert_eq!(status, 200, "{list}");
+        let viewed: BTreeMap<i32, i64> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["key"].as_i64().unwrap() as i32,
+                    e["value"]["COUNT"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(viewed, expected, "/tables/turnstile-summary on {base}");
+    }
+    let (status, copies) = get_json(&format!("{base_a}/tables/turnstile-summary/{sid}")).await;
+    assert_eq!(status, 200, "{copies}");
+    let copies = copies.as_array().unwrap();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0]["value"]["COUNT"].as_i64(), Some(count));
+    let url = format!("{base_a}/tables/turnstile-summary/{sid}?scope=local");
+    assert_eq!(get_json(&url).await, (200, serde_json::json!([])));
+    let url = format!("{base_a}/tables/turnstile-summary/49999");
+    assert_eq!(get_json(&url).await.0, 404);
+
     // The page on either worker shows the whole total.
     let total: i64 = expected.values().sum();
     for base in [&base_a, &base_b] {

@@ -158,31 +158,32 @@ fn station_rows_become_stations_of_our_lines_only() {
 }
 
 #[test]
-fn arrivals_move_trains_and_fill_platforms() {
+fn arrivals_keep_each_trains_latest_sighting() {
     let mut f = fixture();
     f.arrival("T1", 41_450, "a", START_MS);
     f.arrival("T2", 41_450, "b", START_MS + MIN);
     f.arrival("T1", 40_330, "a", START_MS + 2 * MIN);
-    let trains = &f.tables.trains;
-    let t1 = trains.get_all(&"T1".to_string()).unwrap();
-    assert_eq!(t1.len(), 1);
+    let at = |f: &Fixture, train: &str| {
+        let seen = f.tables.trains.get_all(&train.to_string()).unwrap();
+        seen.into_iter()
+            .map(|s| (s.station_id, s.direction, s.timestamp))
+            .collect::<Vec<_>>()
+    };
+    // Keyed by train: T1's second arrival replaces its first, nothing stays behind at 41450 a.
     assert_eq!(
-        (t1[0].station_id, t1[0].timestamp),
-        (40_330, START_MS + 2 * MIN)
+        at(&f, "T1"),
+        vec![(40_330, "a".to_string(), START_MS + 2 * MIN)]
     );
-    let platform = |id: i32, dir: &str| PlatformKey {
-        line: "red".into(),
-        station_id: id,
-        direction: dir.into(),
-    };
-    let last_at = |id: i32, dir: &str| {
-        let seen = f.tables.platforms.get_all(&platform(id, dir)).unwrap();
-        seen.into_iter().map(|s| s.train_id).collect::<Vec<_>>()
-    };
-    assert_eq!(last_at(41_450, "a"), vec!["T1"]);
-    assert_eq!(last_at(41_450, "b"), vec!["T2"]);
-    assert_eq!(last_at(40_330, "a"), vec!["T1"]);
-    assert!(last_at(40_330, "b").is_empty());
+    assert_eq!(
+        at(&f, "T2"),
+        vec![(41_450, "b".to_string(), START_MS + MIN)]
+    );
+    assert!(at(&f, "T3").is_empty());
+    let checks = &f.tables.arrival_checks;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    // Three arrivals without prev_*; two of them the first sighting of their train.
+    assert_eq!(load(&checks.without_previous), 3);
+    assert_eq!(load(&checks.first_seen), 2);
 }
 
 #[test]

@@ -105,15 +105,19 @@ pub fn build_worker_with(
     let mut app = App::new(config);
     let [(hourly_name, hourly_windows), (recent_name, recent_windows)] = windowed();
     let tables = TransitTables {
-        stations: app.table(spec(tables::STATIONS)),
-        trains: app.table(spec(tables::TRAINS)),
+        // Keyed by station and by train, fed by rows and arrivals keyed otherwise: any
+        // partition may hold a key (see `Table::scattered`).
+        stations: app.table(spec(tables::STATIONS)).scattered(),
+        trains: app.table(spec(tables::TRAINS)).scattered(),
         turnstile: match external_turnstile {
             Some(source) => TurnstileCounts::External(source),
-            None => TurnstileCounts::Native(app.table(spec(tables::TURNSTILE))),
+            // Keyed by station id; the records' keys are Avro-framed (registry schema id
+            // inside), not bytes the table can rebuild from the id alone.
+            None => TurnstileCounts::Native(app.table(spec(tables::TURNSTILE)).scattered()),
         },
         turnstile_hourly: app.windowed_table(spec(hourly_name), hourly_windows),
         turnstile_recent: app.windowed_table(spec(recent_name), recent_windows),
-        weather: app.table(spec(tables::WEATHER)),
+        weather: app.table(spec(tables::WEATHER)).scattered(),
         arrival_checks: Default::default(),
     };
     let decoder = AvroDecoder::new(registry)?;

@@ -8,7 +8,9 @@
 //! - `GET /metrics`: Prometheus text format ([`crate::web::metrics`]);
 //! - `GET /health`, `GET /static/style.css`, `GET /static/live.js`;
 //! - `POST /ksql`, `POST /query`, `POST /query-stream`, `GET /info`: ksqlDB's REST API over
-//!   the same tables ([`crate::web::ksql`]).
+//!   the same tables ([`crate::web::ksql`]);
+//! - `GET /tables/{name}`, `GET /tables/{name}/{key}`: the stream core's generic table views of
+//!   `stations`, `train-positions`, `weather` and (when counted here) `turnstile-summary`.
 //!
 //! Every table answer covers all workers of the app (see [`crate::web::cluster`]);
 //! `?scope=local` limits it to this worker's partitions. While this worker restores its tables
@@ -28,6 +30,7 @@ use crate::web::templates::StatusPage;
 use crate::web::WebState;
 use askama::Template;
 use serde::Serialize;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -85,7 +88,7 @@ fn bad_station() -> Response {
     )
 }
 
-fn labeled(route: &'static str, mut r: Response) -> Response {
+pub(crate) fn labeled(route: &'static str, mut r: Response) -> Response {
     r.extensions_mut().insert(RouteLabel(route));
     r
 }
@@ -124,12 +127,29 @@ pub fn routes(
         .unify()
         .or(live())
         .unify()
-        .or(crate::web::ksql::routes(state_for_ksql))
+        .or(crate::web::ksql::routes(state_for_ksql.clone()))
+        .unify()
+        .or(table_views(&state_for_ksql))
         .unify()
         .recover(
             |r: Rejection| async move { Ok::<Response, std::convert::Infallible>(rejection(r)) },
         )
         .unify()
+}
+
+/// The stream core's generic views of the worker's keyed tables (Faust's table views):
+/// `GET /tables/{name}` lists every entry, `GET /tables/{name}/{key}` reads one, each routed to
+/// the worker that owns the key's partition through the same directory as the JSON API.
+fn table_views(s: &WebState) -> BoxedFilter<(Response,)> {
+    let d = || s.directory.clone();
+    let t = &s.tables;
+    let views = t.stations.view(d()).or(t.trains.view(d())).unify();
+    let views = views.or(t.weather.view(d())).unify().boxed();
+    let views = match t.turnstile.native() {
+        Some(counts) => views.or(counts.view(d())).unify().boxed(),
+        None => views,
+    };
+    views.map(|r| labeled("/tables/{name}", r)).boxed()
 }
 
 fn with_state(

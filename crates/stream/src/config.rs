@@ -60,7 +60,10 @@ impl KafkaConfig {
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
             .set("compression.type", "lz4")
-            .set("message.timeout.ms", "300000");
+            .set("message.timeout.ms", "300000")
+            // Java clients' partitioner (murmur2 of the key), so a key lands where Kafka
+            // Streams, Kafka Connect and `Table::partition_of` expect it.
+            .set("partitioner", "murmur2_random");
         c
     }
 

@@ -8,6 +8,9 @@
 //!   the partitioner ([`Table::partition_of`]); when this worker does not hold it, the request
 //!   goes to the worker the directory names as its owner. The key in the path is percent-decoded
 //!   and read as JSON when it parses as the key type (`40380`), else as a JSON string (`hello`).
+//!   A [`Table::scattered`] table (keys not its source records' keys) has no owner per key: the
+//!   answer is the list of every copy of the key, `[{"key", "value", "partition"}]`, gathered
+//!   from every worker.
 //!
 //! Statuses: 404 no such key, 503 partition unknown or without an owner yet (retry), 502 the
 //! owner did not answer, 500 the store failed. Owns no application types; what an app shows on
@@ -91,7 +94,9 @@ pub fn table_view<K: TableKey, V: TableValue>(
         .and(warp::path("tables"))
         .and(warp::path::param::<String>())
         .and_then(move |n: String| {
-            let ok = *n == *name;
+            // Peers ask with the name percent-encoded (`train%2Dpositions`).
+            let decoded = percent_encoding::percent_decode_str(&n).decode_utf8_lossy();
+            let ok = *decoded == *name;
             async move { ok.then_some(()).ok_or_else(warp::reject::not_found) }
         })
         .untuple_one();
@@ -117,7 +122,7 @@ pub fn table_view<K: TableKey, V: TableValue>(
 
 impl<K: TableKey, V: TableValue> View<K, V> {
     async fn list(&self, local: bool) -> std::result::Result<Response, Failure> {
-        let mut entries: Vec<Entry<K, V>> = self
+        let mine = self
             .table
             .items_shared()?
             .iter()
@@ -127,13 +132,25 @@ impl<K: TableKey, V: TableValue> View<K, V> {
                 partition: *partition,
             })
             .collect();
+        let path = format!("/tables/{}", encode(self.table.name()));
+        let entries = self.with_peers(mine, &path, local).await?;
+        Ok(warp::reply::json(&entries).into_response())
+    }
+
+    /// `mine` and, unless `local`, every other worker's answer to `path` (a list of entries),
+    /// sorted by key and partition.
+    async fn with_peers(
+        &self,
+        mut entries: Vec<Entry<K, V>>,
+        path: &str,
+        local: bool,
+    ) -> std::result::Result<Vec<Entry<K, V>>, Failure> {
         let peers = match (&self.directory, local) {
             (Some(d), false) => d.peer_urls(),
             _ => Vec::new(),
         };
         for url in peers {
-            let path = format!("/tables/{}", encode(self.table.name()));
-            let (status, body) = self.ask(&url, &path).await?;
+            let (status, body) = self.ask(&url, path).await?;
             if status != StatusCode::OK {
                 return Err(Failure(
                     StatusCode::BAD_GATEWAY,
@@ -145,11 +162,40 @@ impl<K: TableKey, V: TableValue> View<K, V> {
             entries.extend(theirs);
         }
         entries.sort_by(|a, b| a.key.cmp(&b.key).then(a.partition.cmp(&b.partition)));
+        Ok(entries)
+    }
+
+    /// One key of a [`Table::scattered`] table: every copy, from every partition of every
+    /// worker, as a list (empty from a worker asked `?scope=local`; 404 when no worker has it).
+    async fn copies(
+        &self,
+        raw: &str,
+        key: K,
+        local: bool,
+    ) -> std::result::Result<Response, Failure> {
+        let mine = self
+            .table
+            .entries_of(&key)?
+            .into_iter()
+            .map(|(partition, value)| Entry {
+                key: key.clone(),
+                value,
+                partition,
+            })
+            .collect();
+        let path = format!("/tables/{}/{}", encode(self.table.name()), encode(raw));
+        let entries = self.with_peers(mine, &path, local).await?;
+        if entries.is_empty() && !local {
+            return Err(Failure(StatusCode::NOT_FOUND, format!("no key {raw}")));
+        }
         Ok(warp::reply::json(&entries).into_response())
     }
 
     async fn one(&self, raw: &str, local: bool) -> std::result::Result<Response, Failure> {
         let key: K = parse_key(raw)?;
+        if self.table.is_scattered() {
+            return self.copies(raw, key, local).await;
+        }
         let partition = self.table.partition_of(&key).ok_or_else(|| {
             Failure(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -277,11 +323,11 @@ mod tests {
 
     use crate::table::route::partition_for;
 
-    /// A worker holding the table `seen` (i32 ids → names) fed `rows` on a 3-partition topic.
+    /// A worker holding the table `seen-ids` (a name peers percent-encode; i32 ids → names) fed `rows` on a 3-partition topic.
     fn worker(rows: &[(i32, &str)]) -> (Table<i32, String>, crate::TestDriver) {
         use crate::testing::{TestDriver, TestRecord};
         let mut app = crate::App::new(TestDriver::config("view"));
-        let seen = app.table_on::<i32, String>("seen", "ids");
+        let seen = app.table_on::<i32, String>("seen-ids", "ids");
         let t = seen.clone();
         app.agent_fn("ids", move |r| {
             let id: i32 = r.key_str()?.parse().unwrap_or(-1);
@@ -310,7 +356,7 @@ mod tests {
         let (addr, task) = serve(seen.view(None), localhost, shutdown.clone())
             .await
             .unwrap();
-        let (status, list) = get(addr, "/tables/seen").await;
+        let (status, list) = get(addr, "/tables/seen-ids").await;
         assert_eq!(status, 200);
         let keys: Vec<i64> = list
             .as_array()
@@ -319,17 +365,17 @@ mod tests {
             .map(|e| e["key"].as_i64().unwrap())
             .collect();
         assert_eq!(keys, vec![1, 7, 40380]);
-        let (status, one) = get(addr, "/tables/seen/40380").await;
+        let (status, one) = get(addr, "/tables/seen-ids/40380").await;
         assert_eq!((status, one["value"].as_str()), (200, Some("clark/lake")));
         // The key's partition is Kafka's for the key text (the ids were produced as text).
         let p = crate::table::route::partition_for(b"40380", 3);
         assert_eq!(one["partition"].as_i64(), Some(i64::from(p)));
-        assert_eq!(get(addr, "/tables/seen/8").await.0, 404);
-        assert_eq!(get(addr, "/tables/seen/eight").await.0, 400);
+        assert_eq!(get(addr, "/tables/seen-ids/8").await.0, 404);
+        assert_eq!(get(addr, "/tables/seen-ids/eight").await.0, 400);
         assert_eq!(get(addr, "/tables/other").await.0, 404);
         // A partition this worker does not hold, with no directory to find its owner: 503.
         seen.close_partition(p);
-        assert_eq!(get(addr, "/tables/seen/40380").await.0, 503);
+        assert_eq!(get(addr, "/tables/seen-ids/40380").await.0, 503);
         drop(driver);
         shutdown.trigger();
         task.await.unwrap();
@@ -359,10 +405,10 @@ mod tests {
         });
         let view_b = seen_b.view(Some(directory));
         let (addr_b, _) = serve(view_b, localhost, shutdown.clone()).await.unwrap();
-        let (status, one) = get(addr_b, "/tables/seen/40380").await;
+        let (status, one) = get(addr_b, "/tables/seen-ids/40380").await;
         assert_eq!((status, one["value"].as_str()), (200, Some("clark/lake")));
         // The list has both workers' entries; a's own answer stays local.
-        let (_, list) = get(addr_b, "/tables/seen").await;
+        let (_, list) = get(addr_b, "/tables/seen-ids").await;
         let keys: Vec<i64> = list
             .as_array()
             .unwrap()
@@ -372,7 +418,31 @@ mod tests {
         let mut want = vec![i64::from(other), 40380];
         want.sort();
         assert_eq!(keys, want);
-        assert_eq!(get(addr_b, "/tables/seen/40380?scope=local").await.0, 404);
+        assert_eq!(
+            get(addr_b, "/tables/seen-ids/40380?scope=local").await.0,
+            404
+        );
+        shutdown.trigger();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scattered_tables_key_reads_as_every_copy() {
+        let (seen, _driver) = worker(&[(7, "seven"), (40380, "clark/lake")]);
+        let seen = seen.scattered();
+        assert_eq!(seen.partition_of(&7), None);
+        assert_eq!(seen.value(&7).unwrap().as_deref(), Some("seven"));
+        let shutdown = Shutdown::new();
+        let localhost = ([127, 0, 0, 1], 0);
+        let (addr, _) = serve(seen.view(None), localhost, shutdown.clone())
+            .await
+            .unwrap();
+        let (status, copies) = get(addr, "/tables/seen-ids/40380").await;
+        let p = i64::from(partition_for(b"40380", 3));
+        let want = serde_json::json!([{"key": 40380, "value": "clark/lake", "partition": p}]);
+        assert_eq!((status, copies), (200, want));
+        assert_eq!(get(addr, "/tables/seen-ids/8").await.0, 404);
+        let local = get(addr, "/tables/seen-ids/8?scope=local").await;
+        assert_eq!(local, (200, serde_json::json!([])));
         shutdown.trigger();
     }
 }

@@ -23,7 +23,7 @@ pub mod execute;
 pub mod format;
 pub mod parse;
 
-use crate::web::routes::RouteLabel;
+use crate::web::routes::labeled;
 use crate::web::WebState;
 use parse::Statement;
 use serde_json::{json, Value as Json};
@@ -224,11 +224,6 @@ async fn pull(
             &p.text,
         )),
     }
-}
-
-fn labeled(route: &'static str, mut r: Response) -> Response {
-    r.extensions_mut().insert(RouteLabel(route));
-    r
 }
 
 /// The routes, for [`crate::web::routes::routes`] to mount.

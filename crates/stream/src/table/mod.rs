@@ -369,13 +369,19 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
     /// Every value stored under `key`, one per partition that has it (a table fed by a topic not
     /// keyed by the table key can hold the same key in several partitions).
     pub fn get_all(&self, key: &K) -> Result<Vec<V>> {
+        Ok(self.entries_of(key)?.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// [`Table::get_all`] with the partition of each value, by partition.
+    pub fn entries_of(&self, key: &K) -> Result<Vec<(i32, V)>> {
         let mut parts = self.parts();
         let mut out = Vec::new();
-        for part in parts.map.values_mut() {
+        for (partition, part) in parts.map.iter_mut() {
             if let Some(v) = Self::lookup(part, key)? {
-                out.push(v);
+                out.push((*partition, v));
             }
         }
+        out.sort_by_key(|(p, _)| *p);
         Ok(out)
     }
 

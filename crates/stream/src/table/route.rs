@@ -10,12 +10,17 @@
 //! key, the JSON of any other) and the partition count, which it learns when the runtime opens
 //! its first partition.
 //!
+//! A table whose keys are not its source records' keys (stations keyed by id from rows keyed by
+//! stop, a train's latest sighting from arrivals keyed by station) is declared
+//! [`Table::scattered`]: any partition may hold a key, several may hold copies, and reads by key
+//! look in every partition ([`Table::entries_of`]) instead of asking the partitioner.
+//!
 //! What this module does not do: ask another worker. A key whose partition is not open here
 //! reads as absent; [`crate::view`] routes such reads to the owning worker.
 
 use super::{Table, TableKey, TableValue};
 use crate::error::Result;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// How a table key becomes the key bytes its source topic's records carry.
@@ -26,6 +31,8 @@ pub(crate) struct Routing<K> {
     /// Partitions of the source topic; 0 until a partition was opened.
     partitions: AtomicI32,
     source_key: RwLock<Option<SourceKeyFn<K>>>,
+    /// Keys are not the source records' keys: no partitioner routing.
+    scattered: AtomicBool,
 }
 
 impl<K> Default for Routing<K> {
@@ -33,6 +40,7 @@ impl<K> Default for Routing<K> {
         Self {
             partitions: AtomicI32::new(0),
             source_key: RwLock::new(None),
+            scattered: AtomicBool::new(false),
         }
     }
 }
@@ -102,6 +110,19 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
         self
     }
 
+    /// Declares that this table's keys are not the keys of its source topic's records, so the
+    /// partitioner cannot say where a key is: reads by key look in every partition, and the
+    /// table views answer every copy of a key.
+    pub fn scattered(self) -> Self {
+        self.inner.routing.scattered.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether the table was declared [`Table::scattered`].
+    pub fn is_scattered(&self) -> bool {
+        self.inner.routing.scattered.load(Ordering::Relaxed)
+    }
+
     /// Partitions of the source topic, once the runtime opened one of them.
     pub fn partition_count(&self) -> Option<i32> {
         match self.inner.routing.partitions.load(Ordering::Relaxed) {
@@ -125,8 +146,12 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
         }
     }
 
-    /// The partition holding `key` (`None` until the partition count is known).
+    /// The partition holding `key` (`None` until the partition count is known, and for a
+    /// [`Table::scattered`] table).
     pub fn partition_of(&self, key: &K) -> Option<i32> {
+        if self.is_scattered() {
+            return None;
+        }
         let n = self.partition_count()?;
         Some(partition_for(&self.source_key_bytes(key), n))
     }
@@ -138,8 +163,12 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
 
     /// The value of `key` from the partition the partitioner gives it, committed or pending,
     /// from any thread. `None` when the key is absent or its partition is not on this worker
-    /// (see [`Table::holds_partition`]).
+    /// (see [`Table::holds_partition`]). For a [`Table::scattered`] table: the copy in the
+    /// lowest-numbered partition of this worker that has one ([`Table::entries_of`] has them all).
     pub fn value(&self, key: &K) -> Result<Option<V>> {
+        if self.is_scattered() {
+            return Ok(self.entries_of(key)?.into_iter().next().map(|(_, v)| v));
+        }
         let Some(p) = self.partition_of(key) else {
             return Ok(None);
         };
