@@ -151,7 +151,14 @@ async fn a_ksqldb_client_library_reads_the_native_tables() {
     };
     assert_eq!(
         names(&got["tables"], "tables"),
-        ["TURNSTILE_SUMMARY", "TURNSTILE_HOURLY", "TURNSTILE_RECENT"]
+        [
+            "TURNSTILE_SUMMARY",
+            "TURNSTILE_HOURLY",
+            "TURNSTILE_RECENT",
+            "STATIONS",
+            "TRAIN_POSITIONS",
+            "WEATHER"
+        ]
     );
     assert_eq!(got["tables"][0]["@type"], "tables");
     assert_eq!(names(&got["streams"], "streams"), ["TURNSTILE"]);
@@ -222,9 +229,103 @@ async fn a_ksqldb_client_library_reads_the_native_tables() {
     );
     assert!(non_key.contains("non-key column"), "{non_key}");
 
+    entity_tables(&worker.base).await;
     readme_examples(&worker.base, &counts, &hourly).await;
     cli_prints_a_table(&worker.base, station, counts[&station]).await;
     worker.stop().await;
+}
+
+/// `/query` on STATIONS, TRAIN_POSITIONS and WEATHER: the stations equal the built-in dataset's,
+/// every train of the simulation has one row (its latest sighting), key conditions select,
+/// a condition on a non-key column or of the wrong type is refused.
+async fn entity_tables(base: &str) {
+    let query = |sql: String| async move {
+        let body = json!({ "ksql": sql }).to_string();
+        let (status, text) = post(&format!("{base}/query"), &body, None).await;
+        let answer: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        (status, answer)
+    };
+    let (status, blue) = query("SELECT * FROM STATIONS WHERE LINE = 'blue';".into()).await;
+    assert_eq!(status, 200, "{blue}");
+    assert_eq!(
+        blue[0]["header"]["schema"],
+        "`LINE` STRING KEY, `STATION_ID` INTEGER KEY, `STATION_NAME` STRING, `STOP_ORDER` INTEGER"
+    );
+    let mut want: Vec<(i32, String)> = Dataset::builtin()
+        .rows()
+        .iter()
+        .filter(|r| r.line.as_str() == "blue")
+        .map(|r| (r.station_id, r.station_name.clone()))
+        .collect();
+    want.sort();
+    let got: Vec<(i32, String)> = rows(&blue)
+        .iter()
+        .map(|r| {
+            assert_eq!(r[0], "blue");
+            (
+                r[1].as_i64().unwrap() as i32,
+                r[2].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    let (status, trains) = query("SELECT * FROM TRAIN_POSITIONS;".into()).await;
+    assert_eq!(status, 200, "{trains}");
+    let all = rows(&trains);
+    let ids: Vec<&str> = all.iter().map(|r| r[0].as_str().unwrap()).collect();
+    // Ten trains per line (the simulation's default), each once, in key order.
+    let mut want_ids: Vec<String> = ["BL", "GL", "RL"]
+        .iter()
+        .flat_map(|p| (1..=10).map(move |n| format!("{p}{n:03}")))
+        .collect();
+    want_ids.sort();
+    assert_eq!(ids, want_ids);
+    for r in &all {
+        let line = match &r[0].as_str().unwrap()[..2] {
+            "BL" => "blue",
+            "RL" => "red",
+            _ => "green",
+        };
+        assert_eq!(r[1], line, "{r}");
+    }
+    let sql = "SELECT TRAIN_ID, STATION_ID FROM TRAIN_POSITIONS WHERE TRAIN_ID IN ('RL002', 'BL001', 'XX9');";
+    let (status, two) = query(sql.into()).await;
+    assert_eq!(status, 200, "{two}");
+    let pick = |id: &str| all.iter().find(|r| r[0] == id).map(|r| json!([r[0], r[2]]));
+    assert_eq!(
+        rows(&two),
+        vec![pick("BL001").unwrap(), pick("RL002").unwrap()]
+    );
+
+    let sql = "SELECT ID, STATUS FROM WEATHER WHERE ID = 'latest';";
+    let (status, weather) = query(sql.into()).await;
+    assert_eq!(status, 200, "{weather}");
+    let w = rows(&weather);
+    assert_eq!(w.len(), 1, "{weather}");
+    assert!(w[0][1].as_str().is_some_and(|s| !s.is_empty()), "{weather}");
+
+    for (sql, says) in [
+        (
+            "SELECT * FROM STATIONS WHERE STATION_NAME = 'Austin';",
+            "non-key column",
+        ),
+        (
+            "SELECT * FROM STATIONS WHERE STATION_ID = 'x';",
+            "'x' is a string",
+        ),
+        (
+            "SELECT * FROM TRAIN_POSITIONS WHERE TRAIN_ID = 7;",
+            "7 is a number",
+        ),
+    ] {
+        let (status, e) = query(sql.into()).await;
+        assert_eq!(status, 400, "{sql}: {e}");
+        assert!(
+            e["message"].as_str().unwrap_or("").contains(says),
+            "{sql}: {e}"
+        );
+    }
 }
 
 /// The ```sh blocks of the README's ksqlDB section, each run with `sh -c` against `base`.
@@ -265,7 +366,7 @@ async fn readme_examples(
     }
     let json = |s: &str| -> Json { serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}")) };
     let tables = json(&outputs[0]);
-    assert_eq!(tables[0]["tables"].as_array().unwrap().len(), 3, "{tables}");
+    assert_eq!(tables[0]["tables"].as_array().unwrap().len(), 6, "{tables}");
     let fields: Vec<Json> = json(&outputs[1])[0]["sourceDescription"]["fields"]
         .as_array()
         .unwrap()

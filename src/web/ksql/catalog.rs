@@ -1,8 +1,10 @@
 //! The streams and tables the endpoint serves, as ksqlDB would list them: the turnstile
 //! source stream, TURNSTILE_SUMMARY with the columns `ksql/turnstile.sql` gives it (key
 //! `STATION_KEY`, its value copy `STATION_ID`, `COUNT`), and the windowed count tables under
-//! their ksqlDB-style names (`turnstile-hourly` is `TURNSTILE_HOURLY`). Also the `/ksql`
-//! answers that only read this catalog: SHOW STREAMS, SHOW TABLES, DESCRIBE.
+//! their ksqlDB-style names (`turnstile-hourly` is `TURNSTILE_HOURLY`); the worker's other
+//! tables as the page reads them: STATIONS (key LINE, STATION_ID), TRAIN_POSITIONS (each
+//! train's latest sighting, key TRAIN_ID) and WEATHER (the latest reading, key ID). Also the
+//! `/ksql` answers that only read this catalog: SHOW STREAMS, SHOW TABLES, DESCRIBE.
 
 use crate::transit::agents::TransitTables;
 use crate::transit::models::topics;
@@ -15,6 +17,7 @@ use serde_json::{json, Value as Json};
 pub enum SqlType {
     Integer,
     Bigint,
+    Double,
     String,
 }
 
@@ -23,6 +26,7 @@ impl SqlType {
         match self {
             SqlType::Integer => "INTEGER",
             SqlType::Bigint => "BIGINT",
+            SqlType::Double => "DOUBLE",
             SqlType::String => "STRING",
         }
     }
@@ -36,6 +40,8 @@ pub enum Role {
     WindowStart,
     WindowEnd,
     Count,
+    /// A column of a [`Data::Entities`] row, read by its name.
+    Field,
     /// A stream column (streams are not queried).
     Other,
 }
@@ -63,6 +69,16 @@ pub enum Data {
     Stream,
     Summary,
     Windowed(Window),
+    Entities(Entity),
+}
+
+/// The worker's keyed tables that are not counts, read as the page reads them (merged across
+/// workers; a train's latest sighting, the latest weather).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Stations,
+    Trains,
+    Weather,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,13 +108,33 @@ const WINDOWED_COLUMNS: [Column; 2] = [
     col("STATION_ID", SqlType::Integer, true, Role::Station),
     col("COUNT", SqlType::Bigint, false, Role::Count),
 ];
+const STATION_COLUMNS: [Column; 4] = [
+    col("LINE", SqlType::String, true, Role::Field),
+    col("STATION_ID", SqlType::Integer, true, Role::Field),
+    col("STATION_NAME", SqlType::String, false, Role::Field),
+    col("STOP_ORDER", SqlType::Integer, false, Role::Field),
+];
+const TRAIN_COLUMNS: [Column; 6] = [
+    col("TRAIN_ID", SqlType::String, true, Role::Field),
+    col("LINE", SqlType::String, false, Role::Field),
+    col("STATION_ID", SqlType::Integer, false, Role::Field),
+    col("DIRECTION", SqlType::String, false, Role::Field),
+    col("TRAIN_STATUS", SqlType::String, false, Role::Field),
+    col("EVENT_TIME", SqlType::Bigint, false, Role::Field),
+];
+const WEATHER_COLUMNS: [Column; 4] = [
+    col("ID", SqlType::String, true, Role::Field),
+    col("TEMPERATURE", SqlType::Double, false, Role::Field),
+    col("STATUS", SqlType::String, false, Role::Field),
+    col("EVENT_TIME", SqlType::Bigint, false, Role::Field),
+];
 const WINDOW_BOUNDS: [Column; 2] = [
     col("WINDOWSTART", SqlType::Bigint, true, Role::WindowStart),
     col("WINDOWEND", SqlType::Bigint, true, Role::WindowEnd),
 ];
 
 /// Every source, streams first.
-pub static SOURCES: [Source; 4] = [
+pub static SOURCES: [Source; 7] = [
     Source {
         name: "TURNSTILE",
         data: Data::Stream,
@@ -134,6 +170,33 @@ pub static SOURCES: [Source; 4] = [
         value_format: "NONE",
         columns: &WINDOWED_COLUMNS,
         native: tables::TURNSTILE_RECENT,
+    },
+    Source {
+        name: "STATIONS",
+        data: Data::Entities(Entity::Stations),
+        topic: topics::STATIONS_TABLE,
+        key_format: "JSON",
+        value_format: "JSON",
+        columns: &STATION_COLUMNS,
+        native: tables::STATIONS,
+    },
+    Source {
+        name: "TRAIN_POSITIONS",
+        data: Data::Entities(Entity::Trains),
+        topic: topics::ARRIVALS,
+        key_format: "AVRO",
+        value_format: "AVRO",
+        columns: &TRAIN_COLUMNS,
+        native: tables::TRAINS,
+    },
+    Source {
+        name: "WEATHER",
+        data: Data::Entities(Entity::Weather),
+        topic: topics::WEATHER,
+        key_format: "AVRO",
+        value_format: "AVRO",
+        columns: &WEATHER_COLUMNS,
+        native: tables::WEATHER,
     },
 ];
 

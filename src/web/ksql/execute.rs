@@ -4,12 +4,13 @@
 //! answers as the JSON API ([`crate::web::cluster`]), so each row comes from the worker that
 //! owns its partition.
 
-use super::catalog::{self, Column, Data, Role, Source};
+use super::catalog::{self, Column, Data, Entity, Role, Source, SqlType};
 use super::parse::{Cmp, Condition, Literal, PullQuery};
 use super::ApiError;
+use crate::transit::queries::TransitStatus;
 use crate::web::{cluster, WebState};
-use serde_json::Value as Json;
-use std::collections::BTreeSet;
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A pull query's answer: the output columns (name, column) and the rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +75,41 @@ struct Filter {
     stations: Option<BTreeSet<i32>>,
     start: Range,
     end: Range,
+    /// Key columns of an entity table: the values each may take (`=` and `IN`).
+    fields: BTreeMap<&'static str, BTreeSet<String>>,
+}
+
+impl Filter {
+    fn admits(&self, row: &BTreeMap<&'static str, Json>) -> bool {
+        self.fields.iter().all(|(name, allowed)| {
+            row.get(name)
+                .is_some_and(|v| allowed.contains(&field_text(v)))
+        })
+    }
+}
+
+/// A row value as the text a key condition compares with (`'red'` and `40380` alike).
+fn field_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A literal for a key column of an entity table, checked against the column's type.
+fn field_value(v: &Literal, column: &Column, text: &str) -> Result<String, ApiError> {
+    match (v, column.ty) {
+        (Literal::Int(n), SqlType::Integer | SqlType::Bigint) => Ok(n.to_string()),
+        (Literal::Text(s), SqlType::String) => Ok(s.clone()),
+        (Literal::Int(n), ty) => Err(ApiError::statement(
+            format!("{} is {}; {n} is a number", column.name, ty.as_str()),
+            text,
+        )),
+        (Literal::Text(s), ty) => Err(ApiError::statement(
+            format!("{} is {}; '{s}' is a string", column.name, ty.as_str()),
+            text,
+        )),
+    }
 }
 
 fn resolve<'a>(
@@ -187,7 +223,27 @@ fn filter(source: &Source, all: &[Column], q: &PullQuery, text: &str) -> Result<
                     }
                 }
             }
-            Role::Count | Role::Other => {
+            Role::Field if column.key => {
+                let values: BTreeSet<String> = match c {
+                    Condition::Compare(_, Cmp::Eq, v) => [field_value(v, column, text)?].into(),
+                    Condition::In(_, vs) => vs
+                        .iter()
+                        .map(|v| field_value(v, column, text))
+                        .collect::<Result<_, _>>()?,
+                    _ => {
+                        return Err(ApiError::statement(
+                            format!("the key {} takes = and IN only", column.name),
+                            text,
+                        ))
+                    }
+                };
+                let merged = match f.fields.remove(column.name) {
+                    Some(prev) => prev.intersection(&values).cloned().collect(),
+                    None => values,
+                };
+                f.fields.insert(column.name, merged);
+            }
+            Role::Count | Role::Field | Role::Other => {
                 return Err(ApiError::statement(
                     format!(
                         "WHERE on {}, a non-key column, is not supported: pull queries on {} filter on the key {}{}",
@@ -208,12 +264,54 @@ fn filter(source: &Source, all: &[Column], q: &PullQuery, text: &str) -> Result<
     Ok(f)
 }
 
-fn key_name(s: &Source) -> &'static str {
-    s.columns
-        .iter()
-        .find(|c| c.key)
-        .map(|c| c.name)
-        .unwrap_or("")
+fn key_name(s: &Source) -> String {
+    let keys: Vec<&str> = s.columns.iter().filter(|c| c.key).map(|c| c.name).collect();
+    keys.join(", ")
+}
+
+/// The rows of an entity table, column name → value, from the app-wide status (the page's
+/// view: stations of the three lines, each train's latest sighting, the latest weather).
+fn entity_rows(entity: Entity, status: &TransitStatus) -> Vec<BTreeMap<&'static str, Json>> {
+    let row = |pairs: Vec<(&'static str, Json)>| pairs.into_iter().collect();
+    let lines = status.lines.iter();
+    match entity {
+        Entity::Stations => lines
+            .flat_map(|l| l.stations.iter().map(move |s| (l.line.as_str(), s)))
+            .map(|(line, s)| {
+                row(vec![
+                    ("LINE", json!(line)),
+                    ("STATION_ID", json!(s.station_id)),
+                    ("STATION_NAME", json!(s.station_name)),
+                    ("STOP_ORDER", json!(s.order)),
+                ])
+            })
+            .collect(),
+        Entity::Trains => lines
+            .flat_map(|l| l.trains.iter())
+            .map(|t| {
+                row(vec![
+                    ("TRAIN_ID", json!(t.train_id)),
+                    ("LINE", json!(t.line)),
+                    ("STATION_ID", json!(t.station_id)),
+                    ("DIRECTION", json!(t.direction)),
+                    ("TRAIN_STATUS", json!(t.train_status)),
+                    ("EVENT_TIME", json!(t.timestamp)),
+                ])
+            })
+            .collect(),
+        Entity::Weather => status
+            .weather
+            .iter()
+            .map(|w| {
+                row(vec![
+                    ("ID", json!(crate::transit::agents::WEATHER_KEY)),
+                    ("TEMPERATURE", json!(w.temperature)),
+                    ("STATUS", json!(w.status)),
+                    ("EVENT_TIME", json!(w.timestamp)),
+                ])
+            })
+            .collect(),
+    }
 }
 
 /// Runs `q` across the app's workers.
@@ -267,7 +365,7 @@ pub async fn run(state: &WebState, q: &PullQuery, text: &str) -> Result<ResultSe
             Role::WindowStart => start.into(),
             Role::WindowEnd => end.into(),
             Role::Count => count.into(),
-            Role::Other => Json::Null,
+            Role::Field | Role::Other => Json::Null,
         }
     };
     match source.data {
@@ -299,6 +397,34 @@ pub async fn run(state: &WebState, q: &PullQuery, text: &str) -> Result<ResultSe
                         .map(|(_, c)| {
                             value(c.role, w.station_id, w.window_start, w.window_end, w.count)
                         })
+                        .collect(),
+                );
+            }
+        }
+        Data::Entities(entity) => {
+            let status = cluster::status(state, false)
+                .await
+                .map_err(ApiError::unavailable)?;
+            let mut found = entity_rows(entity, &status);
+            found.retain(|r| f.admits(r));
+            // Sorted by key, as the other tables' rows are.
+            let keys: Vec<&str> = source
+                .columns
+                .iter()
+                .filter(|c| c.key)
+                .map(|c| c.name)
+                .collect();
+            let key_of = |r: &BTreeMap<&str, Json>| -> Vec<String> {
+                keys.iter()
+                    .map(|k| r.get(k).map(field_text).unwrap_or_default())
+                    .collect()
+            };
+            found.sort_by_key(|r| key_of(r));
+            for r in found {
+                rows.push(
+                    columns
+                        .iter()
+                        .map(|(_, c)| r.get(c.name).cloned().unwrap_or(Json::Null))
                         .collect(),
                 );
             }
