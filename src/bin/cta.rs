@@ -69,6 +69,7 @@ struct DemoArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    cta_stream::stream::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     init_tracing();
     cta_stream::cli::report(run(cli).await)

@@ -64,6 +64,7 @@ enum QueryTable {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    cta_stream::stream::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     init_tracing();
     cta_stream::cli::report(run(cli).await)

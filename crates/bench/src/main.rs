@@ -244,6 +244,8 @@ struct ThroughputArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // As the worker binaries do: the measured worker runs with the same allocator settings.
+    cta_stream::stream::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     init_tracing();
     match cli.command {

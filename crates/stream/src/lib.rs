@@ -13,6 +13,7 @@
 //! - [`StreamError`] with one classification ([`ErrorKind`] and [`RetryHint`]), [`Result`].
 //! - [`Status`] / [`StatusSnapshot`]: counters and recovery state for a web layer;
 //!   [`Directory`]: which worker owns which partition, for routed queries.
+//! - [`memory`]: the process's malloc arena cap, for binaries that run a worker.
 //! - [`kafka`], [`names`], [`table`]: thin client helpers, reserved names and store access for
 //!   applications that create their own topics, producers or read stores offline.
 //! - Short declarations on [`App`]: `agent_fn(topic, |record| ...)` ([`FnAgent`]),
@@ -47,6 +48,7 @@ mod error;
 mod fetch;
 mod health;
 pub mod kafka;
+pub mod memory;
 pub mod names;
 mod record;
 mod sensor;
