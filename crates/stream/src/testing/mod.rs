@@ -2,8 +2,8 @@
 //! `agent.test_context()`): the app's real agents and tables, on RocksDB in a temporary
 //! directory, fed records by the test instead of a consumer.
 //!
-//! ```no_run
-//! # use cta_stream::stream::{App, testing::{TestDriver, TestRecord}};
+//! ```
+//! # use cta_stream_core::{App, testing::{TestDriver, TestRecord}};
 //! let mut app = App::new(TestDriver::config("counts"));
 //! let counts = app.table_on::<String, u64>("counts", "words");
 //! let t = counts.clone();
@@ -11,7 +11,7 @@
 //! let mut driver = TestDriver::new(app)?;
 //! driver.pipe(TestRecord::new("words").key("hi"))?;
 //! assert_eq!(counts.value(&"hi".to_string())?, Some(1));
-//! # Ok::<(), cta_stream::stream::StreamError>(())
+//! # Ok::<(), cta_stream_core::StreamError>(())
 //! ```
 //!
 //! What it models: one worker owning every partition of every source topic; offsets per
