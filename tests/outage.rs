@@ -311,7 +311,9 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
     };
     let stopped_after = down.elapsed();
     let log = std::fs::read_to_string(&log_path).unwrap();
-    eprintln!("worker exited {status} {stopped_after:?} into the outage, having consumed {last_consumed}");
+    eprintln!(
+        "worker exited {status} {stopped_after:?} into the outage, having consumed {last_consumed}"
+    );
     assert_eq!(status.code(), Some(1), "exit code; log:\n{log}");
     assert!(
         stopped_after >= Duration::from_secs(55),
@@ -335,7 +337,10 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
         stored > 0 && (stored as f64) < last_consumed,
         "the stores hold only completed checkpoints ({stored} of {last_consumed} consumed)"
     );
-    assert!(committed <= stored, "group {committed} ahead of the stores {stored}");
+    assert!(
+        committed <= stored,
+        "group {committed} ahead of the stores {stored}"
+    );
 
     // A restart catches up while the simulation goes on, then the simulation stops.
     let addr = free_addr();

@@ -103,9 +103,16 @@ async fn poison_records_go_to_the_dead_letter_topic() {
             .unwrap_or_else(|| panic!("dead letter points at {at:?}, not a poisoned record"));
         assert_eq!(d.value, src.value, "payload of the record at {at:?}");
         assert_eq!(d.key, src.key, "key of the record at {at:?}");
-        assert!(pointed.insert(at, ()).is_none(), "{at:?} dead-lettered twice");
+        assert!(
+            pointed.insert(at, ()).is_none(),
+            "{at:?} dead-lettered twice"
+        );
     }
-    assert_eq!(pointed.len(), BAD, "every poisoned record dead-lettered once");
+    assert_eq!(
+        pointed.len(),
+        BAD,
+        "every poisoned record dead-lettered once"
+    );
     let mut reasons: HashMap<String, usize> = HashMap::new();
     for d in &dlq {
         let h = &d.headers;

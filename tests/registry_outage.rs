@@ -154,7 +154,10 @@ async fn simulation_waits_for_the_registry_while_a_worker_with_cached_schemas_co
     producer.send(5_000, &mut rng, &mut expected);
     wait_for_counts(&base, &expected, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!sim.is_finished(), "the simulation cannot finish without the registry");
+    assert!(
+        !sim.is_finished(),
+        "the simulation cannot finish without the registry"
+    );
     // (Read raw: decoding would need the registry.)
     assert_eq!(
         read_all(&env.kafka.brokers, "org.chicago.cta.turnstile.v1").len(),

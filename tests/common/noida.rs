@@ -79,7 +79,10 @@ impl Noida {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(&self.brokers).is_ok() {
-            assert!(Instant::now() < deadline, "noida-db still listens after kill");
+            assert!(
+                Instant::now() < deadline,
+                "noida-db still listens after kill"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -344,18 +344,24 @@ mod tests {
         assert_eq!(classic.group_consumer("g").get("group.instance.id"), None);
         let chosen = with(&[("group.instance.id", "mine")]);
         assert_eq!(
-            chosen.group_member("g", Some("g-1")).get("group.instance.id"),
+            chosen
+                .group_member("g", Some("g-1"))
+                .get("group.instance.id"),
             Some("mine")
         );
         let kip848 = with(&[("group.protocol", "consumer")]);
         assert_eq!(
-            kip848.group_member("g", Some("g-1")).get("group.instance.id"),
+            kip848
+                .group_member("g", Some("g-1"))
+                .get("group.instance.id"),
             None
         );
         let mut embedded = with(&[]);
         embedded.prefer_consumer_group_protocol();
         assert_eq!(
-            embedded.group_member("g", Some("g-1")).get("group.instance.id"),
+            embedded
+                .group_member("g", Some("g-1"))
+                .get("group.instance.id"),
             None
         );
     }

@@ -11,8 +11,8 @@
 
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
-use crate::kafka::{tracked_producer_with, TrackedProducer};
 use crate::identity::transactional_id;
+use crate::kafka::{tracked_producer_with, TrackedProducer};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
