@@ -225,9 +225,16 @@ const LONG_OUTAGE: Duration = Duration::from_secs(90);
 /// The worker's records consumed from the turnstile topic, from `/metrics` (None if it does not
 /// answer).
 async fn consumed(base: &str) -> Option<f64> {
-    reqwest::get(format!("{base}/metrics")).await.ok()?;
+    // One request: the worker may exit between two.
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).ok()?;
     sample(
-        &scrape(base).await,
+        &scrape,
         "cta_records_consumed_total",
         &[("topic", "org.chicago.cta.turnstile.v1")],
     )
