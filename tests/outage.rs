@@ -5,6 +5,9 @@
 //! data is stale; afterwards the marker clears and the per-station counts equal both the topic
 //! read back independently and what the simulation reports it produced.
 //!
+//! A 90 s outage, longer than the checkpoint's flush timeout, stops the worker (exit 1) without
+//! committing; a restart counts exactly and the simulation delivers everything once.
+//!
 //! Needs the embedded broker's fault injection, so it skips itself when `CTA_TEST_BROKERS`
 //! points at another broker.
 
@@ -214,4 +217,167 @@ async fn count_total(base: &str) -> i64 {
         .await
         .map(|m| m.values().sum())
         .unwrap_or(0)
+}
+
+/// Longer than the checkpoint's flush timeout (60 s).
+const LONG_OUTAGE: Duration = Duration::from_secs(90);
+
+/// The worker's records consumed from the turnstile topic, from `/metrics` (None if it does not
+/// answer).
+async fn consumed(base: &str) -> Option<f64> {
+    // One request: the worker may exit between two.
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).ok()?;
+    sample(
+        &scrape,
+        "cta_records_consumed_total",
+        &[("topic", "org.chicago.cta.turnstile.v1")],
+    )
+}
+
+/// A 90 s outage, longer than the checkpoint's 60 s flush timeout, with records consumed and
+/// not yet checkpointed: the worker binary stops (exit 1, one error line) while the brokers
+/// are still down, committing nothing of what it consumed since its last checkpoint. The
+/// simulation waits the outage out. Once the brokers are back a restarted worker counts
+/// exactly what is on the topic, which is exactly what the simulation says it produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
+    if std::env::var_os("CTA_TEST_BROKERS").is_some() {
+        eprintln!("skipped: takes the embedded broker down, and CTA_TEST_BROKERS points elsewhere");
+        return;
+    }
+    let env = env().await;
+    let app_id = format!("long-outage-{}", std::process::id());
+    create_all_topics(&env, &app_id);
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut sim_kafka = env.kafka.clone();
+    sim_kafka
+        .extra
+        .push(("queue.buffering.max.messages".into(), "2000".into()));
+    let sim_stop = Shutdown::new();
+    let _sim_guard = StopOnDrop(sim_stop.clone());
+    let config = SimConfig {
+        time_step: Duration::from_secs(60),
+        sleep: Duration::from_millis(100),
+        steps: None,
+        seed: 90,
+        trains_per_line: 4,
+        partitions: 4,
+        start_ms: START_MS,
+        publish_stations: true,
+    };
+    let sim = {
+        let (registry, stop) = (env.registry.clone(), sim_stop.clone());
+        tokio::spawn(async move {
+            simulation::run(Dataset::builtin(), config, &sim_kafka, &registry, stop).await
+        })
+    };
+
+    // A 5 s checkpoint interval: at any moment records are consumed and not checkpointed.
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let log_path = dir.path().join("worker.log");
+    let mut child = worker_binary(&env, dir.path(), &app_id, addr, "5s")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    // At least one completed checkpoint, then records consumed after it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut commits = 0.0;
+    while commits < 1.0 || consumed(&base).await.unwrap_or(0.0) < 2_000.0 {
+        assert!(Instant::now() < deadline, "no checkpoint with entries");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if reqwest::get(format!("{base}/metrics")).await.is_ok() {
+            commits = sample(&scrape(&base).await, "cta_commits_total", &[]).unwrap_or(0.0);
+        }
+    }
+
+    let broker = &env.platform.as_ref().expect("embedded platform").broker;
+    broker.broker_down(1).unwrap();
+    let down = Instant::now();
+    let mut last_consumed = 0.0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            down.elapsed() < LONG_OUTAGE,
+            "the worker still runs {:?} into the outage",
+            down.elapsed()
+        );
+        if let Some(c) = consumed(&base).await {
+            last_consumed = c;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let stopped_after = down.elapsed();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    eprintln!(
+        "worker exited {status} {stopped_after:?} into the outage, having consumed {last_consumed}"
+    );
+    assert_eq!(status.code(), Some(1), "exit code; log:\n{log}");
+    assert!(
+        stopped_after >= Duration::from_secs(55),
+        "stopped before the flush timeout: {stopped_after:?}; log:\n{log}"
+    );
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line; log:\n{log}");
+    eprintln!("worker said: {}", errors[0]);
+
+    tokio::time::sleep(LONG_OUTAGE.saturating_sub(down.elapsed())).await;
+    broker.broker_up(1).unwrap();
+    eprintln!("broker up after {:?}", down.elapsed());
+
+    // Nothing consumed since the last checkpoint was committed, to the stores or the group.
+    let stored = stored_total(dir.path(), &app_id);
+    let committed: i64 = group_committed(&env, &app_id, "org.chicago.cta.turnstile.v1")
+        .values()
+        .sum();
+    eprintln!("stores cover {stored} entries, the group {committed}; consumed {last_consumed}");
+    assert!(
+        stored > 0 && (stored as f64) < last_consumed,
+        "the stores hold only completed checkpoints ({stored} of {last_consumed} consumed)"
+    );
+    assert!(
+        committed <= stored,
+        "group {committed} ahead of the stores {stored}"
+    );
+
+    // A restart catches up while the simulation goes on, then the simulation stops.
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, "200ms");
+    let resumed = Instant::now();
+    while consumed(&base).await.unwrap_or(0.0) < 1_000.0 {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(60),
+            "no progress after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    sim_stop.trigger();
+    let report = sim
+        .await
+        .unwrap()
+        .expect("simulation keeps its records through the outage");
+    let on_topic = count_turnstile(&env).await;
+    let produced: BTreeMap<i32, i64> = report
+        .turnstile_per_station
+        .iter()
+        .map(|(k, v)| (*k, *v as i64))
+        .collect();
+    assert_eq!(on_topic, produced, "topic vs the simulation's report");
+    wait_for_counts(&base, &on_topic, Duration::from_secs(90)).await;
+    eprintln!(
+        "restart counts exactly the {} entries the simulation produced",
+        on_topic.values().sum::<i64>()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -1,7 +1,8 @@
 //! Poison records: 10k records the worker cannot use (bad magic byte, unknown schema id,
 //! truncated Avro, empty value, JSON instead of Avro, a station id out of range) mixed into 100k
 //! good ones. The worker keeps going, dead-letters exactly the 10k with the reasons, and counts
-//! the good ones exactly.
+//! the good ones exactly. Each dead letter carries the poisoned record's key and bytes, and its
+//! `source.partition` / `source.offset` headers point at that record (read back and compared).
 
 mod common;
 
@@ -9,7 +10,7 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 const GOOD: usize = 100_000;
@@ -77,13 +78,44 @@ async fn poison_records_go_to_the_dead_letter_topic() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(dlq.len(), BAD);
-    let mut reasons: HashMap<String, usize> = HashMap::new();
-    for h in &dlq {
+    // The poison as it sits on the source topic, found independently of the worker: every
+    // record whose value is not one of the valid encodings.
+    let valid: HashSet<Vec<u8>> = (0..1000).map(|i| producer.valid(i).2).collect();
+    let source = read_records(&env.kafka.brokers, "org.chicago.cta.turnstile.v1");
+    assert_eq!(source.len(), GOOD + BAD);
+    let poisoned: BTreeMap<(i32, i64), &Rec> = source
+        .iter()
+        .filter(|r| r.value.as_ref().is_none_or(|v| !valid.contains(v)))
+        .map(|r| ((r.partition, r.offset), r))
+        .collect();
+    assert_eq!(poisoned.len(), BAD, "poison found on the source topic");
+    // Each dead letter points at a poisoned record and carries its exact key and bytes.
+    let mut pointed = BTreeMap::new();
+    for d in &dlq {
+        let h = &d.headers;
         assert_eq!(h["source.topic"], "org.chicago.cta.turnstile.v1");
-        assert!(
-            h["source.partition"].parse::<i32>().is_ok()
-                && h["source.offset"].parse::<i64>().is_ok()
+        let at = (
+            h["source.partition"].parse::<i32>().unwrap(),
+            h["source.offset"].parse::<i64>().unwrap(),
         );
+        let src = poisoned
+            .get(&at)
+            .unwrap_or_else(|| panic!("dead letter points at {at:?}, not a poisoned record"));
+        assert_eq!(d.value, src.value, "payload of the record at {at:?}");
+        assert_eq!(d.key, src.key, "key of the record at {at:?}");
+        assert!(
+            pointed.insert(at, ()).is_none(),
+            "{at:?} dead-lettered twice"
+        );
+    }
+    assert_eq!(
+        pointed.len(),
+        BAD,
+        "every poisoned record dead-lettered once"
+    );
+    let mut reasons: HashMap<String, usize> = HashMap::new();
+    for d in &dlq {
+        let h = &d.headers;
         let e = &h["error"];
         let kind = if e.contains("magic") {
             "magic"
@@ -110,9 +142,22 @@ async fn poison_records_go_to_the_dead_letter_topic() {
     worker.stop().await;
 }
 
-/// Headers of every DLQ record.
-fn read_dlq(brokers: &str) -> Vec<HashMap<String, String>> {
-    let topic = "org.chicago.cta.turnstile.v1.dlq";
+/// A record read back with its coordinates and headers.
+struct Rec {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: HashMap<String, String>,
+}
+
+/// Every DLQ record.
+fn read_dlq(brokers: &str) -> Vec<Rec> {
+    read_records(brokers, "org.chicago.cta.turnstile.v1.dlq")
+}
+
+/// Every record of `topic`'s 4 partitions, read to the high watermarks.
+fn read_records(brokers: &str, topic: &str) -> Vec<Rec> {
     let c: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "dlq-reader")
@@ -134,16 +179,22 @@ fn read_dlq(brokers: &str) -> Vec<HashMap<String, String>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while (out.len() as i64) < total && Instant::now() < deadline {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            let mut h = HashMap::new();
+            let mut headers = HashMap::new();
             if let Some(hs) = m.headers() {
                 for x in hs.iter() {
-                    h.insert(
+                    headers.insert(
                         x.key.to_string(),
                         String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
                     );
                 }
             }
-            out.push(h);
+            out.push(Rec {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers,
+            });
         }
     }
     out

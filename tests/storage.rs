@@ -7,13 +7,16 @@
 //! read-only or full disk would. Where `chattr` does not work (not root, a filesystem without
 //! the flag) the test says so and skips, except under CI (`CI` set), where it fails.
 //!
+//! A full disk (ENOSPC) is a small tmpfs data dir filled up mid-run: the same stop, one line
+//! naming the store and "No space left on device", and an exact restart once space is freed.
+//! Where a tmpfs cannot be mounted the test says so and skips.
+//!
 //! A store whose files are damaged (garbage in CURRENT) is refused with one line saying to
 //! rebuild with `--reset-state`, and that rebuild (from the changelog) is exact.
 
 mod common;
 
 use common::*;
-use cta_stream::stream::table::store::{PartitionStore, StoreIdentity};
 use cta_stream::transit::models::topics;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -96,23 +99,6 @@ async fn wait_committed(env: &TestEnv, app_id: &str, total: i64) {
 /// The `error:` lines of a worker's stderr.
 fn error_lines(log: &str) -> Vec<&str> {
     log.lines().filter(|l| l.starts_with("error:")).collect()
-}
-
-fn stored_total(dir: &Path, app_id: &str) -> i64 {
-    let table = cta_stream::transit::tables::TURNSTILE;
-    (0..4)
-        .map(|p| {
-            let identity = StoreIdentity {
-                app_id: app_id.to_string(),
-                table: table.to_string(),
-                partition: p,
-                partitions: 4,
-            };
-            let path = dir.join(app_id).join(table).join(p.to_string());
-            let store = PartitionStore::open(&path, &identity).unwrap();
-            store.offsets().unwrap().source.unwrap_or(0)
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -244,6 +230,171 @@ async fn a_corrupt_store_is_refused_and_reset_state_rebuilds_it() {
         .spawn()
         .unwrap();
     wait_for_counts(&base, &expected, Duration::from_secs(60)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A tmpfs of `size` mounted at a new directory under `parent`, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(parent: &Path, size: &str) -> Result<Self, String> {
+        let dir = parent.join("tmpfs");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes zeros to a new file at `path` until the filesystem is full; returns the bytes
+/// written.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let mut written = 0;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => return written,
+            Ok(n) => written += n as u64,
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "filling: {e}");
+                return written;
+            }
+        }
+    }
+}
+
+/// Free bytes on the filesystem of `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: zeroed is a valid statvfs (plain integers).
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a writable statvfs.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+    s.f_bavail as u64 * s.f_frsize as u64
+}
+
+/// Disk full (ENOSPC) mid-run: the data dir is a small tmpfs, filled up while entries arrive.
+/// The failing RocksDB write stops the worker (exit 1, one line naming the store and the
+/// cause) before that checkpoint commits any offset; once space is freed a restart counts
+/// exactly. Where a tmpfs cannot be mounted (not root, no mount permission in a container)
+/// the test says so and skips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_stops_the_worker_before_offsets_are_committed() {
+    let outer = tempfile::tempdir().unwrap();
+    let tmpfs = match Tmpfs::mount(outer.path(), "64m") {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a tmpfs here ({why})");
+            return;
+        }
+    };
+    let data = tmpfs.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let env = env().await;
+    let app_id = format!("enospc-{}", std::process::id());
+    create_all_topics(&env, &app_id);
+    let producer = TurnstileProducer::new(&env).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
+    let mut expected = BTreeMap::new();
+    producer.send(20_000, &mut rng, &mut expected);
+
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let log_path = outer.path().join("worker.log");
+    let mut child = worker_binary(&env, &data, &app_id, addr, "200ms")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api_turnstile(&base).await.as_ref() != Some(&expected) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "worker exited {status} before counting; log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap()
+            );
+        }
+        assert!(Instant::now() < deadline, "the first 20k never counted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_committed(&env, &app_id, 20_000).await;
+    let before = free_bytes(&tmpfs.0);
+
+    // The disk fills up; entries keep arriving until the worker stops.
+    let filler = tmpfs.0.join("filler");
+    let filled = fill(&filler);
+    assert_eq!(free_bytes(&tmpfs.0), 0);
+    eprintln!(
+        "{} KiB were free after the first 20k entries; filled {} KiB",
+        before >> 10,
+        filled >> 10
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the worker kept running on a full disk");
+        }
+        producer.send(1_000, &mut rng, &mut expected);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(status.code(), Some(1), "exit code; log:\n{log}");
+    let errors = error_lines(&log);
+    assert_eq!(errors.len(), 1, "one error line; log:\n{log}");
+    let line = errors[0];
+    eprintln!(
+        "worker said after {:?} on a full disk: {line}",
+        started.elapsed()
+    );
+    let stores = data.join(&app_id);
+    assert!(
+        line.contains("state store")
+            && line.contains(&stores.display().to_string())
+            && line.contains("No space left on device"),
+        "names the store and the cause: {line}"
+    );
+
+    // Space freed: the stores hold only completed checkpoints, the group no more than they.
+    std::fs::remove_file(&filler).unwrap();
+    let produced: i64 = expected.values().sum();
+    let stored = stored_total(&data, &app_id);
+    let committed: i64 = group_committed(&env, &app_id, topics::TURNSTILE)
+        .values()
+        .sum();
+    eprintln!("produced {produced}, stores cover {stored}, group committed {committed}");
+    assert!(stored >= 20_000 && stored < produced, "stored {stored}");
+    assert!(
+        committed <= stored,
+        "group {committed} past the stores {stored}"
+    );
+
+    // A restart counts every entry once.
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let mut child = spawn_worker_binary(&env, &data, &app_id, addr, "200ms");
+    wait_for_counts(&base, &expected, Duration::from_secs(60)).await;
+    assert_eq!(count_turnstile(&env).await, expected);
     child.kill().unwrap();
     child.wait().unwrap();
 }

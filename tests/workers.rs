@@ -33,18 +33,6 @@ async fn local_counts(base: &str) -> Option<BTreeMap<i32, i64>> {
     )
 }
 
-async fn assigned(base: &str) -> usize {
-    match reqwest::get(format!("{base}/api/status?scope=local")).await {
-        Ok(r) => r
-            .json::<serde_json::Value>()
-            .await
-            .ok()
-            .and_then(|v| v["worker"]["assigned"].as_array().map(|a| a.len()))
-            .unwrap_or(0),
-        Err(_) => 0,
-    }
-}
-
 /// Topics of `app_id` (its directory included) and `n` turnstile entries drawn with `seed`.
 async fn app_with_entries(
     env: &TestEnv,
@@ -70,7 +58,7 @@ async fn app_with_entries(
 async fn wait_shared(base_a: &str, base_b: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (na, nb) = (assigned(base_a).await, assigned(base_b).await);
+        let (na, nb) = (assigned_count(base_a).await, assigned_count(base_b).await);
         if na > 0 && nb > 0 && na + nb == 16 {
             return;
         }
@@ -188,7 +176,7 @@ async fn share_route_and_fail_over(protocol: GroupProtocol) {
     b.wait().unwrap();
     producer.send(10_000, &mut rng, &mut expected);
     wait_for_counts(&base_a, &expected, Duration::from_secs(90)).await;
-    assert_eq!(assigned(&base_a).await, 16);
+    assert_eq!(assigned_count(&base_a).await, 16);
     assert_eq!(local_counts(&base_a).await.unwrap(), expected);
     a.kill().unwrap();
     a.wait().unwrap();
@@ -259,7 +247,7 @@ async fn standby_copies_make_fail_over_replay_nothing() {
     b.wait().unwrap();
     producer.send(5_000, &mut rng, &mut expected);
     wait_for_counts(&base_a, &expected, Duration::from_secs(90)).await;
-    assert_eq!(assigned(&base_a).await, 16);
+    assert_eq!(assigned_count(&base_a).await, 16);
     assert_eq!(local_counts(&base_a).await.unwrap(), expected);
     a.kill().unwrap();
     a.wait().unwrap();

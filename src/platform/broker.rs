@@ -116,6 +116,32 @@ impl EmbeddedBroker {
     }
 }
 
+/// Kafka's API key of Fetch requests.
+const FETCH: i16 = 1;
+
+impl EmbeddedBroker {
+    /// Fault injection (tests): the next `count` Fetch requests, from any client, fail with a
+    /// retriable error (KAFKA_STORAGE_ERROR), so consumers receive no record meanwhile.
+    pub fn fail_fetches(&self, count: usize) {
+        let errors = vec![rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR; count];
+        // SAFETY: valid cluster handle; the errors are copied before the call returns.
+        unsafe {
+            rd::rd_kafka_mock_push_request_errors_array(
+                self.cluster,
+                FETCH,
+                errors.len(),
+                errors.as_ptr(),
+            )
+        };
+    }
+
+    /// Ends [`EmbeddedBroker::fail_fetches`]: Fetch requests are served again.
+    pub fn clear_fetch_failures(&self) {
+        // SAFETY: valid cluster handle.
+        unsafe { rd::rd_kafka_mock_clear_request_errors(self.cluster, FETCH) };
+    }
+}
+
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         // SAFETY: created by rd_kafka_mock_cluster_new and destroyed once, before the client.

@@ -3,6 +3,8 @@
 //! independent reader that counts records straight off a topic with apache-avro.
 #![allow(dead_code)]
 
+pub mod noida;
+
 use apache_avro::types::Value;
 use cta_stream::platform::Platform;
 use cta_stream::stream::{KafkaConfig, RegistryConfig};
@@ -702,4 +704,54 @@ pub async fn wait_assigned(base: &str, timeout: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("worker at {base} never got partitions");
+}
+
+/// The turnstile table's source offsets summed over its 4 partition stores in `dir` (what the
+/// last completed checkpoint covers), read with the worker stopped.
+pub fn stored_total(dir: &std::path::Path, app_id: &str) -> i64 {
+    use cta_stream::stream::table::store::{PartitionStore, StoreIdentity};
+    let table = cta_stream::transit::tables::TURNSTILE;
+    (0..4)
+        .map(|p| {
+            let identity = StoreIdentity {
+                app_id: app_id.to_string(),
+                table: table.to_string(),
+                partition: p,
+                partitions: 4,
+            };
+            let path = dir.join(app_id).join(table).join(p.to_string());
+            let store = PartitionStore::open(&path, &identity).unwrap();
+            store.offsets().unwrap().source.unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Offsets on every changelog of `app_id` (high minus low watermark, summed over 4
+/// partitions each): what a cold restore reads through.
+pub fn changelog_offsets(env: &TestEnv, app_id: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka.brokers)
+        .create()
+        .unwrap();
+    let mut n = 0;
+    for t in cta_stream::transit::changelog_topics(app_id) {
+        for p in 0..4 {
+            let (lo, hi) = c.fetch_watermarks(&t, p, Duration::from_secs(10)).unwrap();
+            n += hi - lo;
+        }
+    }
+    n
+}
+
+/// How many source partitions the worker at `base` owns (0 while it does not answer).
+pub async fn assigned_count(base: &str) -> usize {
+    match reqwest::get(format!("{base}/api/status?scope=local")).await {
+        Ok(r) => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["worker"]["assigned"].as_array().map(|a| a.len()))
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
 }

@@ -83,6 +83,15 @@ impl KafkaConfig {
     /// Group consumer of the worker. Offsets are stored with the table data and committed to
     /// Kafka by the checkpoint only, never automatically.
     pub fn group_consumer(&self, group_id: &str) -> ClientConfig {
+        self.group_member(group_id, None)
+    }
+
+    /// [`KafkaConfig::group_consumer`] as the static member `instance_id` (`group.instance.id`,
+    /// KIP-345) in classic groups: a restart with the same id takes the old member's place and
+    /// partitions at once, where a dynamic member waits for the killed one's session to time
+    /// out (or for ever on brokers that never expire it). `-X group.instance.id=...` wins;
+    /// KIP-848 groups (`group.protocol=consumer`) get none.
+    pub fn group_member(&self, group_id: &str, instance_id: Option<&str>) -> ClientConfig {
         let mut c = self.base();
         c.set("group.id", group_id)
             .set("enable.auto.commit", "false")
@@ -103,6 +112,9 @@ impl KafkaConfig {
         // librdkafka refuses the property there.
         if !self.uses_consumer_group_protocol() {
             c.set("session.timeout.ms", "10000");
+            if let Some(id) = instance_id {
+                c.set("group.instance.id", id);
+            }
         } else if self.kip848_preferred {
             c.set("group.protocol", "consumer");
         }
@@ -325,6 +337,36 @@ mod tests {
         let mut twice = with(&[("group.protocol", "classic")]);
         twice.prefer_consumer_group_protocol();
         assert_eq!(twice.extra.len(), 1);
+    }
+
+    #[test]
+    fn static_membership_in_classic_groups_unless_the_user_chose() {
+        let classic = with(&[]);
+        let c = classic.group_member("g", Some("g-1"));
+        assert_eq!(c.get("group.instance.id"), Some("g-1"));
+        assert_eq!(classic.group_consumer("g").get("group.instance.id"), None);
+        let chosen = with(&[("group.instance.id", "mine")]);
+        assert_eq!(
+            chosen
+                .group_member("g", Some("g-1"))
+                .get("group.instance.id"),
+            Some("mine")
+        );
+        let kip848 = with(&[("group.protocol", "consumer")]);
+        assert_eq!(
+            kip848
+                .group_member("g", Some("g-1"))
+                .get("group.instance.id"),
+            None
+        );
+        let mut embedded = with(&[]);
+        embedded.prefer_consumer_group_protocol();
+        assert_eq!(
+            embedded
+                .group_member("g", Some("g-1"))
+                .get("group.instance.id"),
+            None
+        );
     }
 
     #[test]

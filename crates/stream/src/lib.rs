@@ -29,7 +29,8 @@
 //! - `agent`, `record`: record handlers and what they see.
 //! - `table/`: stores, write caches, changelog recovery; `window`: windowed tables.
 //! - `checkpoint`: the single commit procedure (changelog → flush → store → offsets);
-//!   `sink`: its producer, plain or transactional (the processing guarantee).
+//!   `sink`: its producer, plain or transactional (the processing guarantee); `identity`: the
+//!   transactional and static group member ids a worker keeps in its data dir.
 //! - `config`: librdkafka settings in one place; `fetch`: the poll loop's batched consumption.
 //! - `directory`: partition ownership; `standby`: warm copies of other workers' partitions.
 //! - `sensor`: counters; `health`: whether the brokers answer; `shutdown`: the stop signal.
@@ -47,6 +48,7 @@ pub mod embedded;
 mod error;
 mod fetch;
 mod health;
+mod identity;
 pub mod kafka;
 pub mod memory;
 pub mod names;

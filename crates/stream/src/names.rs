@@ -39,8 +39,14 @@ pub fn transactional_id_file(app_id: &str) -> String {
     format!("{app_id}.transactional-id")
 }
 
-/// A new transactional id: the app id and a random suffix.
-pub fn transactional_id(app_id: &str, suffix: u64) -> String {
+/// File in the data dir keeping the worker's static group member id across restarts.
+pub fn group_instance_id_file(app_id: &str) -> String {
+    format!("{app_id}.group-instance-id")
+}
+
+/// A new id kept in the data dir (transactional or group member): the app id and a random
+/// suffix.
+pub fn kept_id(app_id: &str, suffix: u64) -> String {
     format!("{app_id}-{suffix:016x}")
 }
 

@@ -11,8 +11,8 @@
 
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
+use crate::identity::transactional_id;
 use crate::kafka::{tracked_producer_with, TrackedProducer};
-use crate::names;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -149,60 +149,5 @@ impl Sink {
             *open = false;
         }
         StreamError::Kafka { op, source: error }
-    }
-}
-
-/// This worker's transactional id, `{app_id}-{random}`, kept in `data_dir` so a restarted
-/// worker reuses it (fencing the killed one and aborting its open transaction at once,
-/// instead of the broker waiting for the transaction timeout). Kept outside the app's store
-/// folder so `--reset-state` does not change it.
-fn transactional_id(app_id: &str, data_dir: &Path) -> Result<String> {
-    let path = data_dir.join(names::transactional_id_file(app_id));
-    let io = |source| StreamError::Io {
-        path: path.clone(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    std::fs::create_dir_all(data_dir).map_err(|source| StreamError::Io {
-        path: data_dir.to_path_buf(),
-        source,
-    })?;
-    let id = names::transactional_id(app_id, random_u64());
-    std::fs::write(&path, &id).map_err(io)?;
-    Ok(id)
-}
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transactional_id_is_kept_per_app_in_the_data_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = transactional_id("app", dir.path()).unwrap();
-        assert!(a.starts_with("app-") && a.len() == "app-".len() + 16, "{a}");
-        assert_eq!(transactional_id("app", dir.path()).unwrap(), a);
-        let b = transactional_id("other", dir.path()).unwrap();
-        assert!(b.starts_with("other-"));
-        let fresh = tempfile::tempdir().unwrap();
-        assert_ne!(transactional_id("app", fresh.path()).unwrap(), a);
     }
 }

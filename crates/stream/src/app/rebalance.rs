@@ -137,9 +137,10 @@ impl WorkerState {
         Ok(())
     }
 
-    /// Replays the changelogs of the `added` partitions' tables and returns where each source
-    /// partition resumes: the lowest offset its tables' stores reflect, else the group's
-    /// committed offset, else the beginning.
+    /// Replays the changelogs of the `added` partitions' tables up to the furthest offset the
+    /// partition's stores or the group's committed offset reflect, and returns where each
+    /// source partition resumes: that offset (the lowest its tables then reflect), else the
+    /// beginning.
     fn restore<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -150,20 +151,31 @@ impl WorkerState {
         for (topic, p) in added {
             let key = (topic.clone(), *p);
             let committed = committed.get(&key).copied();
-            let mut start: Option<i64> = None;
-            for t in self.tables.clone() {
-                if t.source_topic() != topic {
-                    continue;
-                }
-                let n = self.partitions_of(consumer, topic)?;
+            let tables: Vec<_> = self
+                .tables
+                .iter()
+                .filter(|t| t.source_topic() == topic)
+                .cloned()
+                .collect();
+            let n = self.partitions_of(consumer, topic)?;
+            // Every table of the partition is brought to the furthest checkpoint any of its
+            // stores (or the group) reflects. A checkpoint flushes all its changelog records
+            // before its first store write, so a store that a failed checkpoint left behind
+            // (a full disk, a kill between two stores' writes) catches up from its changelog;
+            // resuming at the laggard instead would count that checkpoint's records twice in
+            // the stores that have them.
+            let mut target = committed;
+            for t in &tables {
                 t.open_partition(*p, n)?;
-                let report = self.restorer.replay(
-                    t.as_ref(),
-                    *p,
-                    committed,
-                    &self.status,
-                    Replay::Restore,
-                )?;
+                if let Some(s) = t.offsets(*p)?.source {
+                    target = Some(target.map_or(s, |c| c.max(s)));
+                }
+            }
+            let mut start: Option<i64> = None;
+            for t in tables {
+                let report =
+                    self.restorer
+                        .replay(t.as_ref(), *p, target, &self.status, Replay::Restore)?;
                 start =
                     Some(start.map_or(report.source_offset, |s: i64| s.min(report.source_offset)));
             }

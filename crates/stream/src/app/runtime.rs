@@ -12,6 +12,7 @@ use super::App;
 use crate::config::KafkaConfig;
 use crate::error::{ErrorKind, Result, StreamError};
 use crate::fetch::FetchQueue;
+use crate::identity::group_instance_id;
 use crate::kafka::{ensure_topics_from, tracked_producer, TopicSpec};
 use crate::names;
 use crate::record::Positions;
@@ -73,10 +74,11 @@ impl App {
             fetch: OnceLock::new(),
             incremental: self.config.kafka.incremental_rebalancing(),
         };
+        let member = group_instance_id(&self.config.app_id, &self.config.data_dir)?;
         let mut consumer: BaseConsumer<ConductorContext> = self
             .config
             .kafka
-            .group_consumer(&self.config.app_id)
+            .group_member(&self.config.app_id, Some(&member))
             .create_with_context(context)
             .map_err(StreamError::kafka("create consumer"))?;
         // Records come in batches from one queue every assigned partition is forwarded to;

@@ -50,6 +50,17 @@ impl PartitionStore {
         opts.set_write_buffer_size(8 << 20);
         opts.set_max_write_buffer_number(2);
         opts.set_keep_log_file_num(2);
+        // No preallocation (fallocate): RocksDB would reserve about 1.1 x the largest write
+        // buffer (the column families' 64 MiB) ahead for each store's write-ahead log, which
+        // with a few dozen stores is more than a small data dir has, and a disk that fills up
+        // would go unnoticed until a log outgrew its reservation. Without it a full disk
+        // fails the next write, which stops the worker before that checkpoint commits.
+        let opts = opts
+            .get_options_from_string("allow_fallocate=false")
+            .map_err(|source| StreamError::Store {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let cfs = vec![
             ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Options::default()),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),

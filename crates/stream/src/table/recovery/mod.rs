@@ -2,8 +2,9 @@
 //!
 //! The store holds (data, source offset S, changelog offset C) written together. The group's
 //! committed source offset X may be ahead of S when another worker processed the partition
-//! meanwhile (or the local store is older than the log). The partition is brought to
-//! `target = max(S, X)` by replaying the changelog after C, applying only records whose
+//! meanwhile (or the local store is older than the log, or another table's store of the same
+//! source partition got further: the caller passes the furthest as X). The partition is
+//! brought to `target = max(S, X)` by replaying the changelog after C, applying only records whose
 //! source-offset header is at or below `target`: records beyond it came from a checkpoint that
 //! never completed, and re-processing the source will write them again. Changelog values are
 //! absolute, so replaying a record twice changes nothing. A warm restart with nothing after C
@@ -184,6 +185,13 @@ impl Restorer {
         self.begin(&run)?;
         let (next, mut batch) = self.read_changelog(&run, &mut report)?;
         let _ = self.consumer.unassign();
+        if !follow {
+            // Offsets that carry no record for a reader (transaction markers, records of
+            // aborted transactions, compacted-away records) count as restored too, so the
+            // progress ends at its total.
+            let gaps = ((next.max(high) - start) as u64).saturating_sub(report.read);
+            status.restore_done.fetch_add(gaps, Ordering::Relaxed);
+        }
         let changes = batch.take(table, Skipped::new(&topic, partition, status), &mut report);
         table.restore_batch(
             partition,
