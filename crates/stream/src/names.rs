@@ -86,6 +86,8 @@ mod tests {
         assert_eq!(directory_topic("cta"), "cta-workers");
         assert_eq!(restore_group(&standby_app_id("cta")), "cta-standby-restore");
         assert_eq!(stream_time_table("hourly"), "hourly-stream-time");
-        assert_eq!(transactional_id("cta", 255), "cta-00000000000000ff");
+        assert_eq!(kept_id("cta", 255), "cta-00000000000000ff");
+        assert_eq!(transactional_id_file("cta"), "cta.transactional-id");
+        assert_eq!(group_instance_id_file("cta"), "cta.group-instance-id");
     }
 }
