@@ -179,25 +179,30 @@ fn parse_time(s: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_millis())
 }
 
+/// The values a key condition admits (`=` one, `IN` a list), each read by `value`.
+fn key_set<T: Ord>(
+    c: &Condition,
+    column: &Column,
+    text: &str,
+    value: impl Fn(&Literal) -> Result<T, ApiError>,
+) -> Result<BTreeSet<T>, ApiError> {
+    match c {
+        Condition::Compare(_, Cmp::Eq, v) => Ok([value(v)?].into()),
+        Condition::In(_, vs) => vs.iter().map(value).collect(),
+        _ => Err(ApiError::statement(
+            format!("the key {} takes = and IN only", column.name),
+            text,
+        )),
+    }
+}
+
 fn filter(source: &Source, all: &[Column], q: &PullQuery, text: &str) -> Result<Filter, ApiError> {
     let mut f = Filter::default();
     for c in &q.conditions {
         let column = resolve(source, all, c.column(), text)?;
         match column.role {
             Role::Station => {
-                let ids: BTreeSet<i32> = match c {
-                    Condition::Compare(_, Cmp::Eq, v) => [station_id(v, column.name, text)?].into(),
-                    Condition::In(_, vs) => vs
-                        .iter()
-                        .map(|v| station_id(v, column.name, text))
-                        .collect::<Result<_, _>>()?,
-                    _ => {
-                        return Err(ApiError::statement(
-                            format!("the key {} takes = and IN only", column.name),
-                            text,
-                        ))
-                    }
-                };
+                let ids = key_set(c, column, text, |v| station_id(v, column.name, text))?;
                 f.stations = Some(match f.stations.take() {
                     Some(prev) => prev.intersection(&ids).copied().collect(),
                     None => ids,
@@ -224,19 +229,7 @@ fn filter(source: &Source, all: &[Column], q: &PullQuery, text: &str) -> Result<
                 }
             }
             Role::Field if column.key => {
-                let values: BTreeSet<String> = match c {
-                    Condition::Compare(_, Cmp::Eq, v) => [field_value(v, column, text)?].into(),
-                    Condition::In(_, vs) => vs
-                        .iter()
-                        .map(|v| field_value(v, column, text))
-                        .collect::<Result<_, _>>()?,
-                    _ => {
-                        return Err(ApiError::statement(
-                            format!("the key {} takes = and IN only", column.name),
-                            text,
-                        ))
-                    }
-                };
+                let values = key_set(c, column, text, |v| field_value(v, column, text))?;
                 let merged = match f.fields.remove(column.name) {
                     Some(prev) => prev.intersection(&values).cloned().collect(),
                     None => values,
