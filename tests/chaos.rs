@@ -201,6 +201,8 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
                 "changelog total {}, stations off there: {off:?}\n",
                 total(&changelog)
             );
+            let stations: Vec<i32> = off.iter().map(|(k, _, _)| **k).collect();
+            report += &audit(&env, &stations).await;
             panic!(
                 "worker at {} never showed the {} entries produced:\n{report}",
                 w.base,
@@ -224,4 +226,135 @@ async fn counts_arrive(base: &str, expected: &BTreeMap<i32, i64>, timeout: Durat
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// One record with its headers as text.
+struct Logged {
+    partition: i32,
+    offset: i64,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+/// Every record of `topic` up to its current end, with headers.
+fn read_logged(brokers: &str, topic: &str) -> Vec<Logged> {
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "chaos-audit")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut out = Vec::new();
+    for p in 0..PARTITIONS {
+        let (low, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        if high <= low {
+            continue;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Offset(low))
+            .unwrap();
+        c.assign(&tpl).unwrap();
+        let mut next = low;
+        while next < high {
+            let Some(m) = c.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let m = m.unwrap();
+            next = m.offset() + 1;
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            let v = h.value.map(|v| String::from_utf8_lossy(v).to_string());
+                            (h.key.to_string(), v.unwrap_or_default())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Logged {
+                partition: p,
+                offset: m.offset(),
+                key: m.key().unwrap_or_default().to_vec(),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+/// For a failure report: each changelog record of `stations` checked against the source. A
+/// record with source-offset header h should hold the station's count among the partition's
+/// records below h; the lines show which do not, and the last records of each station.
+async fn audit(env: &TestEnv, stations: &[i32]) -> String {
+    use cta_stream::stream::names::{HEADER_SOURCE_OFFSET, HEADER_WRITER_EPOCH};
+    let producer = TurnstileProducer::new(env).await;
+    let n = cta_stream::transit::stations::Dataset::builtin()
+        .rows()
+        .len();
+    let by_key: std::collections::HashMap<Vec<u8>, i32> = (0..n)
+        .map(|i| {
+            let (id, k, _) = producer.valid(i);
+            (k, id)
+        })
+        .collect();
+    // (partition, station) -> offsets holding an entry of that station
+    let mut offsets: BTreeMap<(i32, i32), Vec<i64>> = BTreeMap::new();
+    for r in read_logged(&env.kafka.brokers, topics::TURNSTILE) {
+        if let Some(s) = by_key.get(&r.key) {
+            offsets.entry((r.partition, *s)).or_default().push(r.offset);
+        }
+    }
+    let header = |r: &Logged, k: &str| -> i64 {
+        r.headers
+            .iter()
+            .find(|h| h.0 == k)
+            .and_then(|h| h.1.parse().ok())
+            .unwrap_or(-1)
+    };
+    let mut out = String::new();
+    let mut bad = 0;
+    let mut lines: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for r in read_logged(&env.kafka.brokers, topics::TURNSTILE_SUMMARY) {
+        let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap_or_default();
+        let station = v["STATION_ID"].as_i64().unwrap_or(-1) as i32;
+        let count = v["COUNT"].as_i64().unwrap_or(-1);
+        let h = header(&r, HEADER_SOURCE_OFFSET);
+        let truth = offsets
+            .get(&(r.partition, station))
+            .map_or(0, |o| o.partition_point(|x| *x < h) as i64);
+        let epoch = header(&r, HEADER_WRITER_EPOCH);
+        let line =
+            format!(
+            "  p{} @{} station {station} count {count} truth {truth} header {h} epoch {epoch}{}",
+            r.partition,
+            r.offset,
+            if count == truth { "" } else { "  <-- inconsistent" }
+        );
+        if count != truth {
+            bad += 1;
+            if bad <= 20 {
+                out += &line;
+                out += "\n";
+            }
+        }
+        if stations.contains(&station) {
+            lines.entry(station).or_default().push(line);
+        }
+    }
+    out = format!("audit: {bad} changelog records inconsistent with the source\n{out}");
+    for (station, l) in lines {
+        out += &format!("last changelog records of station {station}:\n");
+        for line in &l[l.len().saturating_sub(12)..] {
+            out += line;
+            out += "\n";
+        }
+    }
+    out
 }

@@ -156,6 +156,7 @@ fn commit_all<R: TableRuntime>(t: &R, offset: i64) {
             StoreOffsets {
                 source: Some(offset),
                 changelog: None,
+                epoch: None,
             },
         )
         .expect("commit");
@@ -277,6 +278,7 @@ fn table(c: &mut Criterion) {
                         StoreOffsets {
                             source: Some(offset + 1),
                             changelog: Some(offset),
+                            epoch: None,
                         },
                     )
                     .expect("commit");

@@ -1,25 +1,32 @@
 //! The one commit procedure. Every durable step happens here, in this order:
 //!
 //! 1. collect each open table partition's cached changes (latest value per key);
-//! 2. send them to the table's changelog partition, each with a header carrying the source
-//!    offset this checkpoint covers;
+//! 2. send them to the table's changelog partition, each with headers carrying the source
+//!    offset this checkpoint covers and the partition's writer epoch;
 //! 3. flush the producer (changelog and dead-letter records): on any delivery failure stop
 //!    here, nothing below happens and the source will be re-read; in exactly-once mode
 //!    ([`Sink`]), add the source offsets to the transaction and commit it;
-//! 4. write each partition's changes to RocksDB in one batch together with the source offset and
-//!    the last changelog offset (the warm-restart checkpoint);
-//! 5. at least once: commit the source offsets to the consumer group (for other workers and
-//!    tools; the local store's offset is authoritative on this worker).
+//! 4. at least once: commit the source offsets to the consumer group and wait for the answer.
+//!    A refused commit stops the checkpoint here, so a store never gets ahead of the group:
+//!    the next owner of a partition starts at the group's offset, and a store ahead of it
+//!    would, when the partition comes back, mix this worker's later work with the other's.
+//!    Refused because the group no longer counts this worker as the owner (it missed a
+//!    rebalance or its session, and another worker may have its partitions):
+//!    [`Outcome::Fenced`]; for any other reason (a rebalance in progress, a timeout):
+//!    [`Outcome::NotCommitted`], and the write caches stay for the next checkpoint;
+//! 5. write each partition's changes to RocksDB in one batch together with the source offset,
+//!    the last changelog offset and the writer epoch (the warm-restart checkpoint).
 
 use crate::error::{Result, StreamError};
 use crate::kafka::{flush, send_blocking};
-use crate::names::HEADER_SOURCE_OFFSET;
+use crate::names::{HEADER_SOURCE_OFFSET, HEADER_WRITER_EPOCH};
 use crate::record::Positions;
 use crate::sensor::Status;
 use crate::sink::Sink;
 use crate::table::store::StoreOffsets;
 use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -29,6 +36,31 @@ use std::time::Duration;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a checkpoint achieved.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Outputs, offsets and stores are committed.
+    Committed,
+    /// The group did not take the offsets (outputs are flushed, stores not written): the
+    /// write caches stay and the next checkpoint sends them again.
+    NotCommitted(rdkafka::error::KafkaError),
+    /// The group refused the offsets with this code: the worker is not a member of the
+    /// generation that owns its partitions any more. Nothing was written to the stores; the
+    /// caller drops the uncommitted state.
+    Fenced(RDKafkaErrorCode),
+}
+
+/// Group errors that mean another member may own this worker's partitions now.
+fn fenced(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::FencedInstanceId
+            | RDKafkaErrorCode::FencedMemberEpoch
+    )
+}
+
 /// Runs steps 1–5 for every open partition of `tables`.
 pub fn checkpoint<C: ConsumerContext>(
     tables: &[Arc<dyn TableRuntime>],
@@ -36,7 +68,7 @@ pub fn checkpoint<C: ConsumerContext>(
     sink: &mut Sink,
     consumer: &BaseConsumer<C>,
     status: &Status,
-) -> Result<()> {
+) -> Result<Outcome> {
     // 1 + 2
     let producer = sink.producer()?;
     let mut prepared = Vec::new();
@@ -47,11 +79,17 @@ pub fn checkpoint<C: ConsumerContext>(
             };
             let changes = table.pending(p);
             let header = source.to_string();
+            let epoch = table.writer_epoch(p).to_string();
             for (k, v) in &changes {
-                let headers = OwnedHeaders::new().insert(Header {
-                    key: HEADER_SOURCE_OFFSET,
-                    value: Some(header.as_bytes()),
-                });
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: HEADER_SOURCE_OFFSET,
+                        value: Some(header.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: HEADER_WRITER_EPOCH,
+                        value: Some(epoch.as_bytes()),
+                    });
                 send_blocking(
                     producer,
                     table.changelog_topic(),
@@ -73,6 +111,15 @@ pub fn checkpoint<C: ConsumerContext>(
         status.add_produced(table.changelog_topic(), changes.len() as u64);
     }
     // 4
+    if !in_transaction && offsets.count() > 0 {
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+            return Ok(match e.rdkafka_error_code() {
+                Some(code) if fenced(code) => Outcome::Fenced(code),
+                _ => Outcome::NotCommitted(e),
+            });
+        }
+    }
+    // 5
     for (table, p, source, changes) in &prepared {
         let changelog = if changes.is_empty() {
             None
@@ -87,21 +134,16 @@ pub fn checkpoint<C: ConsumerContext>(
             StoreOffsets {
                 source: Some(*source),
                 changelog,
+                epoch: None,
             },
         )?;
-    }
-    // 5
-    if !in_transaction && offsets.count() > 0 {
-        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
-            tracing::warn!(error = %e, "offset commit to the group failed; local stores keep the offsets");
-        }
     }
     status.record_positions(positions);
     status.commits.fetch_add(1, Ordering::Relaxed);
     status
         .last_commit_ms
         .store(crate::now_ms(), Ordering::Relaxed);
-    Ok(())
+    Ok(Outcome::Committed)
 }
 
 fn offset_list(positions: &Positions) -> Result<TopicPartitionList> {

@@ -96,6 +96,10 @@ pub enum StreamError {
     },
     #[error("encode: {0}")]
     Encode(String),
+    /// The group removed this worker (it missed a rebalance or its session) and did not
+    /// assign it partitions again in time.
+    #[error("removed from the consumer group and not given partitions again within {0} s; restart the worker")]
+    Fenced(u64),
 }
 
 impl StreamError {
@@ -155,7 +159,8 @@ impl StreamError {
             | StreamError::StoreCorrupt { .. }
             | StreamError::Io { .. }
             | StreamError::Changelog { .. }
-            | StreamError::Registry { .. } => ErrorKind::External,
+            | StreamError::Registry { .. }
+            | StreamError::Fenced(_) => ErrorKind::External,
             StreamError::StoreMismatch { .. }
             | StreamError::Config(_)
             | StreamError::Encode(_)

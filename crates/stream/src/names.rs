@@ -60,6 +60,12 @@ pub fn dlq_topic(source_topic: &str) -> String {
 /// this is at or below the offset the restored state is known to reflect.
 pub const HEADER_SOURCE_OFFSET: &str = "cta-stream.source-offset";
 
+/// Header on every changelog record: the writer epoch of the worker that owned the partition
+/// when it wrote the record. Each owner takes an epoch above every one its restore saw, so a
+/// record with a lower epoch after a higher one came from a worker that kept writing after it
+/// lost the partition (a zombie), and recovery skips it.
+pub const HEADER_WRITER_EPOCH: &str = "cta-stream.writer-epoch";
+
 /// Dead-letter headers.
 pub const HEADER_DLQ_ERROR: &str = "error";
 pub const HEADER_DLQ_TOPIC: &str = "source.topic";
@@ -69,6 +75,7 @@ pub const HEADER_DLQ_OFFSET: &str = "source.offset";
 /// Metadata keys in a partition store's `meta` column family.
 pub const META_SOURCE_OFFSET: &[u8] = b"source_offset";
 pub const META_CHANGELOG_OFFSET: &[u8] = b"changelog_offset";
+pub const META_WRITER_EPOCH: &[u8] = b"writer_epoch";
 pub const META_IDENTITY: &[u8] = b"identity";
 
 /// Column family holding store metadata (the data lives in the default family).

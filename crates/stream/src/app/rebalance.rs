@@ -30,6 +30,7 @@ impl WorkerState {
         incremental: bool,
     ) -> Result<HashMap<(String, i32), Offset>> {
         self.status.assignment_began_now();
+        self.fenced_since = None;
         // A standby copy of an added partition is closed so its store can open as ours.
         if let Some(s) = &self.standby {
             s.release(added);
@@ -202,13 +203,31 @@ impl WorkerState {
         consumer: &BaseConsumer<C>,
         revoked: &[(String, i32)],
         incremental: bool,
+        lost: bool,
     ) -> Result<()> {
+        if lost || self.fenced_since.is_some() {
+            // Another member may own them already: checkpointing now would put work done
+            // after the hand-over into the changelog and the stores.
+            if self.fenced_since.is_none() {
+                tracing::warn!(partitions = revoked.len(), "partitions lost (this worker was removed from the group); dropping its uncommitted work");
+            }
+            self.drop_uncommitted();
+            if let Some(d) = &self.directory {
+                d.publish(self.advert_producer(), &self.app_id, Vec::new())?;
+            }
+            return Ok(());
+        }
         let r = self.checkpoint(consumer);
         if !incremental {
+            if matches!(r, Ok(false)) {
+                // Not committed: the partitions' next owner starts at the group's offsets,
+                // so the work after them goes (the stores keep the last checkpoint).
+                self.drop_uncommitted();
+            }
             self.positions.clear();
             self.owned.clear();
             self.status.set_assigned(Vec::new());
-            return r;
+            return r.map(|_| ());
         }
         for (topic, p) in revoked {
             if let Some(m) = self.positions.get_mut(topic) {
@@ -228,7 +247,7 @@ impl WorkerState {
         if let Some(d) = &self.directory {
             d.publish(self.advert_producer(), &self.app_id, self.owned.clone())?;
         }
-        r
+        r.map(|_| ())
     }
 }
 
@@ -319,7 +338,10 @@ impl ConsumerContext for ConductorContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let incremental = self.incremental;
                 let revoked = partitions(tpl);
-                if let Err(e) = self.with_state(|s| s.on_revoke(consumer, &revoked, incremental)) {
+                let lost = consumer.assignment_lost();
+                if let Err(e) =
+                    self.with_state(|s| s.on_revoke(consumer, &revoked, incremental, lost))
+                {
                     tracing::error!(error = %e, "checkpoint on revoke failed");
                     self.fail(e);
                 }

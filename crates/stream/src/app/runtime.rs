@@ -113,7 +113,8 @@ impl App {
         // Final checkpoint, then leave the group (the revoke callback finds nothing pending).
         let final_result = match result {
             Ok(()) => consumer.context().with_state(|s| {
-                s.checkpoint(&consumer)?;
+                // Not taken by the group: the next start resumes at the group's offsets.
+                let _committed = s.checkpoint(&consumer)?;
                 s.withdraw()
             }),
             Err(e) => Err(e),
@@ -182,6 +183,7 @@ impl App {
             owned: Vec::new(),
             directory: self.directory.clone(),
             standby,
+            fenced_since: None,
         })
     }
 
@@ -211,6 +213,9 @@ impl App {
                         tracing::warn!(error = %e, "consumer error (librdkafka retries)")
                     }
                     Some(Ok(m)) => {
+                        if ctx.with_state(|s| Ok(s.fenced_since.is_some()))? {
+                            continue;
+                        }
                         if !seen_first {
                             self.status.first_record_seen();
                             seen_first = true;
@@ -230,6 +235,15 @@ impl App {
                 }
             }
             let batch = fetch.drain(Duration::from_millis(100));
+            if let Some(since) = ctx.with_state(|s| Ok(s.fenced_since))? {
+                // Removed from the group: these records' partitions may be another worker's,
+                // which reads them itself. Dropped until the group assigns partitions again.
+                drop(batch);
+                if since.elapsed() > FENCED_LIMIT {
+                    return Err(StreamError::Fenced(FENCED_LIMIT.as_secs()));
+                }
+                continue;
+            }
             if !batch.is_empty() && !seen_first {
                 self.status.first_record_seen();
                 seen_first = true;
@@ -260,6 +274,7 @@ impl App {
                 && (since_commit >= self.config.commit_every
                     || coarse_now().saturating_sub(last_commit) >= self.config.commit_interval)
             {
+                // Not taken by the group: the caches stay and the next checkpoint retries.
                 ctx.with_state(|s| s.checkpoint(consumer))?;
                 since_commit = 0;
                 last_commit = coarse_now();
@@ -342,6 +357,9 @@ async fn prepare_topics(
 }
 
 /// How long leaving the group may take when the worker stops.
+/// How long a worker the group removed may wait to be given partitions again before it stops.
+const FENCED_LIMIT: Duration = Duration::from_secs(120);
+
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Leaves the group, waiting at most `limit`. rdkafka's drop waits for librdkafka's close

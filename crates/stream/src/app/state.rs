@@ -3,7 +3,7 @@
 //! standby copies. Checkpointing it is [`crate::checkpoint`]'s job; changing ownership is
 //! `rebalance`'s.
 
-use crate::checkpoint::checkpoint;
+use crate::checkpoint::{checkpoint, Outcome};
 use crate::directory::Directory;
 use crate::error::{Result, StreamError};
 use crate::kafka::{flush, partition_count, TrackedProducer};
@@ -36,20 +36,60 @@ pub(super) struct WorkerState {
     pub(super) owned: Vec<(String, i32)>,
     pub(super) directory: Option<Directory>,
     pub(super) standby: Option<Arc<Standby>>,
+    /// Since when the group has refused this worker's offsets (it was removed from the
+    /// group); cleared by the next assignment.
+    pub(super) fenced_since: Option<std::time::Instant>,
 }
 
 impl WorkerState {
+    /// Checkpoints what was processed ([`crate::checkpoint`]); returns whether the group took
+    /// the offsets (and the stores were written). When the group refuses them because this
+    /// worker is no longer the owner, its uncommitted work is dropped
+    /// ([`WorkerState::drop_uncommitted`]) and records are ignored until the next assignment.
     pub(super) fn checkpoint<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-    ) -> Result<()> {
-        checkpoint(
+    ) -> Result<bool> {
+        if self.fenced_since.is_some() {
+            return Ok(false);
+        }
+        let outcome = checkpoint(
             &self.tables,
             &self.positions,
             &mut self.sink,
             consumer,
             &self.status,
-        )
+        )?;
+        match outcome {
+            Outcome::Committed => return Ok(true),
+            Outcome::NotCommitted(e) => {
+                tracing::warn!(error = %e, "the group did not take the offsets; stores not written, the next checkpoint sends the changes again");
+            }
+            Outcome::Fenced(code) => {
+                tracing::warn!(error = %code, "the group refused this worker's offsets: it was removed from the group and its partitions may be another worker's now; dropping its uncommitted work until the next assignment");
+                self.drop_uncommitted();
+                self.fenced_since = Some(std::time::Instant::now());
+            }
+        }
+        Ok(false)
+    }
+
+    /// Forgets everything not checkpointed, as a crash would: every open table partition is
+    /// closed (its write cache dropped; the store keeps the last checkpoint) and the positions
+    /// cleared. Used when the partitions were lost to another member, whose restore must not
+    /// meet work this worker did after the hand-over.
+    pub(super) fn drop_uncommitted(&mut self) {
+        for t in &self.tables {
+            for p in t.open_partitions() {
+                t.close_partition(p);
+            }
+        }
+        if let Some(s) = &self.standby {
+            s.resume(&self.owned);
+        }
+        self.positions.clear();
+        self.owned.clear();
+        self.status.set_assigned(Vec::new());
     }
 
     pub(super) fn advert_producer(&self) -> &TrackedProducer {

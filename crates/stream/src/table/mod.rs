@@ -88,6 +88,9 @@ pub trait TableRuntime: Send + Sync {
         changes: &[Change],
         offsets: StoreOffsets,
     ) -> Result<()>;
+    /// The writer epoch this worker puts on the partition's changelog records (the store's,
+    /// set by the restore that made this worker the owner; 0 for a partition not open).
+    fn writer_epoch(&self, partition: i32) -> i64;
     /// Number of keys (store plus cache) across open partitions.
     fn entry_count(&self) -> usize;
     /// A second handle on the same stores with partitions of its own (none open): what a
@@ -117,6 +120,8 @@ struct Partition<K, V> {
     order: Vec<K>,
     /// The store reflects source offsets below this; writes from older records are ignored.
     stored_source: i64,
+    /// The store's writer epoch ([`StoreOffsets::epoch`]).
+    epoch: i64,
     committed: CommittedCopy<K, V>,
 }
 

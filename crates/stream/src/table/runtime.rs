@@ -45,6 +45,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
                 dirty: FastMap::default(),
                 order: Vec::new(),
                 stored_source: offsets.source.unwrap_or(0),
+                epoch: offsets.epoch.unwrap_or(0),
                 committed: CommittedCopy::Unloaded,
             },
         );
@@ -95,6 +96,9 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         if let Some(s) = offsets.source {
             part.stored_source = s;
         }
+        if let Some(e) = offsets.epoch {
+            part.epoch = e;
+        }
         parts.version += 1;
         Ok(())
     }
@@ -144,6 +148,9 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         if let Some(s) = offsets.source {
             part.stored_source = s;
         }
+        if let Some(e) = offsets.epoch {
+            part.epoch = e;
+        }
         parts.version += 1;
         Ok(())
     }
@@ -161,6 +168,10 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
                 routing: i.routing.clone(),
             }),
         })
+    }
+
+    fn writer_epoch(&self, partition: i32) -> i64 {
+        self.parts().map.get(&partition).map_or(0, |p| p.epoch)
     }
 
     fn entry_count(&self) -> usize {

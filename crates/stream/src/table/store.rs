@@ -4,7 +4,9 @@
 //! partition) so a foreign or mismatched directory is refused rather than trusted.
 
 use crate::error::{Result, StreamError};
-use crate::names::{CF_META, META_CHANGELOG_OFFSET, META_IDENTITY, META_SOURCE_OFFSET};
+use crate::names::{
+    CF_META, META_CHANGELOG_OFFSET, META_IDENTITY, META_SOURCE_OFFSET, META_WRITER_EPOCH,
+};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,10 @@ pub struct StoreOffsets {
     pub source: Option<i64>,
     /// Last changelog offset whose effect is in the data.
     pub changelog: Option<i64>,
+    /// The highest writer epoch among the changelog records read into the data, or the
+    /// epoch this worker writes with while it owns the partition (see
+    /// [`crate::names::HEADER_WRITER_EPOCH`]).
+    pub epoch: Option<i64>,
 }
 
 /// A change to write: key bytes and the new value bytes, `None` to delete.
@@ -149,6 +155,7 @@ impl PartitionStore {
         Ok(StoreOffsets {
             source: self.meta_i64(META_SOURCE_OFFSET)?,
             changelog: self.meta_i64(META_CHANGELOG_OFFSET)?,
+            epoch: self.meta_i64(META_WRITER_EPOCH)?,
         })
     }
 
@@ -182,6 +189,9 @@ impl PartitionStore {
         }
         if let Some(c) = offsets.changelog {
             b.put_cf(meta, META_CHANGELOG_OFFSET, c.to_be_bytes());
+        }
+        if let Some(e) = offsets.epoch {
+            b.put_cf(meta, META_WRITER_EPOCH, e.to_be_bytes());
         }
         self.write(b)
     }
@@ -235,6 +245,7 @@ mod tests {
                 StoreOffsets {
                     source: Some(10),
                     changelog: Some(3),
+                    epoch: None,
                 },
             )
             .unwrap();
@@ -243,6 +254,7 @@ mod tests {
                 StoreOffsets {
                     source: Some(12),
                     changelog: Some(4),
+                    epoch: None,
                 },
             )
             .unwrap();
@@ -252,7 +264,8 @@ mod tests {
             s.offsets().unwrap(),
             StoreOffsets {
                 source: Some(12),
-                changelog: Some(4)
+                changelog: Some(4),
+                epoch: None,
             }
         );
         assert_eq!(s.get(b"a").unwrap(), None);
@@ -271,6 +284,7 @@ mod tests {
                     StoreOffsets {
                         source: Some(1),
                         changelog: None,
+                        epoch: None,
                     },
                 )
                 .unwrap();

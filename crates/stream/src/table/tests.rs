@@ -22,6 +22,7 @@ fn commit(t: &Table<String, i64>, source: i64) {
         StoreOffsets {
             source: Some(source),
             changelog: None,
+            epoch: None,
         },
     )
     .unwrap();

@@ -46,6 +46,7 @@ impl TestDriver {
             let offsets = StoreOffsets {
                 source: Some(source),
                 changelog,
+                epoch: None,
             };
             table.commit_partition(p, &changes, offsets)?;
         }

@@ -19,7 +19,13 @@ pub struct RestoreReport {
     /// their offsets). A record superseded by a later one of its key in the same batch is
     /// never decoded, so never counted here.
     pub undecodable: u64,
+    /// Of `skipped`, records of a writer epoch below one read before them: written by a
+    /// worker that kept going after it lost the partition.
+    pub fenced: u64,
     pub source_offset: i64,
+    /// The highest writer epoch read (or the store's); after an owner's restore, the epoch
+    /// it writes with.
+    pub epoch: i64,
 }
 
 /// Changelog records read since the last write to the store. Only the latest entry of each

@@ -7,7 +7,15 @@
 //! brought to `target = max(S, X)` by replaying the changelog after C, applying only records whose
 //! source-offset header is at or below `target`: records beyond it came from a checkpoint that
 //! never completed, and re-processing the source will write them again. Changelog values are
-//! absolute, so replaying a record twice changes nothing. A warm restart with nothing after C
+//! absolute, so replaying a record twice changes nothing.
+//!
+//! Writer epochs fence zombies. A worker the group removed (it missed a rebalance) may still
+//! flush one checkpoint's changelog records after another worker took its partitions over;
+//! landing after the new owner's records, their older values would win. Every owner's
+//! restore therefore takes a writer epoch above every epoch it read (and above the clock in
+//! milliseconds, so an owner that read nothing of its predecessor still ranks above it), and
+//! a replay skips any record whose epoch is below one it has already seen. A record without
+//! the header (written before the epochs existed, or by another tool) is never skipped for it. A warm restart with nothing after C
 //! reads no changelog record at all, so its cost does not grow with the changelog.
 
 mod batch;
@@ -15,7 +23,7 @@ mod batch;
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
 use crate::kafka::watermarks;
-use crate::names::{self, HEADER_SOURCE_OFFSET};
+use crate::names::{self, HEADER_SOURCE_OFFSET, HEADER_WRITER_EPOCH};
 use crate::sensor::Status;
 use crate::table::store::StoreOffsets;
 use crate::table::TableRuntime;
@@ -75,14 +83,20 @@ pub enum Replay {
     Follow,
 }
 
-fn header_source_offset<M: Message>(m: &M) -> Option<i64> {
+/// A changelog header holding a decimal number.
+fn header_i64<M: Message>(m: &M, key: &str) -> Option<i64> {
     let headers = m.headers()?;
     headers
         .iter()
-        .find(|h| h.key == HEADER_SOURCE_OFFSET)
+        .find(|h| h.key == key)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| s.parse().ok())
+}
+
+/// The epoch an owner writes with after reading up to `seen`: above it and above the clock.
+fn owner_epoch(seen: i64) -> i64 {
+    seen.saturating_add(1).max(crate::now_ms())
 }
 
 /// Client context of the restore consumer: the end-of-partition events it asks for are how a
@@ -157,16 +171,21 @@ impl Restorer {
         let target = committed.unwrap_or(0).max(stored);
         let mut report = RestoreReport {
             source_offset: target,
+            epoch: offsets.epoch.unwrap_or(0),
             ..Default::default()
         };
+        // The owner takes its epoch once everything written before is read.
+        let final_epoch = |seen: i64| if follow { seen } else { owner_epoch(seen) };
         let Some((start, high)) = self.range_to_read(table, partition, &topic, offsets, target)
         else {
+            report.epoch = final_epoch(report.epoch);
             table.restore_batch(
                 partition,
                 &[],
                 StoreOffsets {
                     source: Some(target),
                     changelog: None,
+                    epoch: Some(report.epoch),
                 },
             )?;
             return Ok(report);
@@ -193,12 +212,14 @@ impl Restorer {
             status.restore_done.fetch_add(gaps, Ordering::Relaxed);
         }
         let changes = batch.take(table, Skipped::new(&topic, partition, status), &mut report);
+        report.epoch = final_epoch(report.epoch);
         table.restore_batch(
             partition,
             &changes,
             StoreOffsets {
                 source: Some(target),
                 changelog: Some(next - 1),
+                epoch: Some(report.epoch),
             },
         )?;
         let secs = run.began.elapsed().as_secs_f64();
@@ -218,6 +239,7 @@ impl Restorer {
             applied = report.applied,
             skipped = report.skipped,
             undecodable = report.undecodable,
+            fenced = report.fenced,
             secs = format!("{secs:.2}"),
             rate = (report.read as f64 / secs.max(1e-3)) as u64,
             "restore done"
@@ -350,13 +372,24 @@ impl Restorer {
                 }
                 Some(Ok(m)) => {
                     last_record = Instant::now();
-                    let applies = header_source_offset(&m).is_none_or(|s| s <= target);
+                    let epoch = header_i64(&m, HEADER_WRITER_EPOCH);
+                    if epoch.is_some_and(|e| e < report.epoch) {
+                        // A zombie's record: its writer lost the partition to a later epoch.
+                        next = m.offset() + 1;
+                        report.read += 1;
+                        report.skipped += 1;
+                        report.fenced += 1;
+                        status.restore_done.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let applies = header_i64(&m, HEADER_SOURCE_OFFSET).is_none_or(|s| s <= target);
                     if follow && !applies {
                         // Not committed yet: stop before it (`next` stays at its offset).
                         break;
                     }
                     next = m.offset() + 1;
                     report.read += 1;
+                    report.epoch = report.epoch.max(epoch.unwrap_or(0));
                     if applies {
                         match m.key() {
                             Some(k) => {
@@ -380,6 +413,7 @@ impl Restorer {
                             StoreOffsets {
                                 source: None,
                                 changelog: Some(m.offset()),
+                                epoch: Some(report.epoch),
                             },
                         )?;
                     }
