@@ -102,7 +102,7 @@ fn error_lines(log: &str) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_store_write_error_stops_the_worker_before_offsets_are_committed() {
+async fn a_store_write_error_stops_the_worker_and_a_restart_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     if let Err(why) = immutable_works(dir.path()) {
         assert!(
@@ -150,14 +150,16 @@ async fn a_store_write_error_stops_the_worker_before_offsets_are_committed() {
             && line.contains("Operation not permitted"),
         "names the store and the cause: {line}"
     );
-    // The failed checkpoint committed nothing: the group and the stores are where the last
-    // good checkpoint left them.
+    // The failed checkpoint wrote no store. The group takes a checkpoint's offsets before its
+    // stores are written (so a store is never ahead of the group), so it may hold the failed
+    // checkpoint's; its changelog records were flushed before that, and the restart below
+    // replays them.
     let committed: i64 = group_committed(&env, &app_id, topics::TURNSTILE)
         .values()
         .sum();
-    assert_eq!(
-        committed, 20_000,
-        "no offset committed past the failed write"
+    assert!(
+        (20_000..=25_000).contains(&committed),
+        "the group at the last good checkpoint or the failed one: {committed}"
     );
     drop(fault);
     assert_eq!(stored_total(dir.path(), &app_id), 20_000);
@@ -297,7 +299,7 @@ fn free_bytes(path: &Path) -> u64 {
 /// exactly. Where a tmpfs cannot be mounted (not root, no mount permission in a container)
 /// the test says so and skips.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_full_disk_stops_the_worker_before_offsets_are_committed() {
+async fn a_full_disk_stops_the_worker_with_its_stores_behind_the_group() {
     let outer = tempfile::tempdir().unwrap();
     let tmpfs = match Tmpfs::mount(outer.path(), "64m") {
         Ok(t) => t,
@@ -375,7 +377,9 @@ async fn a_full_disk_stops_the_worker_before_offsets_are_committed() {
         "names the store and the cause: {line}"
     );
 
-    // Space freed: the stores hold only completed checkpoints, the group no more than they.
+    // Space freed: the stores hold only completed checkpoints, and never more than the group
+    // (it takes a checkpoint's offsets before the stores are written; a store ahead of the
+    // group would, once its partition moved and came back, mix two owners' work).
     std::fs::remove_file(&filler).unwrap();
     let produced: i64 = expected.values().sum();
     let stored = stored_total(&data, &app_id);
@@ -385,8 +389,8 @@ async fn a_full_disk_stops_the_worker_before_offsets_are_committed() {
     eprintln!("produced {produced}, stores cover {stored}, group committed {committed}");
     assert!(stored >= 20_000 && stored < produced, "stored {stored}");
     assert!(
-        committed <= stored,
-        "group {committed} past the stores {stored}"
+        committed >= stored,
+        "stores {stored} past the group {committed}"
     );
 
     // A restart counts every entry once.

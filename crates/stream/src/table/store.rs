@@ -33,6 +33,53 @@ pub struct StoreOffsets {
     pub epoch: Option<i64>,
 }
 
+/// Write buffer (memtable) size of a store's data and of its metadata: many small stores,
+/// each flushed to disk when its memtable fills.
+const DATA_WRITE_BUFFER: usize = 4 << 20;
+const META_WRITE_BUFFER: usize = 1 << 20;
+
+/// RocksDB memory shared by every store of the process, so it does not grow with the number
+/// of table partitions: one block cache, and one budget for all memtables (when the total
+/// passes it, the largest memtable is flushed; writes never stall for it).
+mod memory {
+    use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager};
+    use std::sync::OnceLock;
+
+    /// All memtables of the process together.
+    pub const WRITE_BUFFERS_TOTAL: usize = 32 << 20;
+    /// The block cache for reads of flushed data.
+    pub const BLOCK_CACHE: usize = 16 << 20;
+
+    struct Shared {
+        cache: Cache,
+        buffers: WriteBufferManager,
+    }
+
+    fn shared() -> &'static Shared {
+        static SHARED: OnceLock<Shared> = OnceLock::new();
+        SHARED.get_or_init(|| Shared {
+            cache: Cache::new_lru_cache(BLOCK_CACHE),
+            buffers: WriteBufferManager::new_write_buffer_manager(WRITE_BUFFERS_TOTAL, false),
+        })
+    }
+
+    /// Puts a database on the shared memtable budget.
+    pub fn share(opts: &mut Options) {
+        opts.set_write_buffer_manager(&shared().buffers);
+    }
+
+    /// Options of a column family: its write buffer, at most two memtables, the shared cache.
+    pub fn family(write_buffer: usize) -> Options {
+        let mut opts = Options::default();
+        opts.set_write_buffer_size(write_buffer);
+        opts.set_max_write_buffer_number(2);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&shared().cache);
+        opts.set_block_based_table_factory(&table);
+        opts
+    }
+}
+
 /// A change to write: key bytes and the new value bytes, `None` to delete.
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
 
@@ -52,14 +99,12 @@ impl PartitionStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        // Small, many stores: keep each one's memory modest.
-        opts.set_write_buffer_size(8 << 20);
-        opts.set_max_write_buffer_number(2);
         opts.set_keep_log_file_num(2);
+        memory::share(&mut opts);
         // No preallocation (fallocate): RocksDB would reserve about 1.1 x the largest write
-        // buffer (the column families' 64 MiB) ahead for each store's write-ahead log, which
-        // with a few dozen stores is more than a small data dir has, and a disk that fills up
-        // would go unnoticed until a log outgrew its reservation. Without it a full disk
+        // buffer ahead for each store's write-ahead log, which with a few dozen stores can be
+        // more than a small data dir has, and a disk that fills up would go unnoticed until a
+        // log outgrew its reservation. Without it a full disk
         // fails the next write, which stops the worker before that checkpoint commits.
         let opts = opts
             .get_options_from_string("allow_fallocate=false")
@@ -67,9 +112,14 @@ impl PartitionStore {
                 path: path.to_path_buf(),
                 source,
             })?;
+        // Column families take their own options (not the database's): without them each
+        // family had RocksDB's default 64 MiB write buffer.
         let cfs = vec![
-            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, Options::default()),
-            ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(
+                rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+                memory::family(DATA_WRITE_BUFFER),
+            ),
+            ColumnFamilyDescriptor::new(CF_META, memory::family(META_WRITE_BUFFER)),
         ];
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|source| {
             if source.kind() == rocksdb::ErrorKind::Corruption {
