@@ -6,12 +6,14 @@
 use crate::checkpoint::checkpoint;
 use crate::directory::Directory;
 use crate::error::{Result, StreamError};
-use crate::kafka::{flush, partition_count, TrackedProducer};
+use crate::kafka::{flush, partition_count, send_blocking, TrackedProducer};
 use crate::record::Positions;
+use crate::repartition::RepartitionSpec;
 use crate::sensor::Status;
 use crate::sink::Sink;
 use crate::standby::Standby;
 use crate::table::recovery::Restorer;
+use crate::table::route::partition_for;
 use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use std::collections::HashMap;
@@ -36,6 +38,8 @@ pub(super) struct WorkerState {
     pub(super) owned: Vec<(String, i32)>,
     pub(super) directory: Option<Directory>,
     pub(super) standby: Option<Arc<Standby>>,
+    /// Declared repartition topics with their partition counts.
+    pub(super) repartitions: Vec<(RepartitionSpec, i32)>,
 }
 
 impl WorkerState {
@@ -43,6 +47,8 @@ impl WorkerState {
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Result<()> {
+        // Re-keyed records go first, so the checkpoint's flush covers them.
+        self.send_repartitioned()?;
         checkpoint(
             &self.tables,
             &self.positions,
@@ -50,6 +56,31 @@ impl WorkerState {
             consumer,
             &self.status,
         )
+    }
+
+    /// Sends the records `group_by` agents re-keyed since the last call through the sink, each
+    /// to the partition Kafka's default partitioner gives its key.
+    pub(super) fn send_repartitioned(&mut self) -> Result<()> {
+        for (spec, partitions) in &self.repartitions {
+            let records = spec.outbox.take();
+            if records.is_empty() {
+                continue;
+            }
+            let producer = self.sink.producer()?;
+            for r in &records {
+                send_blocking(
+                    producer,
+                    &spec.topic,
+                    Some(partition_for(&r.key, *partitions)),
+                    Some(&r.key),
+                    Some(&r.value),
+                    None,
+                    r.timestamp,
+                )?;
+            }
+            self.status.add_produced(&spec.topic, records.len() as u64);
+        }
+        Ok(())
     }
 
     pub(super) fn advert_producer(&self) -> &TrackedProducer {
