@@ -130,10 +130,11 @@ impl BenchEnv {
         specs.extend(
             cta_stream::transit::changelog_topics(app_id)
                 .into_iter()
+                .chain(cta_stream::transit::repartition_topics(app_id))
                 .map(|name| TopicSpec {
+                    compacted: !name.ends_with("-repartition"),
                     name,
                     partitions,
-                    compacted: true,
                 }),
         );
         self.create_topics(&specs).await

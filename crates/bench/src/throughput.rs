@@ -9,7 +9,10 @@
 //! 2. **worker**: the CTA worker as `transit::build_worker` declares it, with a fresh app id and
 //!    data dir, timed from start until the turnstile table's counts sum to N (*caught up*) and
 //!    until the checkpoint covering all N is in RocksDB (*durable*: changelog flushed, store
-//!    written, offsets committed asynchronously right after).
+//!    written, offsets committed asynchronously right after);
+//! 3. **worker, repartitioned**: the same worker with `--turnstile-keys other` (another fresh
+//!    app id), so every record is re-keyed by station through the repartition topic: one more
+//!    produce and consume per record, measured the same way on the same records.
 //!
 //! The headline ratio compares both from their first record to their last (raw: the N-th
 //! record seen; worker: caught up), as the issue defines it: consumer start-up (the worker's
@@ -27,6 +30,7 @@ use cta_stream::stream::FetchQueue;
 use cta_stream::stream::{AppConfig, KafkaConfig, StreamError};
 use cta_stream::transit::models::topics;
 use cta_stream::transit::stations::Dataset;
+use cta_stream::transit::TurnstileKeys;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
@@ -111,6 +115,8 @@ pub struct ThroughputReport {
     /// The same consume-and-discard, in batches.
     pub raw_batch: RawResult,
     pub worker: WorkerResult,
+    /// The worker counting through the repartition topic.
+    pub worker_repartition: WorkerResult,
     /// Worker ÷ raw records/s, each from its first record to its last (the issue's figure).
     pub ratio: f64,
     /// Worker ÷ raw batch records/s, the same way.
@@ -174,9 +180,25 @@ async fn run_on(
     tracing::info!("worker");
     let data = ScratchDir::new(&opts.work_dir, &app_id, opts.keep_data)?;
     perf_control(&opts.perf_control, "enable");
-    let worker = measure_worker(env, &app_id, &data, &produced, opts).await;
+    let worker = measure_worker(env, &app_id, &data, &produced, opts, TurnstileKeys::Station).await;
     perf_control(&opts.perf_control, "disable");
     let worker = worker?;
+    drop(data);
+
+    tracing::info!("worker, through the repartition topic");
+    let rekey_app = unique("cta-bench-rekey");
+    env.create_worker_topics(&rekey_app, opts.partitions)
+        .await?;
+    let data = ScratchDir::new(&opts.work_dir, &rekey_app, opts.keep_data)?;
+    let worker_repartition = measure_worker(
+        env,
+        &rekey_app,
+        &data,
+        &produced,
+        opts,
+        TurnstileKeys::Other,
+    )
+    .await?;
 
     let expected_checksum = counts_checksum(&produced.per_station);
     Ok(ThroughputReport {
@@ -202,6 +224,7 @@ async fn run_on(
         expected_checksum,
         table_checksum: worker.table_checksum,
         worker,
+        worker_repartition,
     })
 }
 
@@ -314,11 +337,12 @@ async fn measure_worker(
     data: &ScratchDir,
     produced: &Produced,
     opts: &ThroughputOptions,
+    keys: TurnstileKeys,
 ) -> Result<WorkerResult> {
     let n = produced.records as i64;
     let meter = PhaseMeter::start();
     let config = AppConfig::new(app_id, env.kafka.clone(), &data.path);
-    let mut w = RunningWorker::start(config, &env.registry)?;
+    let mut w = RunningWorker::start_keyed(config, &env.registry, keys)?;
     // Each probe reads the table (and holds its lock) briefly: 25 ms keeps the interference
     // small and the quantization of the caught-up time under 1 % of a 1M-record run.
     let every = Duration::from_millis(25);
@@ -480,6 +504,17 @@ impl fmt::Display for ThroughputReport {
             "               CPU s/M by thread: broker(rdk:mock) {:.2}; {}",
             per_million(w.cost.broker_thread_cpu_secs, n),
             threads.join(", ")
+        )?;
+        let r = &self.worker_repartition;
+        writeln!(
+            f,
+            "worker, repartitioned: {} records/s first record → caught up; {} records/s start→durable ({:.3} s); CPU {:.2} s/M records ({:.2} s/M without the broker thread)  peak RSS {}",
+            thousands(r.records_per_sec_from_first),
+            thousands(r.records_per_sec),
+            r.durable_secs,
+            r.cost.cpu_per_million(n),
+            r.cost.cpu_per_million_without_broker(n),
+            mib(r.cost.peak_rss_kib),
         )?;
         writeln!(
             f,
