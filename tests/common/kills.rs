@@ -140,14 +140,15 @@ pub async fn assert_exact_after_kills(
 
 /// The whole kill run for `app_id` (its topics created): `producer` streams entries while the
 /// worker is killed `plan.kills` times or more, then the counts must be exact (see
-/// [`assert_exact_after_kills`]), and the kills must have landed mid-stream.
+/// [`assert_exact_after_kills`]), and the kills must have landed mid-stream. Returns the
+/// tally of what was produced.
 pub async fn kill_run_is_exact(
     env: &TestEnv,
     app_id: &str,
     plan: KillPlan<'static>,
     producer: TurnstileProducer,
     seed: u64,
-) {
+) -> BTreeMap<i32, i64> {
     let dir = tempfile::tempdir().unwrap();
     let kill_count = Arc::new(AtomicUsize::new(0));
     let producing = tokio::spawn(produce_until_killed(
@@ -176,4 +177,5 @@ pub async fn kill_run_is_exact(
     );
     assert_killed_mid_stream(&committed_at_kills, produced, plan.kills);
     assert_exact_after_kills(env, dir.path(), app_id, plan, &expected).await;
+    expected
 }

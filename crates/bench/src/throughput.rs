@@ -12,7 +12,9 @@
 //!    written, offsets committed asynchronously right after);
 //! 3. **worker, repartitioned**: the same worker with `--turnstile-keys other` (another fresh
 //!    app id), so every record is re-keyed by station through the repartition topic: one more
-//!    produce and consume per record, measured the same way on the same records.
+//!    produce and consume per record, measured the same way on the same records (produced
+//!    again with the same seed on a second embedded platform, since both workers would write
+//!    TURNSTILE_SUMMARY; skipped on an external broker).
 //!
 //! The headline ratio compares both from their first record to their last (raw: the N-th
 //! record seen; worker: caught up), as the issue defines it: consumer start-up (the worker's
@@ -115,8 +117,9 @@ pub struct ThroughputReport {
     /// The same consume-and-discard, in batches.
     pub raw_batch: RawResult,
     pub worker: WorkerResult,
-    /// The worker counting through the repartition topic.
-    pub worker_repartition: WorkerResult,
+    /// The worker counting through the repartition topic (embedded broker only: a second
+    /// platform in the same run, with the same records).
+    pub worker_repartition: Option<WorkerResult>,
     /// Worker ÷ raw records/s, each from its first record to its last (the issue's figure).
     pub ratio: f64,
     /// Worker ÷ raw batch records/s, the same way.
@@ -133,7 +136,36 @@ pub async fn run(choice: &BrokerChoice, opts: &ThroughputOptions) -> Result<Thro
         return Err(BenchError::Invalid("--records must be at least 1".into()));
     }
     let machine = MachineInfo::now();
-    with_env(choice, async |env| run_on(env, opts, machine).await).await
+    let mut report = with_env(choice, async |env| run_on(env, opts, machine).await).await?;
+    // The two workers would share TURNSTILE_SUMMARY (one name for every app id), so the
+    // repartitioned one gets a broker of its own, fed the same records.
+    if let BrokerChoice::Embedded { .. } = choice {
+        let rekeyed = with_env(choice, async |env| run_repartitioned(env, opts).await).await?;
+        report.worker_repartition = Some(rekeyed);
+    }
+    Ok(report)
+}
+
+/// The same records (same seed) counted by the worker with `TurnstileKeys::Other`: each is
+/// re-keyed by station through the repartition topic.
+async fn run_repartitioned(env: &BenchEnv, opts: &ThroughputOptions) -> Result<WorkerResult> {
+    let app_id = env
+        .fresh_worker_app("cta-bench-rekey", opts.partitions)
+        .await?;
+    tracing::info!(records = opts.records, "producing turnstile entries again");
+    let produced = produce_turnstile(
+        &env.kafka,
+        &env.registry,
+        &Dataset::builtin(),
+        opts.records,
+        opts.seed,
+        Draw::Ridership,
+        None,
+    )
+    .await?;
+    tracing::info!("worker, through the repartition topic");
+    let data = ScratchDir::new(&opts.work_dir, &app_id, opts.keep_data)?;
+    measure_worker(env, &app_id, &data, &produced, opts, TurnstileKeys::Other).await
 }
 
 async fn run_on(
@@ -183,23 +215,6 @@ async fn run_on(
     let worker = measure_worker(env, &app_id, &data, &produced, opts, TurnstileKeys::Station).await;
     perf_control(&opts.perf_control, "disable");
     let worker = worker?;
-    drop(data);
-
-    tracing::info!("worker, through the repartition topic");
-    let rekey_app = unique("cta-bench-rekey");
-    env.create_worker_topics(&rekey_app, opts.partitions)
-        .await?;
-    let data = ScratchDir::new(&opts.work_dir, &rekey_app, opts.keep_data)?;
-    let worker_repartition = measure_worker(
-        env,
-        &rekey_app,
-        &data,
-        &produced,
-        opts,
-        TurnstileKeys::Other,
-    )
-    .await?;
-
     let expected_checksum = counts_checksum(&produced.per_station);
     Ok(ThroughputReport {
         machine,
@@ -224,7 +239,7 @@ async fn run_on(
         expected_checksum,
         table_checksum: worker.table_checksum,
         worker,
-        worker_repartition,
+        worker_repartition: None,
     })
 }
 
@@ -505,8 +520,8 @@ impl fmt::Display for ThroughputReport {
             per_million(w.cost.broker_thread_cpu_secs, n),
             threads.join(", ")
         )?;
-        let r = &self.worker_repartition;
-        writeln!(
+        if let Some(r) = &self.worker_repartition {
+            writeln!(
             f,
             "worker, repartitioned: {} records/s first record → caught up; {} records/s start→durable ({:.3} s); CPU {:.2} s/M records ({:.2} s/M without the broker thread)  peak RSS {}",
             thousands(r.records_per_sec_from_first),
@@ -516,6 +531,7 @@ impl fmt::Display for ThroughputReport {
             r.cost.cpu_per_million_without_broker(n),
             mib(r.cost.peak_rss_kib),
         )?;
+        }
         writeln!(
             f,
             "ratio worker/raw: {:.2} first record → last ({:.2} start→durable ÷ created → last); worker/raw batches: {:.2}",

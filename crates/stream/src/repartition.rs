@@ -113,7 +113,8 @@ pub(crate) fn unframe(
 /// The upstream agent: re-keys each record of the source topic into the outbox.
 struct GroupBy<F> {
     source_topic: String,
-    topic: String,
+    /// The repartition topic.
+    target: String,
     key: F,
     outbox: Outbox,
 }
@@ -123,7 +124,7 @@ where
     F: FnMut(&Record<'_>) -> Result<Option<Vec<u8>>> + Send,
 {
     fn name(&self) -> &str {
-        &self.topic
+        &self.target
     }
 
     fn topic(&self) -> &str {
@@ -133,7 +134,7 @@ where
     fn process(&mut self, record: &Record<'_>) -> Result<()> {
         let Some(key) = (self.key)(record)? else {
             return Err(DecodeError::NoKey {
-                topic: self.topic.clone(),
+                topic: self.target.clone(),
                 reason: "the key function returned none".into(),
             }
             .into());
@@ -276,7 +277,7 @@ impl App {
         });
         self.agent(GroupBy {
             source_topic: source_topic.to_string(),
-            topic: topic.clone(),
+            target: topic.clone(),
             key,
             outbox,
         });
