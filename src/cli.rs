@@ -373,6 +373,14 @@ pub struct WorkerArgs {
     /// transactions; a failed transaction stops the worker, a restart resumes exactly).
     #[arg(long, env = "CTA_PROCESSING_GUARANTEE", value_enum, default_value_t = ProcessingGuarantee::AtLeastOnce)]
     pub processing_guarantee: ProcessingGuarantee,
+    /// How the turnstile topic's records are keyed. station: by station id, as this project's
+    /// simulation writes them (Avro {station_id}); each station's entries sit in one partition
+    /// and are counted where they are read. other: by anything else, e.g. the original CTA
+    /// project's producers (Avro {timestamp}); each entry is re-keyed by its value's station id
+    /// through the topic {app-id}-turnstile-by-station-repartition (same partition count as the
+    /// turnstile topic) and counted from there, exactly: one more produce and consume per entry.
+    #[arg(long, env = "CTA_TURNSTILE_KEYS", value_enum, default_value_t = TurnstileKeysArg::Station)]
+    pub turnstile_keys: TurnstileKeysArg,
     /// Keep warm copies of this many other workers' partitions (Kafka Streams'
     /// num.standby.replicas): each copy follows its changelog, so when its owner goes the
     /// worker taking the partition over replays seconds of changelog instead of all of it.
@@ -397,6 +405,22 @@ impl From<ProcessingGuarantee> for crate::stream::Guarantee {
     }
 }
 
+/// `--turnstile-keys` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TurnstileKeysArg {
+    Station,
+    Other,
+}
+
+impl From<TurnstileKeysArg> for crate::transit::TurnstileKeys {
+    fn from(k: TurnstileKeysArg) -> Self {
+        match k {
+            TurnstileKeysArg::Station => Self::Station,
+            TurnstileKeysArg::Other => Self::Other,
+        }
+    }
+}
+
 impl WorkerArgs {
     pub fn options(&self) -> crate::runner::WorkerOptions {
         crate::runner::WorkerOptions {
@@ -407,6 +431,7 @@ impl WorkerArgs {
             advertise_url: self.advertise_url.clone(),
             guarantee: self.processing_guarantee.into(),
             standby_replicas: self.standby_replicas,
+            turnstile_keys: self.turnstile_keys.into(),
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct WorkerOptions {
     pub guarantee: Guarantee,
     /// Warm copies of other workers' partitions kept by this one.
     pub standby_replicas: u32,
+    /// How turnstile records are keyed (by station, or re-keyed through a repartition topic).
+    pub turnstile_keys: crate::transit::TurnstileKeys,
 }
 
 /// Outside systems the worker uses instead of its own code.
@@ -152,7 +154,8 @@ pub async fn run_worker_with(
             .clone()
             .unwrap_or_else(|| format!("http://{bound}")),
     );
-    let (app, tables) = crate::transit::build_worker_with(config, &registry, external)?;
+    let (app, tables) =
+        crate::transit::build_worker_with(config, &registry, external, opts.turnstile_keys)?;
     let state = WebState::new(tables, app.status())
         .with_kafka(kafka)
         .with_directory(app.directory());
@@ -254,7 +257,11 @@ pub async fn run_demo(opts: DemoOptions, shutdown: Shutdown) -> Result<(), RunEr
             .create_topic(&spec.name, partitions)
             .map_err(PlatformError::from)?;
     }
-    for t in crate::transit::changelog_topics(&opts.worker.app_id) {
+    let app_id = &opts.worker.app_id;
+    for t in crate::transit::changelog_topics(app_id)
+        .into_iter()
+        .chain(crate::transit::repartition_topics(app_id))
+    {
         platform
             .broker
             .create_topic(&t, partitions)
@@ -301,7 +308,10 @@ pub async fn host_platform(
             .create_topic(&spec.name, partitions)
             .map_err(PlatformError::from)?;
     }
-    for t in crate::transit::changelog_topics(app_id) {
+    for t in crate::transit::changelog_topics(app_id)
+        .into_iter()
+        .chain(crate::transit::repartition_topics(app_id))
+    {
         platform
             .broker
             .create_topic(&t, partitions)

@@ -145,6 +145,21 @@ impl Agent for ArrivalsAgent {
     }
 }
 
+/// A turnstile entry whose station id is a CTA map id (anything else is a data error).
+pub fn checked_entry(decoder: &AvroDecoder, record: &Record<'_>) -> Result<TurnstileEntry> {
+    let e: TurnstileEntry = decoder.decode(record.payload)?;
+    if !STATION_IDS.contains(&e.station_id) {
+        return Err(DecodeError::OutOfRange(format!(
+            "station_id {} is not a CTA map id (4xxxx)",
+            e.station_id
+        ))
+        .into());
+    }
+    Ok(e)
+}
+
+/// Counts entries per station (TURNSTILE_SUMMARY, hourly and recent windows), from the turnstile
+/// topic, or from the repartition topic its records were re-keyed into by station.
 pub struct TurnstileAgent {
     pub tables: TransitTables,
     pub decoder: AvroDecoder,
@@ -158,15 +173,7 @@ impl Agent for TurnstileAgent {
         topics::TURNSTILE
     }
     fn process(&mut self, record: &Record<'_>) -> Result<()> {
-        let e: TurnstileEntry = self.decoder.decode(record.payload)?;
-        if !STATION_IDS.contains(&e.station_id) {
-            return Err(DecodeError::OutOfRange(format!(
-                "station_id {} is not a CTA map id (4xxxx)",
-                e.station_id
-            ))
-            .into());
-        }
-        let station_id = e.station_id;
+        let station_id = checked_entry(&self.decoder, record)?.station_id;
         // With ksqlDB keeping TURNSTILE_SUMMARY, only the windows are counted here.
         if let TurnstileCounts::Native(summary) = &self.tables.turnstile {
             summary.update(record, station_id, |old| TurnstileSummary {

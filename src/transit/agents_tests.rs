@@ -10,9 +10,9 @@ use crate::stream::codec::confluent::SubjectSchema;
 use crate::stream::testing::{TestDriver, TestRecord, START_MS};
 use crate::stream::{AvroEncoder, RegistryConfig};
 use crate::transit::agents::{TransitTables, WEATHER_KEY};
-use crate::transit::build_worker;
 use crate::transit::models::*;
 use crate::transit::stations::ConnectStationRow;
+use crate::transit::{build_worker_with, TurnstileKeys};
 use serde::Serialize;
 
 struct Fixture {
@@ -26,6 +26,11 @@ struct Fixture {
 const MIN: i64 = 60_000;
 
 fn fixture() -> Fixture {
+    fixture_with(TurnstileKeys::Station, &[])
+}
+
+/// The worker with turnstile records keyed as `keys` says, topics with these partition counts.
+fn fixture_with(keys: TurnstileKeys, partitions: &[(&str, i32)]) -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -41,11 +46,12 @@ fn fixture() -> Fixture {
     // The agents' decoder keeps the runtime's handle for registry look-ups.
     let (app, tables) = {
         let _in_runtime = rt.enter();
-        build_worker(TestDriver::config("cta-agents"), &registry).unwrap()
+        let config = TestDriver::config("cta-agents");
+        build_worker_with(config, &registry, None, keys).unwrap()
     };
     Fixture {
         encoder: AvroEncoder::new(&registry).unwrap(),
-        driver: TestDriver::new(app).unwrap(),
+        driver: TestDriver::with_partitions(app, partitions).unwrap(),
         tables,
         rt,
         _stop_registry: stop,
@@ -328,4 +334,91 @@ fn a_crash_between_checkpoints_neither_loses_nor_double_counts_entries() {
         .json_value::<TurnstileSummary>()
         .unwrap();
     assert_eq!(last.count, 7);
+}
+
+/// A turnstile value as the original CTA project's producers register it: `station_id` is a
+/// string there.
+#[derive(Serialize)]
+struct OriginalEntry {
+    station_id: String,
+    station_name: String,
+    line: String,
+}
+
+/// That value schema, written out here (namespace and name as there, three string fields).
+const ORIGINAL_VALUE_SCHEMA: &str = r#"{"type":"record","name":"turnstile.value","namespace":"com.udacity",
+  "fields":[{"name":"station_id","type":"string"},{"name":"station_name","type":"string"},{"name":"line","type":"string"}]}"#;
+
+#[test]
+fn entries_keyed_by_timestamp_as_the_original_producers_write_them_count_exactly_by_station() {
+    use crate::stream::table::route::partition_for;
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut f = fixture_with(TurnstileKeys::Other, &[(topics::TURNSTILE, 5)]);
+    let key_schema = SubjectSchema::new(topics::TURNSTILE, true, schemas::ARRIVAL_KEY).unwrap();
+    let stations = [40380, 40010, 41420];
+    let mut want: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut spread: BTreeMap<i32, BTreeSet<i32>> = BTreeMap::new();
+    let original = |id: &str| OriginalEntry {
+        station_id: id.into(),
+        station_name: "Clark/Lake".into(),
+        line: "blue".into(),
+    };
+    for i in 0..150_i64 {
+        let id = stations[(i * i % 7) as usize % 3];
+        let value = f.avro(
+            topics::TURNSTILE,
+            ORIGINAL_VALUE_SCHEMA,
+            &original(&id.to_string()),
+        );
+        let ts = START_MS + i * 1_000;
+        let key =
+            f.rt.block_on(
+                f.encoder
+                    .encode(&TimestampKey { timestamp: ts }, &key_schema),
+            )
+            .unwrap();
+        spread.entry(id).or_default().insert(partition_for(&key, 5));
+        let record = TestRecord::new(topics::TURNSTILE)
+            .key(key)
+            .value(value)
+            .at(ts);
+        f.driver.pipe(record).unwrap();
+        *want.entry(id).or_default() += 1;
+    }
+    // A value whose station id is no number goes to the dead letters with the reason.
+    let bad = f.avro(topics::TURNSTILE, ORIGINAL_VALUE_SCHEMA, &original("Clark"));
+    f.driver
+        .pipe(TestRecord::new(topics::TURNSTILE).key("k").value(bad))
+        .unwrap();
+    assert!(spread.values().all(|ps| ps.len() > 1), "{spread:?}");
+    let got: BTreeMap<i32, i64> = f
+        .tables
+        .turnstile_all()
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.station_id, s.count))
+        .collect();
+    assert_eq!(got, want);
+    // Each station's count is whole in the one partition its id routes to.
+    let table = f.tables.turnstile.native().unwrap();
+    for (id, n) in &want {
+        let copies = table.entries_of(id).unwrap();
+        let p = partition_for(id.to_string().as_bytes(), 5);
+        assert_eq!(copies.len(), 1, "{id}: {copies:?}");
+        assert_eq!((copies[0].0, copies[0].1.count), (p, *n));
+    }
+    let hourly: i64 = f
+        .tables
+        .turnstile_windows(crate::transit::queries::Window::Hourly, None)
+        .unwrap()
+        .iter()
+        .map(|w| w.count)
+        .sum();
+    assert_eq!(hourly, want.values().sum::<i64>());
+    let errors = f.dead_letter_errors(topics::TURNSTILE);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].contains("'Clark' is not a station id"),
+        "{errors:?}"
+    );
 }

@@ -12,7 +12,9 @@ pub mod simulation;
 pub mod source;
 pub mod stations;
 
-use crate::stream::{App, AppConfig, AvroDecoder, RegistryConfig, Result, TableSpec, Windows};
+use crate::stream::{
+    names, App, AppConfig, AvroDecoder, RegistryConfig, Repartition, Result, TableSpec, Windows,
+};
 use agents::*;
 use models::topics;
 use std::time::Duration;
@@ -74,6 +76,31 @@ fn spec(name: &str) -> TableSpec {
     }
 }
 
+/// How the turnstile topic's records are keyed, which decides where entries are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TurnstileKeys {
+    /// By station (this project's simulation, Avro `{station_id}`): a station's entries are in
+    /// one partition and are counted where they are read.
+    #[default]
+    Station,
+    /// By anything else (the original project's producers, Avro `{timestamp}`): entries are
+    /// re-keyed by station through the repartition topic
+    /// `{app_id}-turnstile-by-station-repartition` and counted from there.
+    Other,
+}
+
+/// Name of the turnstile re-keying (its repartition topic and seen-offsets table).
+pub const TURNSTILE_BY_STATION: &str = "turnstile-by-station";
+
+/// The internal topics [`TurnstileKeys::Other`] adds: the repartition topic and the changelog
+/// of its seen-offsets table (a host creates them with the turnstile topic's partition count).
+pub fn repartition_topics(app_id: &str) -> Vec<String> {
+    vec![
+        names::repartition_topic(app_id, TURNSTILE_BY_STATION),
+        names::changelog_topic(app_id, &names::repartition_seen_table(TURNSTILE_BY_STATION)),
+    ]
+}
+
 /// Changelog topics of the worker's tables (so a host can create them with the source topics'
 /// partition count).
 pub fn changelog_topics(app_id: &str) -> Vec<String> {
@@ -92,17 +119,43 @@ pub fn changelog_topics(app_id: &str) -> Vec<String> {
 /// Declares the CTA tables and agents on a new app. Returns the app and the table handles the
 /// web layer reads.
 pub fn build_worker(config: AppConfig, registry: &RegistryConfig) -> Result<(App, TransitTables)> {
-    build_worker_with(config, registry, None)
+    build_worker_with(config, registry, None, TurnstileKeys::Station)
 }
 
 /// [`build_worker`], with the turnstile counts read from `external_turnstile` (ksqlDB) when
 /// given: then this worker does not write TURNSTILE_SUMMARY (it still counts the windows).
+/// With [`TurnstileKeys::Other`] the turnstile tables are fed by the repartition topic.
 pub fn build_worker_with(
     config: AppConfig,
     registry: &RegistryConfig,
     external_turnstile: Option<std::sync::Arc<dyn queries::TurnstileSource>>,
+    keys: TurnstileKeys,
 ) -> Result<(App, TransitTables)> {
     let mut app = App::new(config);
+    let decoder = AvroDecoder::new(registry)?;
+    let by_station: Option<Repartition> = match keys {
+        TurnstileKeys::Station => None,
+        TurnstileKeys::Other => {
+            let decoder = decoder.clone();
+            Some(
+                app.group_by(TURNSTILE_BY_STATION, topics::TURNSTILE, move |r| {
+                    // The key the tables route by: the station id's JSON (its digits).
+                    let id = checked_entry(&decoder, r)?.station_id;
+                    Ok(Some(id.to_string().into_bytes()))
+                }),
+            )
+        }
+    };
+    // The turnstile tables follow the topic their agent reads.
+    let spec = |name: &str| {
+        let mut s = spec(name);
+        if let Some(r) = &by_station {
+            if s.source_topic == topics::TURNSTILE {
+                s.source_topic = r.topic().to_string();
+            }
+        }
+        s
+    };
     let [(hourly_name, hourly_windows), (recent_name, recent_windows)] = windowed();
     let tables = TransitTables {
         // Keyed by station and by train, fed by rows and arrivals keyed otherwise: any
@@ -120,7 +173,6 @@ pub fn build_worker_with(
         weather: app.table(spec(tables::WEATHER)).scattered(),
         arrival_checks: Default::default(),
     };
-    let decoder = AvroDecoder::new(registry)?;
     app.agent(StationsAgent {
         tables: tables.clone(),
     });
@@ -128,10 +180,14 @@ pub fn build_worker_with(
         tables: tables.clone(),
         decoder: decoder.clone(),
     });
-    app.agent(TurnstileAgent {
+    let turnstile = TurnstileAgent {
         tables: tables.clone(),
         decoder: decoder.clone(),
-    });
+    };
+    match &by_station {
+        Some(r) => app.agent(r.agent(turnstile)),
+        None => app.agent(turnstile),
+    }
     app.agent(WeatherAgent {
         tables: tables.clone(),
         decoder,

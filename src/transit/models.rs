@@ -48,6 +48,9 @@ pub struct TurnstileKey {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnstileEntry {
+    /// An Avro `int` (this project's schema) or a `string` of digits (the original project's
+    /// producers register `station_id` as a string).
+    #[serde(deserialize_with = "int_or_digits")]
     pub station_id: i32,
     pub station_name: String,
     pub line: String,
@@ -146,4 +149,27 @@ pub struct WindowCount {
     pub window_end: i64,
     #[serde(rename = "COUNT")]
     pub count: i64,
+}
+
+/// An `i32` written as a number or as a string of decimal digits.
+fn int_or_digits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    struct IntOrDigits;
+    impl serde::de::Visitor<'_> for IntOrDigits {
+        type Value = i32;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an int, or a string of decimal digits")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i32, E> {
+            i32::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i32, E> {
+            i32::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<i32, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::custom(format!("'{v}' is not a station id")))
+        }
+    }
+    d.deserialize_any(IntOrDigits)
 }

@@ -3,6 +3,7 @@
 //! independent reader that counts records straight off a topic with apache-avro.
 #![allow(dead_code)]
 
+pub mod kills;
 pub mod noida;
 
 use apache_avro::types::Value;
@@ -292,14 +293,75 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Produces turnstile entries like the simulation does (Avro, keyed by station), for stations
-/// of the built-in dataset chosen at random.
+/// Produces turnstile entries like the simulation does (Avro, keyed by station), or like the
+/// original CTA project's producers ([`TurnstileProducer::original`]), for stations of the
+/// built-in dataset chosen at random.
 pub struct TurnstileProducer {
     producer: cta_stream::stream::kafka::TrackedProducer,
     encoded: Vec<(i32, Vec<u8>, Vec<u8>)>,
+    /// Keys by send time instead: the key schema's registry frame header.
+    timestamp_key: Option<Vec<u8>>,
 }
 
+/// The original project's turnstile value: `station_id` is a string there.
+#[derive(serde::Serialize)]
+struct OriginalTurnstileValue<'a> {
+    station_id: String,
+    station_name: &'a str,
+    line: &'a str,
+}
+
+/// The original project's turnstile schemas as it registers them (written out here): key
+/// `{timestamp}` (ms), value with three string fields, under its topic's subjects.
+const ORIGINAL_TOPIC: &str = "org.chicago.cta.turstile.v1";
+const ORIGINAL_KEY_SCHEMA: &str = r#"{"type":"record","name":"turnstile.key","namespace":"com.udacity","fields":[{"name":"timestamp","type":"long"}]}"#;
+const ORIGINAL_VALUE_SCHEMA: &str = r#"{"type":"record","name":"turnstile.value","namespace":"com.udacity","fields":[{"name":"station_id","type":"string"},{"name":"station_name","type":"string"},{"name":"line","type":"string"}]}"#;
+
 impl TurnstileProducer {
+    /// Entries as the original CTA project's producers write them: Avro key `{timestamp}` (the
+    /// send time in ms), the value schema they register (`station_id` a string); so a station's
+    /// entries land in every partition.
+    pub async fn original(env: &TestEnv) -> Self {
+        use cta_stream::stream::codec::confluent::SubjectSchema;
+        let encoder = cta_stream::stream::AvroEncoder::new(&env.registry).unwrap();
+        let kschema = SubjectSchema::new(ORIGINAL_TOPIC, true, ORIGINAL_KEY_SCHEMA).unwrap();
+        let vschema = SubjectSchema::new(ORIGINAL_TOPIC, false, ORIGINAL_VALUE_SCHEMA).unwrap();
+        let key = cta_stream::transit::models::TimestampKey { timestamp: 0 };
+        let framed_key = encoder.encode(&key, &kschema).await.unwrap();
+        let mut encoded = Vec::new();
+        for s in cta_stream::transit::stations::Dataset::builtin().rows() {
+            let value = OriginalTurnstileValue {
+                station_id: s.station_id.to_string(),
+                station_name: &s.station_name,
+                line: s.line.as_str(),
+            };
+            let v = encoder.encode(&value, &vschema).await.unwrap();
+            encoded.push((s.station_id, Vec::new(), v));
+        }
+        Self {
+            producer: cta_stream::stream::kafka::tracked_producer(&env.kafka).unwrap(),
+            encoded,
+            timestamp_key: Some(framed_key[..5].to_vec()),
+        }
+    }
+
+    /// The key to send `station_key` with: itself, or the send time in the original's form.
+    fn key_of(&self, station_key: &[u8]) -> Vec<u8> {
+        let Some(header) = &self.timestamp_key else {
+            return station_key.to_vec();
+        };
+        // The record's one field, an Avro long: zigzag, then base-128 varint.
+        let now = cta_stream::stream::now_ms();
+        let mut z = ((now << 1) ^ (now >> 63)) as u64;
+        let mut key = header.clone();
+        while z >= 0x80 {
+            key.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+        key.push(z as u8);
+        key
+    }
+
     pub async fn new(env: &TestEnv) -> Self {
         use cta_stream::stream::codec::confluent::SubjectSchema;
         use cta_stream::transit::models::{schemas, topics, TurnstileEntry, TurnstileKey};
@@ -329,6 +391,7 @@ impl TurnstileProducer {
         Self {
             producer: cta_stream::stream::kafka::tracked_producer(&env.kafka).unwrap(),
             encoded,
+            timestamp_key: None,
         }
     }
 
@@ -359,7 +422,7 @@ impl TurnstileProducer {
                 &self.producer,
                 cta_stream::transit::models::topics::TURNSTILE,
                 None,
-                Some(k),
+                Some(&self.key_of(k)),
                 Some(v),
                 None,
                 None,
@@ -421,6 +484,7 @@ pub async fn spawn_worker_with(
         advertise_url: None,
         guarantee: Default::default(),
         standby_replicas: 0,
+        turnstile_keys: Default::default(),
     };
     let shutdown = cta_stream::stream::Shutdown::new();
     let (kafka, registry, s) = (env.kafka.clone(), env.registry.clone(), shutdown.clone());
@@ -449,12 +513,18 @@ pub async fn spawn_worker_with(
 
 /// Topics the simulation writes plus the worker's changelogs, created on the embedded broker.
 pub fn create_all_topics(env: &TestEnv, app_id: &str) {
-    let mut topics: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
+    create_all_topics_with(env, app_id, 4);
+}
+
+/// [`create_all_topics`] with `partitions` each, and the turnstile repartition topics.
+pub fn create_all_topics_with(env: &TestEnv, app_id: &str, partitions: i32) {
+    let mut topics: Vec<String> = cta_stream::transit::simulation::topic_specs(partitions)
         .into_iter()
         .map(|t| t.name)
         .collect();
     topics.extend(cta_stream::transit::changelog_topics(app_id));
-    env.create_topics(&topics, 4);
+    topics.extend(cta_stream::transit::repartition_topics(app_id));
+    env.create_topics(&topics, partitions);
 }
 
 /// Sends one record with a plain producer (as another system would) and waits for delivery.

@@ -127,15 +127,7 @@ impl BenchEnv {
     /// The topics the worker reads and writes, with `partitions` each.
     pub async fn create_worker_topics(&self, app_id: &str, partitions: i32) -> Result<()> {
         let mut specs = cta_stream::transit::simulation::topic_specs(partitions);
-        specs.extend(
-            cta_stream::transit::changelog_topics(app_id)
-                .into_iter()
-                .map(|name| TopicSpec {
-                    name,
-                    partitions,
-                    compacted: true,
-                }),
-        );
+        specs.extend(app_topic_specs(app_id, partitions));
         self.create_topics(&specs).await
     }
 
@@ -249,4 +241,17 @@ impl Drop for ScratchDir {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
+}
+
+/// The changelog and repartition topics of the worker app `app_id`.
+fn app_topic_specs(app_id: &str, partitions: i32) -> Vec<TopicSpec> {
+    cta_stream::transit::changelog_topics(app_id)
+        .into_iter()
+        .chain(cta_stream::transit::repartition_topics(app_id))
+        .map(|name| TopicSpec {
+            compacted: !name.ends_with("-repartition"),
+            name,
+            partitions,
+        })
+        .collect()
 }

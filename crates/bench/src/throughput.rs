@@ -9,7 +9,12 @@
 //! 2. **worker**: the CTA worker as `transit::build_worker` declares it, with a fresh app id and
 //!    data dir, timed from start until the turnstile table's counts sum to N (*caught up*) and
 //!    until the checkpoint covering all N is in RocksDB (*durable*: changelog flushed, store
-//!    written, offsets committed asynchronously right after).
+//!    written, offsets committed asynchronously right after);
+//! 3. **worker, repartitioned**: the same worker with `--turnstile-keys other` (another fresh
+//!    app id), so every record is re-keyed by station through the repartition topic: one more
+//!    produce and consume per record, measured the same way on the same records (produced
+//!    again with the same seed on a second embedded platform, since both workers would write
+//!    TURNSTILE_SUMMARY; skipped on an external broker).
 //!
 //! The headline ratio compares both from their first record to their last (raw: the N-th
 //! record seen; worker: caught up), as the issue defines it: consumer start-up (the worker's
@@ -27,6 +32,7 @@ use cta_stream::stream::FetchQueue;
 use cta_stream::stream::{AppConfig, KafkaConfig, StreamError};
 use cta_stream::transit::models::topics;
 use cta_stream::transit::stations::Dataset;
+use cta_stream::transit::TurnstileKeys;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
@@ -111,6 +117,9 @@ pub struct ThroughputReport {
     /// The same consume-and-discard, in batches.
     pub raw_batch: RawResult,
     pub worker: WorkerResult,
+    /// The worker counting through the repartition topic (embedded broker only: a second
+    /// platform in the same run, with the same records).
+    pub worker_repartition: Option<WorkerResult>,
     /// Worker ÷ raw records/s, each from its first record to its last (the issue's figure).
     pub ratio: f64,
     /// Worker ÷ raw batch records/s, the same way.
@@ -127,7 +136,36 @@ pub async fn run(choice: &BrokerChoice, opts: &ThroughputOptions) -> Result<Thro
         return Err(BenchError::Invalid("--records must be at least 1".into()));
     }
     let machine = MachineInfo::now();
-    with_env(choice, async |env| run_on(env, opts, machine).await).await
+    let mut report = with_env(choice, async |env| run_on(env, opts, machine).await).await?;
+    // The two workers would share TURNSTILE_SUMMARY (one name for every app id), so the
+    // repartitioned one gets a broker of its own, fed the same records.
+    if let BrokerChoice::Embedded { .. } = choice {
+        let rekeyed = with_env(choice, async |env| run_repartitioned(env, opts).await).await?;
+        report.worker_repartition = Some(rekeyed);
+    }
+    Ok(report)
+}
+
+/// The same records (same seed) counted by the worker with `TurnstileKeys::Other`: each is
+/// re-keyed by station through the repartition topic.
+async fn run_repartitioned(env: &BenchEnv, opts: &ThroughputOptions) -> Result<WorkerResult> {
+    let app_id = env
+        .fresh_worker_app("cta-bench-rekey", opts.partitions)
+        .await?;
+    tracing::info!(records = opts.records, "producing turnstile entries again");
+    let produced = produce_turnstile(
+        &env.kafka,
+        &env.registry,
+        &Dataset::builtin(),
+        opts.records,
+        opts.seed,
+        Draw::Ridership,
+        None,
+    )
+    .await?;
+    tracing::info!("worker, through the repartition topic");
+    let data = ScratchDir::new(&opts.work_dir, &app_id, opts.keep_data)?;
+    measure_worker(env, &app_id, &data, &produced, opts, TurnstileKeys::Other).await
 }
 
 async fn run_on(
@@ -174,10 +212,9 @@ async fn run_on(
     tracing::info!("worker");
     let data = ScratchDir::new(&opts.work_dir, &app_id, opts.keep_data)?;
     perf_control(&opts.perf_control, "enable");
-    let worker = measure_worker(env, &app_id, &data, &produced, opts).await;
+    let worker = measure_worker(env, &app_id, &data, &produced, opts, TurnstileKeys::Station).await;
     perf_control(&opts.perf_control, "disable");
     let worker = worker?;
-
     let expected_checksum = counts_checksum(&produced.per_station);
     Ok(ThroughputReport {
         machine,
@@ -202,6 +239,7 @@ async fn run_on(
         expected_checksum,
         table_checksum: worker.table_checksum,
         worker,
+        worker_repartition: None,
     })
 }
 
@@ -314,11 +352,12 @@ async fn measure_worker(
     data: &ScratchDir,
     produced: &Produced,
     opts: &ThroughputOptions,
+    keys: TurnstileKeys,
 ) -> Result<WorkerResult> {
     let n = produced.records as i64;
     let meter = PhaseMeter::start();
     let config = AppConfig::new(app_id, env.kafka.clone(), &data.path);
-    let mut w = RunningWorker::start(config, &env.registry)?;
+    let mut w = RunningWorker::start_keyed(config, &env.registry, keys)?;
     // Each probe reads the table (and holds its lock) briefly: 25 ms keeps the interference
     // small and the quantization of the caught-up time under 1 % of a 1M-record run.
     let every = Duration::from_millis(25);
@@ -481,6 +520,18 @@ impl fmt::Display for ThroughputReport {
             per_million(w.cost.broker_thread_cpu_secs, n),
             threads.join(", ")
         )?;
+        if let Some(r) = &self.worker_repartition {
+            writeln!(
+            f,
+            "worker, repartitioned: {} records/s first record → caught up; {} records/s start→durable ({:.3} s); CPU {:.2} s/M records ({:.2} s/M without the broker thread)  peak RSS {}",
+            thousands(r.records_per_sec_from_first),
+            thousands(r.records_per_sec),
+            r.durable_secs,
+            r.cost.cpu_per_million(n),
+            r.cost.cpu_per_million_without_broker(n),
+            mib(r.cost.peak_rss_kib),
+        )?;
+        }
         writeln!(
             f,
             "ratio worker/raw: {:.2} first record → last ({:.2} start→durable ÷ created → last); worker/raw batches: {:.2}",

@@ -7,6 +7,7 @@ use crate::{BenchError, Result};
 use cta_stream::stream::table::TableRuntime;
 use cta_stream::stream::{AppConfig, RegistryConfig, Shutdown, Status, StreamError};
 use cta_stream::transit::agents::{TransitTables, TurnstileCounts};
+use cta_stream::transit::TurnstileKeys;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,17 @@ pub struct RunningWorker {
 impl RunningWorker {
     /// Builds the worker and starts it. Must run inside the tokio runtime.
     pub fn start(config: AppConfig, registry: &RegistryConfig) -> Result<Self> {
-        let (app, tables) = cta_stream::transit::build_worker(config, registry)?;
+        Self::start_keyed(config, registry, TurnstileKeys::Station)
+    }
+
+    /// [`RunningWorker::start`] with turnstile records keyed as `keys` says (`Other`: counted
+    /// through the repartition topic).
+    pub fn start_keyed(
+        config: AppConfig,
+        registry: &RegistryConfig,
+        keys: TurnstileKeys,
+    ) -> Result<Self> {
+        let (app, tables) = cta_stream::transit::build_worker_with(config, registry, None, keys)?;
         let status = app.status();
         let shutdown = Shutdown::new();
         let task = tokio::spawn(app.run(shutdown.clone()));

@@ -46,6 +46,9 @@ pub enum DecodeError {
     Json(String),
     #[error("value out of range: {0}")]
     OutOfRange(String),
+    /// A repartition key function found no key for the record (see [`crate::Repartition`]).
+    #[error("no key for {topic}: {reason}")]
+    NoKey { topic: String, reason: String },
 }
 
 /// Errors of the stream core. New variants may come, so matches need a `_` arm; classify

@@ -19,6 +19,9 @@
 //! - Short declarations on [`App`]: `agent_fn(topic, |record| ...)` ([`FnAgent`]),
 //!   `table_on(name, topic)`, `windowed_table_on(..)`; reads by key from anywhere
 //!   ([`Table::value`], partition by Kafka's partitioner: [`table::route`]).
+//! - Re-keying through a repartition topic (Faust's `group_by`): `app.group_by(name, topic,
+//!   key_fn)` returns a [`Repartition`]; declare the downstream tables on its topic and its
+//!   agents with [`Repartition::agent`] (each upstream record applied once, see `repartition`).
 //! - [`view`]: web views of tables (list, one key), routed to the owning worker through the
 //!   [`directory`] (its [`directory::Advert`]s).
 //! - [`testing`]: a test driver that runs an app's agents and tables without a broker.
@@ -32,6 +35,8 @@
 //!   `sink`: its producer, plain or transactional (the processing guarantee); `identity`: the
 //!   transactional and static group member ids a worker keeps in its data dir.
 //! - `config`: librdkafka settings in one place; `fetch`: the poll loop's batched consumption.
+//! - `repartition`: `group_by`'s upstream agent, the downstream wrapper that skips records an
+//!   upstream crash produced twice, the repartition topic's partition check.
 //! - `directory`: partition ownership; `standby`: warm copies of other workers' partitions.
 //! - `sensor`: counters; `health`: whether the brokers answer; `shutdown`: the stop signal.
 //!
@@ -53,6 +58,7 @@ pub mod kafka;
 pub mod memory;
 pub mod names;
 mod record;
+mod repartition;
 mod sensor;
 mod shutdown;
 mod sink;
@@ -71,6 +77,7 @@ pub use directory::Directory;
 pub use error::{DecodeError, ErrorKind, Result, RetryHint, StreamError};
 pub use fetch::FetchQueue;
 pub use record::Record;
+pub use repartition::{Repartition, Through};
 pub use sensor::{Status, StatusSnapshot};
 pub use shutdown::{Shutdown, GRACEFUL_DEADLINE};
 pub use sink::Guarantee;

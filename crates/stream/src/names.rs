@@ -23,6 +23,18 @@ pub fn stream_time_table(table: &str) -> String {
     format!("{table}-stream-time")
 }
 
+/// Faust's and Kafka Streams' repartition topic naming, `{app_id}-{name}-repartition`: where
+/// records re-keyed by a `group_by` go, consumed by the app's downstream agents.
+pub fn repartition_topic(app_id: &str, name: &str) -> String {
+    format!("{app_id}-{name}-repartition")
+}
+
+/// The small table keeping, per repartition topic partition, the highest upstream offset
+/// applied per upstream partition (it has its own changelog).
+pub fn repartition_seen_table(name: &str) -> String {
+    format!("{name}-repartition-seen")
+}
+
 /// Group id of the assign-only consumer that restores changelogs (it never joins the group).
 pub fn restore_group(app_id: &str) -> String {
     format!("{app_id}-restore")
@@ -93,6 +105,14 @@ mod tests {
         assert_eq!(directory_topic("cta"), "cta-workers");
         assert_eq!(restore_group(&standby_app_id("cta")), "cta-standby-restore");
         assert_eq!(stream_time_table("hourly"), "hourly-stream-time");
+        assert_eq!(
+            repartition_topic("cta", "by-station"),
+            "cta-by-station-repartition"
+        );
+        assert_eq!(
+            repartition_seen_table("by-station"),
+            "by-station-repartition-seen"
+        );
         assert_eq!(kept_id("cta", 255), "cta-00000000000000ff");
         assert_eq!(transactional_id_file("cta"), "cta.transactional-id");
         assert_eq!(group_instance_id_file("cta"), "cta.group-instance-id");

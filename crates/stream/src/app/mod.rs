@@ -27,6 +27,7 @@ pub use config::AppConfig;
 use crate::agent::Agent;
 use crate::directory::Directory;
 use crate::names;
+use crate::repartition::RepartitionSpec;
 use crate::sensor::Status;
 use crate::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
 use crate::window::{WindowedTable, Windows};
@@ -39,6 +40,8 @@ pub struct App {
     directory: Option<Directory>,
     pub(crate) agents: Vec<Box<dyn Agent>>,
     pub(crate) tables: Vec<Arc<dyn TableRuntime>>,
+    /// Repartition topics declared by `group_by` ([`crate::repartition`]).
+    pub(crate) repartitions: Vec<RepartitionSpec>,
     status: Arc<Status>,
 }
 
@@ -49,6 +52,7 @@ impl App {
             config,
             agents: Vec::new(),
             tables: Vec::new(),
+            repartitions: Vec::new(),
             status: Arc::default(),
         }
     }

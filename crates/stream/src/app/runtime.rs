@@ -17,6 +17,7 @@ use crate::kafka::{ensure_topics_from, tracked_producer, TopicSpec};
 use crate::names;
 use crate::record::Positions;
 use crate::record::Record;
+use crate::repartition::RepartitionSpec;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 use crate::standby::Standby;
@@ -49,10 +50,15 @@ impl App {
             &self.config.kafka,
             &self.config.app_id,
             &pairs,
+            &self.repartitions,
             self.directory.is_some(),
         )
         .await?;
-        let handle = tokio::task::spawn_blocking(move || self.run_blocking(shutdown));
+        let repartition_counts = tokio::task::block_in_place(|| {
+            crate::repartition::check_partitions(&self.config.kafka, &self.repartitions)
+        })?;
+        let handle =
+            tokio::task::spawn_blocking(move || self.run_blocking(shutdown, repartition_counts));
         handle
             .await
             .map_err(|e| StreamError::Config(format!("worker thread failed: {e}")))?
@@ -60,8 +66,17 @@ impl App {
 
     /// The worker thread: builds the consumer around the shared state, polls until
     /// `shutdown`, checkpoints a last time and leaves the group.
-    fn run_blocking(mut self, shutdown: Shutdown) -> Result<()> {
-        let state = self.worker_state(&shutdown)?;
+    fn run_blocking(
+        mut self,
+        shutdown: Shutdown,
+        repartition_counts: HashMap<String, i32>,
+    ) -> Result<()> {
+        let mut state = self.worker_state(&shutdown)?;
+        state.repartitions = self
+            .repartitions
+            .iter()
+            .map(|r| (r.clone(), repartition_counts[&r.topic]))
+            .collect();
         let standby = state.standby.clone();
         let topics = self.source_topics();
         let follower = match &self.directory {
@@ -184,6 +199,7 @@ impl App {
             directory: self.directory.clone(),
             standby,
             fenced_since: None,
+            repartitions: Vec::new(),
         })
     }
 
@@ -270,6 +286,9 @@ impl App {
             // Positions reach the worker state before anything can read them: the next poll (whose
             // rebalance callback checkpoints) or the checkpoint below.
             progress.flush(ctx, &topics, &self.status)?;
+            if !self.repartitions.is_empty() {
+                ctx.with_state(|s| s.send_repartitioned())?;
+            }
             if since_commit > 0
                 && (since_commit >= self.config.commit_every
                     || coarse_now().saturating_sub(last_commit) >= self.config.commit_interval)
@@ -328,15 +347,27 @@ fn coarse_now() -> Duration {
     START.get_or_init(Instant::now).elapsed()
 }
 
-/// Creates changelog topics (compacted) with their source topic's partition count.
+/// Creates repartition topics with their source topic's partition count (or the chosen one),
+/// and changelog topics (compacted) with their source topic's.
 async fn prepare_topics(
     kafka: &KafkaConfig,
     app_id: &str,
     changelog_and_source: &[(String, String)],
+    repartitions: &[RepartitionSpec],
     directory: bool,
 ) -> Result<()> {
     ensure_topics_from(kafka, |counts| {
         let mut specs = Vec::new();
+        let mut counts = counts.clone();
+        for r in repartitions {
+            let partitions = crate::repartition::wanted_partitions(r, &counts).unwrap_or(4);
+            counts.entry(r.topic.clone()).or_insert(partitions);
+            specs.push(TopicSpec {
+                name: r.topic.clone(),
+                partitions,
+                compacted: false,
+            });
+        }
         for (changelog, source) in changelog_and_source {
             specs.push(TopicSpec {
                 name: changelog.clone(),

@@ -6,12 +6,14 @@
 use crate::checkpoint::{checkpoint, Outcome};
 use crate::directory::Directory;
 use crate::error::{Result, StreamError};
-use crate::kafka::{flush, partition_count, TrackedProducer};
+use crate::kafka::{flush, partition_count, send_blocking, TrackedProducer};
 use crate::record::Positions;
+use crate::repartition::RepartitionSpec;
 use crate::sensor::Status;
 use crate::sink::Sink;
 use crate::standby::Standby;
 use crate::table::recovery::Restorer;
+use crate::table::route::partition_for;
 use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use std::collections::HashMap;
@@ -39,6 +41,8 @@ pub(super) struct WorkerState {
     /// Since when the group has refused this worker's offsets (it was removed from the
     /// group); cleared by the next assignment.
     pub(super) fenced_since: Option<std::time::Instant>,
+    /// Declared repartition topics with their partition counts.
+    pub(super) repartitions: Vec<(RepartitionSpec, i32)>,
 }
 
 impl WorkerState {
@@ -53,6 +57,8 @@ impl WorkerState {
         if self.fenced_since.is_some() {
             return Ok(false);
         }
+        // Re-keyed records go first, so the checkpoint's flush covers them.
+        self.send_repartitioned()?;
         let outcome = checkpoint(
             &self.tables,
             &self.positions,
@@ -87,9 +93,39 @@ impl WorkerState {
         if let Some(s) = &self.standby {
             s.resume(&self.owned);
         }
+        // Re-keyed records of the dropped work: whoever processes their sources again
+        // re-keys them again.
+        for (spec, _) in &self.repartitions {
+            drop(spec.outbox.take());
+        }
         self.positions.clear();
         self.owned.clear();
         self.status.set_assigned(Vec::new());
+    }
+
+    /// Sends the records `group_by` agents re-keyed since the last call through the sink, each
+    /// to the partition Kafka's default partitioner gives its key.
+    pub(super) fn send_repartitioned(&mut self) -> Result<()> {
+        for (spec, partitions) in &self.repartitions {
+            let records = spec.outbox.take();
+            if records.is_empty() {
+                continue;
+            }
+            let producer = self.sink.producer()?;
+            for r in &records {
+                send_blocking(
+                    producer,
+                    &spec.topic,
+                    Some(partition_for(&r.key, *partitions)),
+                    Some(&r.key),
+                    Some(&r.value),
+                    None,
+                    r.timestamp,
+                )?;
+            }
+            self.status.add_produced(&spec.topic, records.len() as u64);
+        }
+        Ok(())
     }
 
     pub(super) fn advert_producer(&self) -> &TrackedProducer {

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! What it models: one worker owning every partition of every source topic; offsets per
-//! partition; the checkpoint (changelog records with the source-offset header, then the store
+//! partition; repartition topics (`group_by`), whose records are delivered and processed as
+//! soon as the upstream agent re-keys them; the checkpoint (changelog records with the source-offset header, then the store
 //! written with the offsets) every `commit_every` records or `commit_interval` of driver time,
 //! or on [`TestDriver::checkpoint`]; dead letters for data errors; a crash
 //! ([`TestDriver::crash`]) that loses the write caches and unflushed outputs, keeps the stores,
@@ -37,6 +38,7 @@ use crate::config::KafkaConfig;
 use crate::error::{ErrorKind, Result, StreamError};
 use crate::names;
 use crate::record::Record;
+use crate::repartition::RepartitionSpec;
 use crate::table::route::partition_for;
 use crate::table::TableRuntime;
 use record::Outputs;
@@ -67,6 +69,7 @@ pub struct TestDriver {
     agents: Vec<Box<dyn Agent>>,
     routes: HashMap<String, Vec<usize>>,
     tables: Vec<Arc<dyn TableRuntime>>,
+    repartitions: Vec<RepartitionSpec>,
     partitions: HashMap<String, i32>,
     topics: HashMap<TopicPartition, Vec<Stored>>,
     /// Next offset to process per source partition.
@@ -107,6 +110,7 @@ impl TestDriver {
             config,
             agents,
             tables,
+            repartitions,
             ..
         } = app;
         let mut routes: HashMap<String, Vec<usize>> = HashMap::new();
@@ -117,6 +121,13 @@ impl TestDriver {
             .iter()
             .map(|(t, n)| (t.to_string(), (*n).max(1)))
             .collect();
+        // A repartition topic has its source's count unless one was chosen.
+        for r in &repartitions {
+            let n = r
+                .partitions
+                .unwrap_or_else(|| counts.get(&r.source_topic).copied().unwrap_or(1));
+            counts.insert(r.topic.clone(), n);
+        }
         for topic in routes
             .keys()
             .map(String::as_str)
@@ -129,6 +140,7 @@ impl TestDriver {
             agents,
             routes,
             tables,
+            repartitions,
             partitions: counts,
             topics: HashMap::new(),
             positions: BTreeMap::new(),
@@ -227,6 +239,7 @@ impl TestDriver {
         let mut next = self.positions.get(tp).copied().unwrap_or(0);
         while next < end {
             self.process(tp, next)?;
+            self.deliver_repartitioned()?;
             next += 1;
             self.positions.insert(tp.clone(), next);
             self.since_checkpoint += 1;
@@ -278,6 +291,46 @@ impl TestDriver {
             }
         }
         Ok(())
+    }
+
+    /// Appends the records `group_by` agents re-keyed to their repartition topic partitions
+    /// (Kafka's default partitioner on the new key) and processes them at once: delivered
+    /// before the upstream offsets are committed, as a worker's producer may, so a crash then
+    /// makes the upstream produce them again.
+    fn deliver_repartitioned(&mut self) -> Result<()> {
+        for i in 0..self.repartitions.len() {
+            let topic = self.repartitions[i].topic.clone();
+            let n = self.partition_count(&topic);
+            for out in self.repartitions[i].outbox.take() {
+                let tp = (topic.clone(), partition_for(&out.key, n));
+                self.topics.entry(tp.clone()).or_default().push(Stored {
+                    key: Some(out.key),
+                    value: Some(out.value),
+                    timestamp: out.timestamp.unwrap_or(self.clock_ms),
+                });
+                self.catch_up(&tp)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record fed to or produced into a topic partition, in offset order (a repartition
+    /// topic's values are framed with their upstream position).
+    pub fn records(&self, topic: &str, partition: i32) -> Vec<TestRecord> {
+        self.topics
+            .get(&(topic.to_string(), partition))
+            .map(|log| {
+                log.iter()
+                    .map(|r| TestRecord {
+                        topic: topic.to_string(),
+                        key: r.key.clone(),
+                        value: r.value.clone(),
+                        partition: Some(partition),
+                        timestamp: Some(r.timestamp),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Next offset to process of a source partition.
@@ -338,5 +391,7 @@ impl Drop for TestDriver {
     }
 }
 
+#[cfg(test)]
+mod repartition_tests;
 #[cfg(test)]
 mod tests;
