@@ -254,7 +254,10 @@ pub async fn run_demo(opts: DemoOptions, shutdown: Shutdown) -> Result<(), RunEr
             .create_topic(&spec.name, partitions)
             .map_err(PlatformError::from)?;
     }
-    for t in crate::transit::changelog_topics(&opts.worker.app_id) {
+    let worker_topics = crate::transit::changelog_topics(&opts.worker.app_id)
+        .into_iter()
+        .chain(crate::transit::output_topics());
+    for t in worker_topics {
         platform
             .broker
             .create_topic(&t, partitions)
@@ -301,7 +304,10 @@ pub async fn host_platform(
             .create_topic(&spec.name, partitions)
             .map_err(PlatformError::from)?;
     }
-    for t in crate::transit::changelog_topics(app_id) {
+    let worker_topics = crate::transit::changelog_topics(app_id)
+        .into_iter()
+        .chain(crate::transit::output_topics());
+    for t in worker_topics {
         platform
             .broker
             .create_topic(&t, partitions)

@@ -12,9 +12,14 @@ pub mod simulation;
 pub mod source;
 pub mod stations;
 
-use crate::stream::{App, AppConfig, AvroDecoder, RegistryConfig, Result, TableSpec, Windows};
+use crate::stream::codec::json;
+use crate::stream::emit::ClosedWindow;
+use crate::stream::{
+    App, AppConfig, AvroDecoder, RegistryConfig, Result, Schedule, TableSpec, Windows,
+};
 use agents::*;
 use models::topics;
+use models::WindowCount;
 use std::time::Duration;
 
 /// Table names (each table's store folder and default changelog `{app_id}-{name}-changelog`).
@@ -89,6 +94,12 @@ pub fn changelog_topics(app_id: &str) -> Vec<String> {
     out
 }
 
+/// Topics the worker writes besides its changelogs (closed hourly windows), so a host can
+/// create them.
+pub fn output_topics() -> Vec<String> {
+    vec![topics::TURNSTILE_HOURLY.to_string()]
+}
+
 /// Declares the CTA tables and agents on a new app. Returns the app and the table handles the
 /// web layer reads.
 pub fn build_worker(config: AppConfig, registry: &RegistryConfig) -> Result<(App, TransitTables)> {
@@ -136,5 +147,26 @@ pub fn build_worker_with(
         tables: tables.clone(),
         decoder,
     });
+    // Each hourly window once it has closed (its 5 minutes of grace passed).
+    app.emit_final(
+        &tables.turnstile_hourly,
+        topics::TURNSTILE_HOURLY,
+        |w: &ClosedWindow<'_, i32, i64>| {
+            let row = WindowCount {
+                station_id: *w.key,
+                window_start: w.start,
+                window_end: w.end,
+                count: *w.value,
+            };
+            (json::encode(w.key), json::encode(&row))
+        },
+    )?;
+    // Every simulated minute of arrivals: trains not seen for 15 are marked not reporting.
+    let trains = tables.trains.clone();
+    app.timer(
+        topics::ARRIVALS,
+        Schedule::StreamTime(Duration::from_secs(60)),
+        move |tick| mark_not_reporting(&trains, tick),
+    );
     Ok((app, tables))
 }

@@ -454,6 +454,7 @@ pub fn create_all_topics(env: &TestEnv, app_id: &str) {
         .map(|t| t.name)
         .collect();
     topics.extend(cta_stream::transit::changelog_topics(app_id));
+    topics.extend(cta_stream::transit::output_topics());
     env.create_topics(&topics, 4);
 }
 

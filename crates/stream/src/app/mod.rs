@@ -26,9 +26,11 @@ pub use config::AppConfig;
 
 use crate::agent::Agent;
 use crate::directory::Directory;
+use crate::emit::Outbox;
 use crate::names;
 use crate::sensor::Status;
 use crate::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
+use crate::timer::Timers;
 use crate::window::{WindowedTable, Windows};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,6 +41,12 @@ pub struct App {
     directory: Option<Directory>,
     pub(crate) agents: Vec<Box<dyn Agent>>,
     pub(crate) tables: Vec<Arc<dyn TableRuntime>>,
+    /// Timers on source partitions ([`crate::timer`]), run by the poll loop.
+    pub(crate) timers: Timers,
+    /// Records for output topics (closed windows, [`crate::emit`]), sent by the checkpoint.
+    pub(crate) outbox: Arc<Outbox>,
+    /// Output topics to create: (topic, source topic whose partition count it takes).
+    pub(crate) outputs: Vec<(String, String)>,
     status: Arc<Status>,
 }
 
@@ -49,6 +57,9 @@ impl App {
             config,
             agents: Vec::new(),
             tables: Vec::new(),
+            timers: Timers::default(),
+            outbox: Arc::default(),
+            outputs: Vec::new(),
             status: Arc::default(),
         }
     }

@@ -5,6 +5,7 @@
 
 use crate::checkpoint::checkpoint;
 use crate::directory::Directory;
+use crate::emit::Outbox;
 use crate::error::{Result, StreamError};
 use crate::kafka::{flush, partition_count, TrackedProducer};
 use crate::record::Positions;
@@ -22,6 +23,8 @@ use std::time::Duration;
 pub(super) struct WorkerState {
     pub(super) app_id: String,
     pub(super) tables: Vec<Arc<dyn TableRuntime>>,
+    /// Output records the next checkpoint sends with the changelogs.
+    pub(super) outbox: Arc<Outbox>,
     /// Changelog and dead-letter records.
     pub(super) sink: Sink,
     /// Directory adverts when the sink is transactional (else the sink's producer sends them).
@@ -45,6 +48,7 @@ impl WorkerState {
     ) -> Result<()> {
         checkpoint(
             &self.tables,
+            &self.outbox,
             &self.positions,
             &mut self.sink,
             consumer,
