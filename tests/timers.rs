@@ -230,6 +230,84 @@ fn emitted(env: &TestEnv, from: i64, to: i64) -> Vec<((i32, i64), i64)> {
     out
 }
 
+/// What the turnstile topic says the hourly windows must be, read back from it.
+struct HourlyTruth {
+    /// Entries per (station, window start).
+    counts: BTreeMap<(i32, i64), i64>,
+    /// Windows that must have been emitted: closed by their station's own latest entry (its
+    /// partition's stream time is at least that).
+    must: BTreeSet<(i32, i64)>,
+    /// The latest entry of all: no window may be emitted before this closes it.
+    latest: i64,
+}
+
+impl HourlyTruth {
+    async fn read(env: &TestEnv) -> Self {
+        let entries = turnstile_entries(env).await;
+        let hour = |t: i64| t - t.rem_euclid(60 * MIN);
+        let mut counts: BTreeMap<(i32, i64), i64> = BTreeMap::new();
+        let mut station_last: BTreeMap<i32, i64> = BTreeMap::new();
+        for (station, t) in &entries {
+            *counts.entry((*station, hour(*t))).or_insert(0) += 1;
+            let last = station_last.entry(*station).or_insert(*t);
+            *last = (*last).max(*t);
+        }
+        let must = counts
+            .keys()
+            .filter(|(s, h)| h + 65 * MIN <= station_last[s])
+            .copied()
+            .collect();
+        let latest = entries.iter().map(|(_, t)| *t).max().unwrap();
+        Self {
+            counts,
+            must,
+            latest,
+        }
+    }
+
+    /// Waits until every window that must be out is on the topic (within `range` of window
+    /// starts); returns what the topic then holds.
+    async fn wait_emitted(&self, env: &TestEnv, range: (i64, i64)) -> Vec<((i32, i64), i64)> {
+        assert!(
+            self.must.len() > 100,
+            "two closed hours of most stations: {}",
+            self.must.len()
+        );
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let out = emitted(env, range.0, range.1);
+            let missing: Vec<_> = self
+                .must
+                .iter()
+                .filter(|w| !out.iter().any(|(o, _)| o == *w))
+                .collect();
+            if missing.is_empty() {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "missing windows: {missing:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Every window in `out` was closed and has the count of its entries; returns how many
+    /// were emitted more than once.
+    fn check(&self, out: &[((i32, i64), i64)]) -> usize {
+        let mut once = BTreeSet::new();
+        let mut again = 0;
+        for (window, count) in out {
+            if !once.insert(*window) {
+                again += 1;
+            }
+            assert!(
+                window.1 + 65 * MIN <= self.latest,
+                "{window:?} emitted before it closed"
+            );
+            assert_eq!(self.counts.get(window), Some(count), "{window:?}");
+        }
+        again
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_closed_hourly_window_is_emitted_once_with_the_count_of_its_entries() {
     let env = env().await;
@@ -241,56 +319,49 @@ async fn each_closed_hourly_window_is_emitted_once_with_the_count_of_its_entries
     let worker = spawn_worker(&env, dir.path(), &app_id).await;
     // 06:00 to 08:55: entries in three hours.
     sim.steps(36).await;
-    let entries = turnstile_entries(&env).await;
-    let hour = |t: i64| t - t.rem_euclid(60 * MIN);
-    let mut counts: BTreeMap<(i32, i64), i64> = BTreeMap::new();
-    let mut station_last: BTreeMap<i32, i64> = BTreeMap::new();
-    for (station, t) in &entries {
-        *counts.entry((*station, hour(*t))).or_insert(0) += 1;
-        let last = station_last.entry(*station).or_insert(*t);
-        *last = (*last).max(*t);
-    }
-    let latest = entries.iter().map(|(_, t)| *t).max().unwrap();
-    // A window must be out once its station's partition has seen a record 5 minutes past its
-    // end (the station's own last entry is a lower bound of that), and cannot be out before
-    // any record is that late.
-    let must: BTreeSet<(i32, i64)> = counts
-        .keys()
-        .filter(|(s, h)| h + 65 * MIN <= station_last[s])
-        .copied()
-        .collect();
-    let may: BTreeSet<(i32, i64)> = counts
-        .keys()
-        .filter(|(_, h)| h + 65 * MIN <= latest)
-        .copied()
-        .collect();
-    assert!(
-        must.len() > 100,
-        "two closed hours of most stations: {}",
-        must.len()
-    );
+    let truth = HourlyTruth::read(&env).await;
     let range = (start, start + 24 * 60 * MIN);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = emitted(&env, range.0, range.1);
-    while !must.iter().all(|w| out.iter().any(|(o, _)| o == w)) {
-        assert!(
-            Instant::now() < deadline,
-            "missing windows: {:?}",
-            must.iter()
-                .filter(|w| !out.iter().any(|(o, _)| o == *w))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        out = emitted(&env, range.0, range.1);
-    }
+    truth.wait_emitted(&env, range).await;
     // Let any further checkpoint go out, then check every window emitted.
     tokio::time::sleep(Duration::from_secs(2)).await;
     worker.stop().await;
     let out = emitted(&env, range.0, range.1);
-    let mut once = BTreeSet::new();
-    for (window, count) in &out {
-        assert!(once.insert(*window), "{window:?} emitted twice");
-        assert!(may.contains(window), "{window:?} emitted before it closed");
-        assert_eq!(counts.get(window), Some(count), "{window:?}");
+    assert_eq!(truth.check(&out), 0, "no window twice without a crash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_loses_no_closed_window_and_never_emits_a_wrong_count() {
+    use rand::Rng;
+    let env = env().await;
+    let app_id = fresh_app(&env, "kills");
+    let dir = tempfile::tempdir().unwrap();
+    // 2026-11-25 06:00 Chicago (a Wednesday).
+    let start = 1_795_608_000_000;
+    let mut sim = Stepper::new(&env, start).await;
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let mut rng = rand::rng();
+    // Six kills while three hours of entries arrive, 6 steps (30 simulated minutes) at a time.
+    for _ in 0..6 {
+        let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, "100ms");
+        wait_assigned(&base, Duration::from_secs(60)).await;
+        sim.steps(6).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..800))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
     }
+    let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, "100ms");
+    wait_assigned(&base, Duration::from_secs(60)).await;
+    let truth = HourlyTruth::read(&env).await;
+    let range = (start, start + 24 * 60 * MIN);
+    truth.wait_emitted(&env, range).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = emitted(&env, range.0, range.1);
+    let again = truth.check(&out);
+    eprintln!(
+        "{} windows emitted, {again} of them again after a kill (at least once)",
+        out.len() - again
+    );
 }

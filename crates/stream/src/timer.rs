@@ -62,8 +62,9 @@ pub struct Tick<'a> {
 impl<'a> Tick<'a> {
     /// A record without key or value standing for this tick, at the partition's next offset
     /// and with `time_ms` as its timestamp: pass it to table reads and writes
-    /// ([`crate::Table::put`], [`crate::Table::partition_items`] via its `partition`), which
-    /// then go to this partition's write cache.
+    /// ([`crate::Table::get`], [`crate::Table::put`], ...), which then go to this partition's
+    /// write cache. [`crate::Table::partition_items`] with [`Tick::partition`] lists the
+    /// partition's entries.
     pub fn record(&self) -> &Record<'a> {
         &self.record
     }
@@ -83,7 +84,7 @@ struct Timer {
 /// An app's timers and the stream time of their topics (owned by the poll loop, or by the
 /// test driver).
 #[derive(Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     timers: Vec<Timer>,
     stream_time: HashMap<String, i64>,
 }

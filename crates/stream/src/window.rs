@@ -103,6 +103,8 @@ pub struct WindowedTable<K, V> {
     table: Table<WindowKey<K>, V>,
     /// The stream-time key, allocated once.
     time_key: String,
+    /// The emitted-through key, allocated once.
+    mark_key: String,
     time: Table<String, i64>,
     windows: Windows,
     late: Arc<AtomicU64>,
@@ -115,6 +117,7 @@ impl<K, V> Clone for WindowedTable<K, V> {
         Self {
             table: self.table.clone(),
             time_key: self.time_key.clone(),
+            mark_key: self.mark_key.clone(),
             time: self.time.clone(),
             windows: self.windows,
             late: self.late.clone(),
@@ -130,6 +133,7 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
         Self {
             table,
             time_key: STREAM_TIME.to_string(),
+            mark_key: EMITTED_THROUGH.to_string(),
             time,
             windows,
             late: Arc::default(),
@@ -207,8 +211,7 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
         let w = self.windows;
         // The newest window start s with s + size + grace <= stream time.
         let closed_through = w.latest_start(stream_time - w.size_ms - w.grace_ms);
-        let mark_key = EMITTED_THROUGH.to_string();
-        let mark = self.time.get(record, &mark_key)?;
+        let mark = self.time.get(record, &self.mark_key)?;
         if mark.is_some_and(|m| m >= closed_through) {
             return Ok(());
         }
@@ -231,7 +234,7 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
                 value: v,
             });
         }
-        self.time.put(record, mark_key, closed_through)
+        self.time.put(record, self.mark_key.clone(), closed_through)
     }
 
     fn expire(&self, record: &Record<'_>, stream_time: i64) -> Result<()> {

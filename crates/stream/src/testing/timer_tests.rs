@@ -54,12 +54,12 @@ fn wall_clock_timers_fire_every_interval_on_each_owned_partition() {
     }
     assert_eq!(want.len(), 3, "the schedule above ticks at 10, 44 and 57 s");
     let got = tick_times(&ticks);
-    assert_eq!(got, BTreeMap::from([(0, want.clone()), (1, want)]));
+    assert_eq!(got, BTreeMap::from([(0, want.clone()), (1, want.clone())]));
     // Stream time does not move wall-clock timers.
     driver
         .advance_stream_time("events", START_MS + 600 * MIN)
         .unwrap();
-    assert_eq!(tick_times(&ticks)[&0].len(), 4);
+    assert_eq!(tick_times(&ticks)[&0], want);
 }
 
 #[test]
