@@ -5,7 +5,9 @@
 //! - [`config`]: the settings ([`AppConfig`]);
 //! - `runtime`: the worker thread: one group consumer polled on a dedicated thread (Faust's
 //!   conductor), each record routed by topic to its agents (`routing`), a checkpoint
-//!   ([`crate::checkpoint`]) every `commit_interval` or `commit_every` records;
+//!   ([`crate::checkpoint`]) every `commit_interval` or `commit_every` records; the timers
+//!   ([`crate::timer`]) run between batches, and output records ([`crate::emit`]) wait in the
+//!   outbox for the checkpoint;
 //! - `rebalance`: assignment and revocation: on assignment each table partition is restored
 //!   ([`crate::table::recovery`]) before its source partition is fetched, and the source resumes
 //!   at the offset stored with the data;
