@@ -257,11 +257,7 @@ pub async fn run_demo(opts: DemoOptions, shutdown: Shutdown) -> Result<(), RunEr
             .create_topic(&spec.name, partitions)
             .map_err(PlatformError::from)?;
     }
-    let app_id = &opts.worker.app_id;
-    for t in crate::transit::changelog_topics(app_id)
-        .into_iter()
-        .chain(crate::transit::repartition_topics(app_id))
-    {
+    for t in crate::transit::worker_topics(&opts.worker.app_id) {
         platform
             .broker
             .create_topic(&t, partitions)
@@ -308,10 +304,7 @@ pub async fn host_platform(
             .create_topic(&spec.name, partitions)
             .map_err(PlatformError::from)?;
     }
-    for t in crate::transit::changelog_topics(app_id)
-        .into_iter()
-        .chain(crate::transit::repartition_topics(app_id))
-    {
+    for t in crate::transit::worker_topics(app_id) {
         platform
             .broker
             .create_topic(&t, partitions)

@@ -4,7 +4,7 @@
 //! (ksqlDB's TURNSTILE_SUMMARY); weather → latest reading.
 
 use crate::stream::codec::json;
-use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table, WindowedTable};
+use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table, Tick, WindowedTable};
 use crate::transit::lines::Line;
 use crate::transit::models::*;
 use crate::transit::source::TurnstileSource;
@@ -140,9 +140,31 @@ impl Agent for ArrivalsAgent {
             direction: a.direction,
             train_status: a.train_status,
             timestamp: event_time(record),
+            not_reporting: false,
         };
         self.tables.trains.put(record, a.train_id, sighting)
     }
+}
+
+/// How long (event time) a train may go without an arrival before it is shown as not
+/// reporting.
+pub const NOT_REPORTING_AFTER_MS: i64 = 15 * 60_000;
+
+/// The stream-time timer on arrivals (run per partition as simulated time passes): marks each
+/// train sighting of the partition that is [`NOT_REPORTING_AFTER_MS`] or more behind the
+/// arrivals' stream time as not reporting. A train's next arrival writes a fresh sighting
+/// without the mark. Marking twice changes nothing, so a replay after a restart is harmless.
+pub fn mark_not_reporting(trains: &Table<String, TrainSighting>, tick: &Tick<'_>) -> Result<()> {
+    for (id, s) in trains.partition_items(tick.partition)? {
+        if !s.not_reporting && tick.time_ms - s.timestamp >= NOT_REPORTING_AFTER_MS {
+            let marked = TrainSighting {
+                not_reporting: true,
+                ..s
+            };
+            trains.put(tick.record(), id, marked)?;
+        }
+    }
+    Ok(())
 }
 
 /// A turnstile entry whose station id is a CTA map id (anything else is a data error).

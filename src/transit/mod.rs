@@ -12,11 +12,15 @@ pub mod simulation;
 pub mod source;
 pub mod stations;
 
+use crate::stream::codec::json;
+use crate::stream::emit::ClosedWindow;
 use crate::stream::{
-    names, App, AppConfig, AvroDecoder, RegistryConfig, Repartition, Result, TableSpec, Windows,
+    names, App, AppConfig, AvroDecoder, RegistryConfig, Repartition, Result, Schedule, TableSpec,
+    Windows,
 };
 use agents::*;
 use models::topics;
+use models::WindowCount;
 use std::time::Duration;
 
 /// Table names (each table's store folder and default changelog `{app_id}-{name}-changelog`).
@@ -116,6 +120,21 @@ pub fn changelog_topics(app_id: &str) -> Vec<String> {
     out
 }
 
+/// Topics the worker writes besides its changelogs (closed hourly windows), so a host can
+/// create them.
+pub fn output_topics() -> Vec<String> {
+    vec![topics::TURNSTILE_HOURLY.to_string()]
+}
+
+/// Every topic the worker writes besides the source topics (changelogs, repartition topics,
+/// outputs), for a host that creates them with the source topics' partition count.
+pub fn worker_topics(app_id: &str) -> Vec<String> {
+    let mut out = changelog_topics(app_id);
+    out.extend(repartition_topics(app_id));
+    out.extend(output_topics());
+    out
+}
+
 /// Declares the CTA tables and agents on a new app. Returns the app and the table handles the
 /// web layer reads.
 pub fn build_worker(config: AppConfig, registry: &RegistryConfig) -> Result<(App, TransitTables)> {
@@ -192,5 +211,26 @@ pub fn build_worker_with(
         tables: tables.clone(),
         decoder,
     });
+    // Each hourly window once it has closed (its 5 minutes of grace passed).
+    app.emit_final(
+        &tables.turnstile_hourly,
+        topics::TURNSTILE_HOURLY,
+        |w: &ClosedWindow<'_, i32, i64>| {
+            let row = WindowCount {
+                station_id: *w.key,
+                window_start: w.start,
+                window_end: w.end,
+                count: *w.value,
+            };
+            (json::encode(w.key), json::encode(&row))
+        },
+    )?;
+    // Every simulated minute of arrivals: trains not seen for 15 are marked not reporting.
+    let trains = tables.trains.clone();
+    app.timer(
+        topics::ARRIVALS,
+        Schedule::StreamTime(Duration::from_secs(60)),
+        move |tick| mark_not_reporting(&trains, tick),
+    );
     Ok((app, tables))
 }

@@ -13,6 +13,9 @@ pub mod topics {
     pub const STATIONS_TABLE: &str = "org.chicago.cta.stations.table.v1";
     /// Changelog of the per-station turnstile count, in ksqlDB's JSON form.
     pub const TURNSTILE_SUMMARY: &str = "TURNSTILE_SUMMARY";
+    /// Each closed hourly turnstile window once, JSON [`super::WindowCount`], keyed by the
+    /// station id (JSON).
+    pub const TURNSTILE_HOURLY: &str = "org.chicago.cta.turnstile.hourly.v1";
 }
 
 pub mod schemas {
@@ -119,6 +122,11 @@ pub struct TrainSighting {
     pub train_status: String,
     /// Event time, ms since the epoch.
     pub timestamp: i64,
+    /// No later arrival of the train for 15 minutes of event (simulated) time: set by the
+    /// worker's stream-time timer (see `agents::mark_not_reporting`), cleared by its next
+    /// arrival.
+    #[serde(default)]
+    pub not_reporting: bool,
 }
 
 /// One row of ksqlDB's TURNSTILE_SUMMARY table.

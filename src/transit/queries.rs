@@ -361,6 +361,7 @@ mod tests {
             direction: dir.into(),
             train_status: status.into(),
             timestamp: ts,
+            not_reporting: false,
         }
     }
 

@@ -214,9 +214,14 @@ pub fn layout(line: &LineStatus, latest_hour: Option<i64>) -> Diagram {
                 shape,
                 css: status_css(&t.train_status),
                 label: format!(
-                    "{} ({}) at {}, direction {} ({toward})",
+                    "{} ({}{}) at {}, direction {} ({toward})",
                     t.train_id,
                     t.train_status.replace('_', " "),
+                    if t.not_reporting {
+                        ", not reporting"
+                    } else {
+                        ""
+                    },
                     st.station_name,
                     t.direction
                 ),
@@ -294,6 +299,7 @@ mod tests {
                     direction: dir.into(),
                     train_status: st.into(),
                     timestamp: 1,
+                    not_reporting: false,
                 })
                 .collect(),
         };

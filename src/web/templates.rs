@@ -11,8 +11,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainCell {
     pub train_id: String,
+    /// The status as shown, with ", not reporting" when the train has not reported for 15
+    /// simulated minutes.
     pub status: String,
     pub css: &'static str,
+    pub not_reporting: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,10 +57,17 @@ pub struct StatusPage {
 }
 
 fn cell(t: &Option<TrainSighting>) -> Option<TrainCell> {
-    t.as_ref().map(|t| TrainCell {
-        train_id: t.train_id.clone(),
-        status: t.train_status.replace('_', " "),
-        css: diagram::status_css(&t.train_status),
+    t.as_ref().map(|t| {
+        let mut status = t.train_status.replace('_', " ");
+        if t.not_reporting {
+            status.push_str(", not reporting");
+        }
+        TrainCell {
+            train_id: t.train_id.clone(),
+            status,
+            css: diagram::status_css(&t.train_status),
+            not_reporting: t.not_reporting,
+        }
     })
 }
 

@@ -516,14 +516,14 @@ pub fn create_all_topics(env: &TestEnv, app_id: &str) {
     create_all_topics_with(env, app_id, 4);
 }
 
-/// [`create_all_topics`] with `partitions` each, and the turnstile repartition topics.
+/// [`create_all_topics`] with `partitions` each (the worker's changelog, repartition and
+/// output topics too).
 pub fn create_all_topics_with(env: &TestEnv, app_id: &str, partitions: i32) {
     let mut topics: Vec<String> = cta_stream::transit::simulation::topic_specs(partitions)
         .into_iter()
         .map(|t| t.name)
         .collect();
-    topics.extend(cta_stream::transit::changelog_topics(app_id));
-    topics.extend(cta_stream::transit::repartition_topics(app_id));
+    topics.extend(cta_stream::transit::worker_topics(app_id));
     env.create_topics(&topics, partitions);
 }
 

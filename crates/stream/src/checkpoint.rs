@@ -2,7 +2,8 @@
 //!
 //! 1. collect each open table partition's cached changes (latest value per key);
 //! 2. send them to the table's changelog partition, each with headers carrying the source
-//!    offset this checkpoint covers and the partition's writer epoch;
+//!    offset this checkpoint covers and the partition's writer epoch; the app's output
+//!    records (closed windows, [`crate::emit`]) go with them;
 //! 3. flush the producer (changelog and dead-letter records): on any delivery failure stop
 //!    here, nothing below happens and the source will be re-read; in exactly-once mode
 //!    ([`Sink`]), add the source offsets to the transaction and commit it;
@@ -17,6 +18,7 @@
 //! 5. write each partition's changes to RocksDB in one batch together with the source offset,
 //!    the last changelog offset and the writer epoch (the warm-restart checkpoint).
 
+use crate::emit::Outbox;
 use crate::error::{Result, StreamError};
 use crate::kafka::{flush, send_blocking};
 use crate::names::{HEADER_SOURCE_OFFSET, HEADER_WRITER_EPOCH};
@@ -64,6 +66,7 @@ fn fenced(code: RDKafkaErrorCode) -> bool {
 /// Runs steps 1–5 for every open partition of `tables`.
 pub fn checkpoint<C: ConsumerContext>(
     tables: &[Arc<dyn TableRuntime>],
+    outbox: &Outbox,
     positions: &Positions,
     sink: &mut Sink,
     consumer: &BaseConsumer<C>,
@@ -103,12 +106,27 @@ pub fn checkpoint<C: ConsumerContext>(
             prepared.push((table.clone(), p, source, changes));
         }
     }
+    let emitted = outbox.take();
+    for e in &emitted {
+        send_blocking(
+            producer,
+            &e.topic,
+            None,
+            Some(&e.key),
+            Some(&e.value),
+            None,
+            Some(e.timestamp),
+        )?;
+    }
     // 3
     flush(producer, FLUSH_TIMEOUT)?;
     let offsets = offset_list(positions)?;
     let in_transaction = sink.commit(consumer, &offsets)?;
     for (table, _, _, changes) in &prepared {
         status.add_produced(table.changelog_topic(), changes.len() as u64);
+    }
+    for e in &emitted {
+        status.add_produced(&e.topic, 1);
     }
     // 4
     if !in_transaction && offsets.count() > 0 {

@@ -26,6 +26,11 @@
 //!   [`directory`] (its [`directory::Advert`]s).
 //! - [`testing`]: a test driver that runs an app's agents and tables without a broker.
 //! - [`embedded`]: an in-process mock Kafka for the examples (`examples/`).
+//! - [`timer`]: `App::timer(topic, schedule, callback)` runs a callback per owned partition
+//!   on a wall-clock interval or as stream time passes ([`Schedule`], [`Tick`]), on the poll
+//!   thread, its table writes checkpointed like an agent's.
+//! - [`emit`]: `App::emit_final(&windowed_table, topic, encode)` writes each window once when
+//!   it closes (after its grace), exactly once under the exactly-once guarantee.
 //!
 //! # Layout (private modules)
 //! - `app`: the builder and the worker's runtime (poll loop, rebalances, dead letters).
@@ -50,6 +55,7 @@ mod config;
 mod declare;
 pub mod directory;
 pub mod embedded;
+pub mod emit;
 mod error;
 mod fetch;
 mod health;
@@ -65,6 +71,7 @@ mod sink;
 mod standby;
 pub mod table;
 pub mod testing;
+pub mod timer;
 pub mod view;
 mod window;
 
@@ -83,6 +90,7 @@ pub use shutdown::{Shutdown, GRACEFUL_DEADLINE};
 pub use sink::Guarantee;
 pub use table::{Table, TableSpec};
 pub use testing::{TestDriver, TestRecord};
+pub use timer::{Schedule, Tick};
 pub use view::table_view;
 pub use window::{WindowKey, WindowedTable, Windows};
 

@@ -9,13 +9,17 @@
 //!   store and the changelog (tombstones), checked each time stream time passes a step.
 //! - Stream time is itself kept in a table (same source, same checkpoint), so re-processing
 //!   after a crash drops exactly the records the first run dropped.
+//! - Optionally each window is emitted once to a topic when it closes ([`crate::emit`],
+//!   declared with [`crate::App::emit_final`]); the mark of what was emitted is kept in the
+//!   same stream-time table.
 
-use crate::error::Result;
+use crate::emit::{ClosedWindow, EmitFinal};
+use crate::error::{Result, StreamError};
 use crate::record::Record;
-use crate::table::{Table, TableKey, TableValue};
+use crate::table::{Table, TableKey, TableRuntime, TableValue};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Window shape and lifetime, in milliseconds.
@@ -91,15 +95,21 @@ pub struct WindowKey<K> {
 }
 
 const STREAM_TIME: &str = "stream_time";
+/// Key (in the stream-time table) of the start of the newest window emitted as closed.
+const EMITTED_THROUGH: &str = "emitted_through";
 
 /// A table of values per key per window.
 pub struct WindowedTable<K, V> {
     table: Table<WindowKey<K>, V>,
     /// The stream-time key, allocated once.
     time_key: String,
+    /// The emitted-through key, allocated once.
+    mark_key: String,
     time: Table<String, i64>,
     windows: Windows,
     late: Arc<AtomicU64>,
+    /// Where closed windows go, when emitted (shared by the clones, set once).
+    emit: Arc<OnceLock<EmitFinal<K, V>>>,
 }
 
 impl<K, V> Clone for WindowedTable<K, V> {
@@ -107,9 +117,11 @@ impl<K, V> Clone for WindowedTable<K, V> {
         Self {
             table: self.table.clone(),
             time_key: self.time_key.clone(),
+            mark_key: self.mark_key.clone(),
             time: self.time.clone(),
             windows: self.windows,
             late: self.late.clone(),
+            emit: self.emit.clone(),
         }
     }
 }
@@ -121,10 +133,27 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
         Self {
             table,
             time_key: STREAM_TIME.to_string(),
+            mark_key: EMITTED_THROUGH.to_string(),
             time,
             windows,
             late: Arc::default(),
+            emit: Arc::default(),
         }
+    }
+
+    pub(crate) fn set_emit(&self, emit: EmitFinal<K, V>) -> Result<()> {
+        let topic = emit.topic.clone();
+        self.emit.set(emit).map_err(|_| {
+            StreamError::Config(format!(
+                "windowed table '{}' already emits its closed windows; not also to '{topic}'",
+                self.table.name()
+            ))
+        })
+    }
+
+    /// The topic feeding the table.
+    pub fn source_topic(&self) -> &str {
+        TableRuntime::source_topic(&self.table)
     }
 
     pub fn windows(&self) -> Windows {
@@ -157,6 +186,11 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
             start,
         });
         self.table.update_each(record, keys, f)?;
+        if previous != Some(stream_time) {
+            if let Some(emit) = self.emit.get() {
+                self.emit_closed(record, stream_time, emit)?;
+            }
+        }
         // Expire when stream time crosses a step boundary.
         let crossed =
             previous.is_some_and(|p| p.div_euclid(w.step_ms) != stream_time.div_euclid(w.step_ms));
@@ -164,6 +198,43 @@ impl<K: TableKey, V: TableValue> WindowedTable<K, V> {
             self.expire(record, stream_time)?;
         }
         Ok(())
+    }
+
+    /// Hands the windows of the record's partition that closed since the last call (end plus
+    /// grace at or behind `stream_time`) to `emit`, oldest first, and moves the mark on.
+    fn emit_closed(
+        &self,
+        record: &Record<'_>,
+        stream_time: i64,
+        emit: &EmitFinal<K, V>,
+    ) -> Result<()> {
+        let w = self.windows;
+        // The newest window start s with s + size + grace <= stream time.
+        let closed_through = w.latest_start(stream_time - w.size_ms - w.grace_ms);
+        let mark = self.time.get(record, &self.mark_key)?;
+        if mark.is_some_and(|m| m >= closed_through) {
+            return Ok(());
+        }
+        let mut closed: Vec<(WindowKey<K>, V)> = self
+            .table
+            .partition_items(record.partition)?
+            .into_iter()
+            .filter(|(k, _)| k.start <= closed_through && mark.is_none_or(|m| k.start > m))
+            .collect();
+        closed.sort_by(|a, b| {
+            a.0.start
+                .cmp(&b.0.start)
+                .then_with(|| a.0.key.cmp(&b.0.key))
+        });
+        for (k, v) in &closed {
+            emit.emit(&ClosedWindow {
+                key: &k.key,
+                start: k.start,
+                end: k.start + w.size_ms,
+                value: v,
+            });
+        }
+        self.time.put(record, self.mark_key.clone(), closed_through)
     }
 
     fn expire(&self, record: &Record<'_>, stream_time: i64) -> Result<()> {

@@ -5,7 +5,9 @@
 //! - [`config`]: the settings ([`AppConfig`]);
 //! - `runtime`: the worker thread: one group consumer polled on a dedicated thread (Faust's
 //!   conductor), each record routed by topic to its agents (`routing`), a checkpoint
-//!   ([`crate::checkpoint`]) every `commit_interval` or `commit_every` records;
+//!   ([`crate::checkpoint`]) every `commit_interval` or `commit_every` records; the timers
+//!   ([`crate::timer`]) run between batches, and output records ([`crate::emit`]) wait in the
+//!   outbox for the checkpoint;
 //! - `rebalance`: assignment and revocation: on assignment each table partition is restored
 //!   ([`crate::table::recovery`]) before its source partition is fetched, and the source resumes
 //!   at the offset stored with the data;
@@ -26,10 +28,12 @@ pub use config::AppConfig;
 
 use crate::agent::Agent;
 use crate::directory::Directory;
+use crate::emit::Outbox;
 use crate::names;
 use crate::repartition::RepartitionSpec;
 use crate::sensor::Status;
 use crate::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
+use crate::timer::Timers;
 use crate::window::{WindowedTable, Windows};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,6 +46,12 @@ pub struct App {
     pub(crate) tables: Vec<Arc<dyn TableRuntime>>,
     /// Repartition topics declared by `group_by` ([`crate::repartition`]).
     pub(crate) repartitions: Vec<RepartitionSpec>,
+    /// Timers on source partitions ([`crate::timer`]), run by the poll loop.
+    pub(crate) timers: Timers,
+    /// Records for output topics (closed windows, [`crate::emit`]), sent by the checkpoint.
+    pub(crate) outbox: Arc<Outbox>,
+    /// Output topics to create: (topic, source topic whose partition count it takes).
+    pub(crate) outputs: Vec<(String, String)>,
     status: Arc<Status>,
 }
 
@@ -53,6 +63,9 @@ impl App {
             agents: Vec::new(),
             tables: Vec::new(),
             repartitions: Vec::new(),
+            timers: Timers::default(),
+            outbox: Arc::default(),
+            outputs: Vec::new(),
             status: Arc::default(),
         }
     }

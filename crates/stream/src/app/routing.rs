@@ -48,6 +48,11 @@ impl TopicSlots {
         self.last
     }
 
+    /// The topic of a slot.
+    pub(super) fn topic(&self, slot: usize) -> &str {
+        &self.slots[slot].topic
+    }
+
     pub(super) fn by_name(&mut self, topic: &str, routes: &HashMap<String, Vec<usize>>) -> usize {
         if let Some(i) = self.slots.iter().position(|s| s.topic == topic) {
             return i;

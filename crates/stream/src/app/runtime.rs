@@ -51,6 +51,7 @@ impl App {
             &self.config.app_id,
             &pairs,
             &self.repartitions,
+            &self.outputs,
             self.directory.is_some(),
         )
         .await?;
@@ -188,6 +189,7 @@ impl App {
         Ok(WorkerState {
             app_id: self.config.app_id.clone(),
             tables: self.tables.clone(),
+            outbox: self.outbox.clone(),
             sink,
             adverts,
             restorer,
@@ -216,6 +218,9 @@ impl App {
         let mut topics = TopicSlots::default();
         let mut progress = BatchProgress::default();
         let ctx = consumer.context();
+        // Latest event time per topic slot in this batch, for the timers' stream time.
+        let timed = !self.timers.is_empty();
+        let mut latest: Vec<Option<i64>> = Vec::new();
         while !shutdown.is_triggered() {
             // The consumer's own queue: rebalances (the callback runs here), commit results,
             // errors, and the records of any partition not forwarded to the fetch queue.
@@ -238,6 +243,9 @@ impl App {
                         }
                         let slot = topics.by_name(m.topic(), routes);
                         self.process(ctx, &m, &topics.slots[slot].agents)?;
+                        if timed {
+                            note_time(&mut latest, slot, m.timestamp().to_millis());
+                        }
                         progress.record(slot, m.partition(), m.offset());
                         progress.flush(ctx, &topics, &self.status)?;
                         since_commit += 1;
@@ -279,6 +287,9 @@ impl App {
                 }
                 let slot = topics.by_handle(&m, routes);
                 self.process(ctx, &m, &topics.slots[slot].agents)?;
+                if timed {
+                    note_time(&mut latest, slot, m.timestamp().to_millis());
+                }
                 progress.record(slot, m.partition(), m.offset());
                 since_commit += 1;
             }
@@ -288,6 +299,16 @@ impl App {
             progress.flush(ctx, &topics, &self.status)?;
             if !self.repartitions.is_empty() {
                 ctx.with_state(|s| s.send_repartitioned())?;
+            }
+            if timed {
+                for (slot, t) in latest.iter_mut().enumerate() {
+                    if let Some(t) = t.take() {
+                        self.timers.observe(topics.topic(slot), t);
+                    }
+                }
+                // Timer writes wait in the write caches like an agent's: count them so the
+                // checkpoint below (or the next) takes them.
+                since_commit += self.fire_timers(ctx)?;
             }
             if since_commit > 0
                 && (since_commit >= self.config.commit_every
@@ -300,6 +321,19 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// Runs the timers due on the partitions this worker has positions for.
+    fn fire_timers(&mut self, ctx: &ConductorContext) -> Result<u64> {
+        let timers = &self.timers;
+        let owned: Vec<crate::timer::Owned> = ctx.with_state(|s| {
+            Ok(s.positions
+                .iter()
+                .filter(|(topic, _)| timers.on_topic(topic))
+                .flat_map(|(topic, m)| m.iter().map(move |(p, o)| (topic.clone(), *p, *o)))
+                .collect())
+        })?;
+        self.timers.fire(crate::now_ms(), &owned)
     }
 
     /// Hands one record to `agents`; a record an agent cannot decode goes to the dead-letter
@@ -326,6 +360,16 @@ impl App {
     }
 }
 
+/// Keeps the latest event time of a topic slot within a batch.
+fn note_time(latest: &mut Vec<Option<i64>>, slot: usize, t: Option<i64>) {
+    let Some(t) = t else { return };
+    if latest.len() <= slot {
+        latest.resize(slot + 1, None);
+    }
+    let cur = &mut latest[slot];
+    *cur = Some(cur.map_or(t, |c| c.max(t)));
+}
+
 /// Monotonic time since an arbitrary start, with the kernel's tick resolution (a few ms) on
 /// Linux: enough for the commit interval, and cheaper per record than `Instant::now`.
 fn coarse_now() -> Duration {
@@ -348,12 +392,13 @@ fn coarse_now() -> Duration {
 }
 
 /// Creates repartition topics with their source topic's partition count (or the chosen one),
-/// and changelog topics (compacted) with their source topic's.
+/// and changelog topics (compacted) and output topics with their source topic's.
 async fn prepare_topics(
     kafka: &KafkaConfig,
     app_id: &str,
     changelog_and_source: &[(String, String)],
     repartitions: &[RepartitionSpec],
+    output_and_source: &[(String, String)],
     directory: bool,
 ) -> Result<()> {
     ensure_topics_from(kafka, |counts| {
@@ -375,6 +420,13 @@ async fn prepare_topics(
                 compacted: true,
             });
         }
+        for (output, source) in output_and_source {
+            specs.push(TopicSpec {
+                name: output.clone(),
+                partitions: counts.get(source).copied().unwrap_or(4),
+                compacted: false,
+            });
+        }
         if directory {
             specs.push(TopicSpec {
                 name: names::directory_topic(app_id),
@@ -387,10 +439,10 @@ async fn prepare_topics(
     .await
 }
 
-/// How long leaving the group may take when the worker stops.
 /// How long a worker the group removed may wait to be given partitions again before it stops.
 const FENCED_LIMIT: Duration = Duration::from_secs(120);
 
+/// How long leaving the group may take when the worker stops.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Leaves the group, waiting at most `limit`. rdkafka's drop waits for librdkafka's close

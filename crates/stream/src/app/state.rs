@@ -5,6 +5,7 @@
 
 use crate::checkpoint::{checkpoint, Outcome};
 use crate::directory::Directory;
+use crate::emit::Outbox;
 use crate::error::{Result, StreamError};
 use crate::kafka::{flush, partition_count, send_blocking, TrackedProducer};
 use crate::record::Positions;
@@ -24,6 +25,8 @@ use std::time::Duration;
 pub(super) struct WorkerState {
     pub(super) app_id: String,
     pub(super) tables: Vec<Arc<dyn TableRuntime>>,
+    /// Output records the next checkpoint sends with the changelogs.
+    pub(super) outbox: Arc<Outbox>,
     /// Changelog and dead-letter records.
     pub(super) sink: Sink,
     /// Directory adverts when the sink is transactional (else the sink's producer sends them).
@@ -61,6 +64,7 @@ impl WorkerState {
         self.send_repartitioned()?;
         let outcome = checkpoint(
             &self.tables,
+            &self.outbox,
             &self.positions,
             &mut self.sink,
             consumer,
@@ -93,11 +97,12 @@ impl WorkerState {
         if let Some(s) = &self.standby {
             s.resume(&self.owned);
         }
-        // Re-keyed records of the dropped work: whoever processes their sources again
-        // re-keys them again.
+        // Re-keyed records and closed windows of the dropped work: whoever processes their
+        // sources again produces them again.
         for (spec, _) in &self.repartitions {
             drop(spec.outbox.take());
         }
+        drop(self.outbox.take());
         self.positions.clear();
         self.owned.clear();
         self.status.set_assigned(Vec::new());

@@ -1,10 +1,11 @@
 //! The driver's checkpoint and crash: the steps of [`crate::checkpoint`] with the
-//! driver's in-memory topics in place of Kafka, and a restart that keeps only what a
-//! checkpoint completed.
+//! driver's in-memory topics in place of Kafka (output records, such as closed windows, go
+//! with the changelogs), and a restart that keeps only what a checkpoint completed.
 
 use super::TestDriver;
 use crate::error::Result;
 use crate::names::HEADER_SOURCE_OFFSET;
+use crate::table::route::partition_for;
 use crate::table::store::StoreOffsets;
 
 impl TestDriver {
@@ -36,6 +37,16 @@ impl TestDriver {
                 prepared.push((table.clone(), p, source, changes));
             }
         }
+        for e in self.outbox.take() {
+            let n = self.partition_count(&e.topic);
+            self.outputs.send(
+                &e.topic,
+                partition_for(&e.key, n),
+                Some(e.key),
+                Some(e.value),
+                Vec::new(),
+            );
+        }
         self.outputs.flush();
         for (table, p, source, changes) in prepared {
             let changelog = if changes.is_empty() {
@@ -66,6 +77,8 @@ impl TestDriver {
             }
         }
         self.outputs.pending.clear();
+        self.outbox.clear();
+        self.timers.reset();
         self.since_checkpoint = 0;
         self.last_checkpoint_ms = self.clock_ms;
         self.open_tables()?;
@@ -78,6 +91,6 @@ impl TestDriver {
             self.positions.entry(tp.clone()).or_insert(committed);
             self.catch_up(&tp)?;
         }
-        Ok(())
+        self.fire_timers()
     }
 }

@@ -26,6 +26,12 @@
 //! restore of an empty store), or resetting state kept in an agent's own fields (keep state in
 //! tables). Outputs are visible once a checkpoint flushed them, as `read_committed` readers see
 //! them in exactly-once mode.
+//!
+//! Timers ([`crate::timer`]): [`TestDriver::advance_time`] moves wall-clock time and runs the
+//! wall-clock timers that fall due; records piped with a timestamp move their topic's stream
+//! time, and [`TestDriver::advance_stream_time`] moves it without a record; stream-time
+//! timers run after each. Closed windows ([`crate::emit`]) are outputs of their topic, sent
+//! by the checkpoint; a crash loses the unsent ones and the timers' schedules.
 
 mod commit;
 mod record;
@@ -35,12 +41,14 @@ pub use record::{Output, TestRecord};
 use crate::agent::Agent;
 use crate::app::{App, AppConfig};
 use crate::config::KafkaConfig;
+use crate::emit::Outbox;
 use crate::error::{ErrorKind, Result, StreamError};
 use crate::names;
 use crate::record::Record;
 use crate::repartition::RepartitionSpec;
 use crate::table::route::partition_for;
 use crate::table::TableRuntime;
+use crate::timer::{Owned, Timers};
 use record::Outputs;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -70,6 +78,8 @@ pub struct TestDriver {
     routes: HashMap<String, Vec<usize>>,
     tables: Vec<Arc<dyn TableRuntime>>,
     repartitions: Vec<RepartitionSpec>,
+    timers: Timers,
+    outbox: Arc<Outbox>,
     partitions: HashMap<String, i32>,
     topics: HashMap<TopicPartition, Vec<Stored>>,
     /// Next offset to process per source partition.
@@ -111,6 +121,9 @@ impl TestDriver {
             agents,
             tables,
             repartitions,
+            timers,
+            outbox,
+            outputs,
             ..
         } = app;
         let mut routes: HashMap<String, Vec<usize>> = HashMap::new();
@@ -135,12 +148,18 @@ impl TestDriver {
         {
             counts.entry(topic.to_string()).or_insert(1);
         }
+        for (output, source) in &outputs {
+            let n = counts.get(source).copied().unwrap_or(1);
+            counts.entry(output.clone()).or_insert(n);
+        }
         let mut driver = Self {
             config,
             agents,
             routes,
             tables,
             repartitions,
+            timers,
+            outbox,
             partitions: counts,
             topics: HashMap::new(),
             positions: BTreeMap::new(),
@@ -153,6 +172,8 @@ impl TestDriver {
             dead_lettered: 0,
         };
         driver.open_tables()?;
+        // The timers see their partitions from the start (wall-clock schedules begin here).
+        driver.fire_timers()?;
         Ok(driver)
     }
 
@@ -181,12 +202,41 @@ impl TestDriver {
 
     /// Moves the clock on; checkpoints when `commit_interval` has passed since the last one
     /// and records were processed since, as the worker's poll loop does.
+    /// Wall-clock timers that fall due run first.
     pub fn advance_time(&mut self, by: Duration) -> Result<()> {
         self.clock_ms += by.as_millis() as i64;
+        self.fire_timers()?;
         let interval = self.config.commit_interval.as_millis() as i64;
         if self.since_checkpoint > 0 && self.clock_ms - self.last_checkpoint_ms >= interval {
             self.checkpoint()?;
         }
+        Ok(())
+    }
+
+    /// Moves the stream time of `topic` to `to_ms` (if later), as a record with that
+    /// timestamp would, and runs the stream-time timers that fall due.
+    pub fn advance_stream_time(&mut self, topic: &str, to_ms: i64) -> Result<()> {
+        self.timers.observe(topic, to_ms);
+        self.fire_timers()
+    }
+
+    /// The stream time of `topic` as the timers see it (largest event time processed).
+    pub fn stream_time(&self, topic: &str) -> Option<i64> {
+        self.timers.stream_time(topic)
+    }
+
+    /// Runs the timers due on the partitions the driver has positions for.
+    fn fire_timers(&mut self) -> Result<()> {
+        if self.timers.is_empty() {
+            return Ok(());
+        }
+        let owned: Vec<Owned> = self
+            .positions
+            .iter()
+            .filter(|((topic, _), _)| self.timers.on_topic(topic))
+            .map(|((topic, p), o)| (topic.clone(), *p, *o))
+            .collect();
+        self.since_checkpoint += self.timers.fire(self.clock_ms, &owned)?;
         Ok(())
     }
 
@@ -218,6 +268,7 @@ impl TestDriver {
         });
         let offset = log.len() as i64 - 1;
         self.catch_up(&tp)?;
+        self.fire_timers()?;
         Ok(offset)
     }
 
@@ -255,6 +306,7 @@ impl TestDriver {
             return Ok(());
         };
         let stored = &self.topics[&(topic.clone(), *partition)][offset as usize];
+        self.timers.observe(topic, stored.timestamp);
         let record = Record {
             topic,
             partition: *partition,
@@ -395,3 +447,5 @@ impl Drop for TestDriver {
 mod repartition_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timer_tests;
