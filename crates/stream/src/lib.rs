@@ -36,7 +36,7 @@
 //! - `app`: the builder and the worker's runtime (poll loop, rebalances, dead letters).
 //! - `agent`, `record`: record handlers and what they see.
 //! - `table/`: stores, write caches, changelog recovery; `window`: windowed tables.
-//! - `checkpoint`: the single commit procedure (changelog → flush → store → offsets);
+//! - `checkpoint`: the single commit procedure (changelog → flush → group offsets → stores);
 //!   `sink`: its producer, plain or transactional (the processing guarantee); `identity`: the
 //!   transactional and static group member ids a worker keeps in its data dir.
 //! - `config`: librdkafka settings in one place; `fetch`: the poll loop's batched consumption.

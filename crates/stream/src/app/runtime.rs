@@ -46,15 +46,23 @@ impl App {
                 )
             })
             .collect();
-        prepare_topics(
+        let prepared = prepare_topics(
             &self.config.kafka,
             &self.config.app_id,
             &pairs,
             &self.repartitions,
             &self.outputs,
             self.directory.is_some(),
-        )
-        .await?;
+        );
+        // Creating topics can wait out a broker's CreateTopics timeout (15 s); a stop asked
+        // meanwhile ends the worker at once (nothing was processed, nothing to checkpoint).
+        tokio::select! {
+            r = prepared => r?,
+            _ = shutdown.wait() => {
+                tracing::info!("stopped while preparing its topics, before processing anything");
+                return Ok(());
+            }
+        }
         let repartition_counts = tokio::task::block_in_place(|| {
             crate::repartition::check_partitions(&self.config.kafka, &self.repartitions)
         })?;
