@@ -15,7 +15,7 @@ mod common;
 
 use common::*;
 use cta_stream::stream::Shutdown;
-use cta_stream::transit::simulation::{self, SimConfig};
+use cta_stream::transit::simulation::{self, SimConfig, SimReport};
 use cta_stream::transit::stations::Dataset;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -41,6 +41,65 @@ fn stale_banner(html: &str) -> Option<String> {
     Some(unescape_html(&rest[tag_end + 1..text_end]))
 }
 
+/// The simulation producing through an outage, with a small producer queue, so the outage
+/// fills it and blocks the simulation (back-pressure) instead of growing without bound.
+struct OutageSim {
+    stop: Shutdown,
+    _guard: StopOnDrop,
+    task: tokio::task::JoinHandle<cta_stream::stream::Result<SimReport>>,
+}
+
+impl OutageSim {
+    fn start(env: &TestEnv, seed: u64) -> Self {
+        let mut kafka = env.kafka.clone();
+        kafka
+            .extra
+            .push(("queue.buffering.max.messages".into(), "2000".into()));
+        let stop = Shutdown::new();
+        let config = SimConfig {
+            time_step: Duration::from_secs(60),
+            sleep: Duration::from_millis(100),
+            steps: None,
+            seed,
+            trains_per_line: 4,
+            partitions: 4,
+            start_ms: START_MS,
+            publish_stations: true,
+        };
+        let (registry, s) = (env.registry.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            simulation::run(Dataset::builtin(), config, &kafka, &registry, s).await
+        });
+        Self {
+            _guard: StopOnDrop(stop.clone()),
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the simulation and returns what it reports it produced.
+    async fn finish(self) -> SimReport {
+        self.stop.trigger();
+        self.task
+            .await
+            .unwrap()
+            .expect("simulation keeps its records through the outage")
+    }
+}
+
+/// Whether a plain TCP connection to `addr` succeeds within `within` (the embedded broker
+/// listening again after `broker_up`), independently of any Kafka client's reconnect backoff.
+async fn accepts_connections(addr: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 async fn get_text(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -59,30 +118,7 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
     let worker = spawn_worker(&env, dir.path(), &app_id).await;
     let base = worker.base.clone();
 
-    // The simulation with a small producer queue, so the outage fills it and blocks the
-    // simulation (back-pressure) instead of growing without bound.
-    let mut sim_kafka = env.kafka.clone();
-    sim_kafka
-        .extra
-        .push(("queue.buffering.max.messages".into(), "2000".into()));
-    let sim_stop = Shutdown::new();
-    let _sim_guard = StopOnDrop(sim_stop.clone());
-    let config = SimConfig {
-        time_step: Duration::from_secs(60),
-        sleep: Duration::from_millis(100),
-        steps: None,
-        seed: 30,
-        trains_per_line: 4,
-        partitions: 4,
-        start_ms: START_MS,
-        publish_stations: true,
-    };
-    let sim = {
-        let (registry, stop) = (env.registry.clone(), sim_stop.clone());
-        tokio::spawn(async move {
-            simulation::run(Dataset::builtin(), config, &sim_kafka, &registry, stop).await
-        })
-    };
+    let sim = OutageSim::start(&env, 30);
 
     // Records flow and are counted before the outage.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -149,6 +185,7 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
         "broker up after {:?}; stale in {stale_samples} answers",
         down.elapsed()
     );
+    let listening = accepts_connections(broker.bootstrap_servers(), Duration::from_secs(10)).await;
 
     // The marker clears once the brokers answer again.
     loop {
@@ -161,8 +198,9 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
         }
         assert!(
             up.elapsed() < Duration::from_secs(30),
-            "still stale {:?} after the brokers returned: {}",
+            "still stale {:?} after the brokers returned (broker accepted a connection within 10 s of coming up: {listening}; worker ended: {}): {}",
             up.elapsed(),
+            worker.has_ended(),
             st["worker"]
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -179,11 +217,7 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
         assert!(Instant::now() < deadline, "no progress after the outage");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    sim_stop.trigger();
-    let report = sim
-        .await
-        .unwrap()
-        .expect("simulation keeps its records through the outage");
+    let report = sim.finish().await;
 
     // No loss and no duplicates: the topic read back independently holds exactly what the
     // simulation says it produced, and the worker's counts equal both.
@@ -256,28 +290,7 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
     create_all_topics(&env, &app_id);
     let dir = tempfile::tempdir().unwrap();
 
-    let mut sim_kafka = env.kafka.clone();
-    sim_kafka
-        .extra
-        .push(("queue.buffering.max.messages".into(), "2000".into()));
-    let sim_stop = Shutdown::new();
-    let _sim_guard = StopOnDrop(sim_stop.clone());
-    let config = SimConfig {
-        time_step: Duration::from_secs(60),
-        sleep: Duration::from_millis(100),
-        steps: None,
-        seed: 90,
-        trains_per_line: 4,
-        partitions: 4,
-        start_ms: START_MS,
-        publish_stations: true,
-    };
-    let sim = {
-        let (registry, stop) = (env.registry.clone(), sim_stop.clone());
-        tokio::spawn(async move {
-            simulation::run(Dataset::builtin(), config, &sim_kafka, &registry, stop).await
-        })
-    };
+    let sim = OutageSim::start(&env, 90);
 
     // A 5 s checkpoint interval: at any moment records are consumed and not checkpointed.
     let addr = free_addr();
@@ -361,11 +374,7 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    sim_stop.trigger();
-    let report = sim
-        .await
-        .unwrap()
-        .expect("simulation keeps its records through the outage");
+    let report = sim.finish().await;
     let on_topic = count_turnstile(&env).await;
     let produced: BTreeMap<i32, i64> = report
         .turnstile_per_station

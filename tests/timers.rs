@@ -9,10 +9,9 @@
 
 mod common;
 
+use common::stepped::SteppedSim;
 use common::*;
 use cta_stream::transit::models::topics;
-use cta_stream::transit::simulation::{SimConfig, SimProducer, SimReport, Simulation};
-use cta_stream::transit::stations::Dataset;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -28,9 +27,7 @@ fn fresh_app(env: &TestEnv, tag: &str) -> String {
 /// The simulation, stepped by the test, which can hold back one train's arrivals; it keeps
 /// what it produced: each train's latest arrival time and the latest event time of all.
 struct Stepper {
-    sim: Simulation,
-    producer: SimProducer,
-    report: SimReport,
+    inner: SteppedSim,
     silenced: Option<String>,
     last_seen: BTreeMap<String, i64>,
     stream_time: i64,
@@ -40,19 +37,8 @@ struct Stepper {
 
 impl Stepper {
     async fn new(env: &TestEnv, start_ms: i64) -> Self {
-        let config = SimConfig {
-            seed: 5,
-            sleep: Duration::ZERO,
-            start_ms,
-            ..SimConfig::default()
-        };
-        let sim = Simulation::new(Dataset::builtin(), &config);
-        let producer = SimProducer::new(&env.kafka, &env.registry).unwrap();
-        producer.publish_stations(sim.dataset()).await.unwrap();
         Self {
-            sim,
-            producer,
-            report: SimReport::default(),
+            inner: SteppedSim::new(env, 5, start_ms).await,
             silenced: None,
             last_seen: BTreeMap::new(),
             stream_time: i64::MIN,
@@ -61,24 +47,26 @@ impl Stepper {
     }
 
     async fn steps(&mut self, n: usize) {
-        for _ in 0..n {
-            let mut out = self.sim.step();
-            if let Some(s) = &self.silenced {
-                out.arrivals.retain(|a| &a.train_id != s);
-            }
-            self.last_step.clear();
-            for a in &out.arrivals {
-                self.last_seen.insert(a.train_id.clone(), out.time_ms);
-                self.stream_time = self.stream_time.max(out.time_ms);
-                self.last_step
-                    .push((a.train_id.clone(), a.train_status.clone()));
-            }
-            self.producer
-                .produce_step(&out, &mut self.report)
-                .await
-                .unwrap();
-        }
-        self.producer.flush().unwrap();
+        let Self {
+            inner,
+            silenced,
+            last_seen,
+            stream_time,
+            last_step,
+        } = self;
+        inner
+            .steps_with(n, |out| {
+                if let Some(s) = silenced.as_ref() {
+                    out.arrivals.retain(|a| &a.train_id != s);
+                }
+                last_step.clear();
+                for a in &out.arrivals {
+                    last_seen.insert(a.train_id.clone(), out.time_ms);
+                    *stream_time = (*stream_time).max(out.time_ms);
+                    last_step.push((a.train_id.clone(), a.train_status.clone()));
+                }
+            })
+            .await;
     }
 
     /// Trains 15 simulated minutes or more behind the latest arrival produced.

@@ -6,10 +6,9 @@
 
 mod common;
 
+use common::stepped::SteppedSim;
 use common::*;
 use cta_stream::transit::models::train_status;
-use cta_stream::transit::simulation::{SimConfig, SimProducer, SimReport, Simulation};
-use cta_stream::transit::stations::Dataset;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -18,46 +17,23 @@ use std::time::{Duration, Instant};
 type Occupied = BTreeSet<(String, i32, String, String)>;
 
 /// The simulation stepped by the test, so it can ask where the trains are between steps.
-struct Stepper {
-    sim: Simulation,
-    producer: SimProducer,
-    report: SimReport,
-}
+struct Stepper(SteppedSim);
 
 impl Stepper {
     async fn new(env: &TestEnv, seed: u64) -> Self {
-        let config = SimConfig {
-            seed,
-            sleep: Duration::ZERO,
-            // 2026-11-30 06:00 Chicago, fixed for a reproducible run.
-            start_ms: 1_796_040_000_000,
-            ..SimConfig::default()
-        };
-        let sim = Simulation::new(Dataset::builtin(), &config);
-        let producer = SimProducer::new(&env.kafka, &env.registry).unwrap();
-        producer.publish_stations(sim.dataset()).await.unwrap();
-        Self {
-            sim,
-            producer,
-            report: SimReport::default(),
-        }
+        // 2026-11-30 06:00 Chicago, fixed for a reproducible run.
+        Self(SteppedSim::new(env, seed, 1_796_040_000_000).await)
     }
 
     /// Runs `n` steps and waits until every record is acknowledged.
     async fn steps(&mut self, n: usize) {
-        for _ in 0..n {
-            let out = self.sim.step();
-            self.producer
-                .produce_step(&out, &mut self.report)
-                .await
-                .unwrap();
-        }
-        self.producer.flush().unwrap();
+        self.0.steps_with(n, |_| {}).await;
     }
 
     /// Where the simulation says the trains in service stand.
     fn truth(&self) -> Occupied {
-        self.sim
+        self.0
+            .sim
             .train_positions()
             .into_iter()
             .filter(|p| p.status != train_status::OUT_OF_SERVICE)

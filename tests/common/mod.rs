@@ -5,6 +5,7 @@
 
 pub mod kills;
 pub mod noida;
+pub mod stepped;
 
 use apache_avro::types::Value;
 use cta_stream::platform::Platform;
@@ -446,6 +447,12 @@ pub struct RunningWorker {
 }
 
 impl RunningWorker {
+    /// Whether the worker has ended (stopped or failed) on its own.
+    #[allow(dead_code)]
+    pub fn has_ended(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.trigger();
         if let Some(t) = self.task.take() {
