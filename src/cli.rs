@@ -336,7 +336,8 @@ pub fn init_tracing() {
         .try_init();
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+/// A duration flag: whole seconds (`5`) or with a unit (`300ms`, `5s`, `5m`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(std::time::Duration::from_secs(secs));
     }

@@ -240,6 +240,11 @@ struct ThroughputArgs {
     /// worker phase only.
     #[arg(long)]
     perf_control_fifo: Option<PathBuf>,
+    /// The worker's checkpoint interval, e.g. 100ms (default: the worker's own, as `worker
+    /// --commit-interval` defaults); after catching up, the worker is durable at its next
+    /// checkpoint.
+    #[arg(long, value_parser = cta_stream::cli::parse_duration)]
+    commit_interval: Option<Duration>,
 }
 
 #[tokio::main]
@@ -258,6 +263,7 @@ async fn main() -> anyhow::Result<()> {
                 keep_data: a.keep_data,
                 timeout: Duration::from_secs(a.timeout_secs),
                 perf_control: a.perf_control_fifo.clone(),
+                commit_interval: a.commit_interval,
             };
             let report = throughput::run(&a.broker.choice(), &opts)
                 .await
