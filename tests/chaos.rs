@@ -94,7 +94,9 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
     let sources = cta_stream::transit::simulation::topic_specs(PARTITIONS);
     if env.platform.is_some() {
         let mut names: Vec<String> = sources.into_iter().map(|t| t.name).collect();
-        names.extend(cta_stream::transit::changelog_topics(&app_id));
+        // Changelogs, the hourly output topic: every topic the workers write (the mock has no
+        // CreateTopics; a missing one costs each start its 15 s timeout).
+        names.extend(cta_stream::transit::worker_topics(&app_id));
         env.create_topics(&names, PARTITIONS);
         env.create_topics(&[cta_stream::stream::names::directory_topic(&app_id)], 1);
     } else {

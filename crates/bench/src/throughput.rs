@@ -90,7 +90,8 @@ pub struct WorkerResult {
     pub caught_up_secs: f64,
     /// Start → the checkpoint covering all N is stored.
     pub durable_secs: f64,
-    /// The worker's checkpoint interval.
+    /// The worker's checkpoint interval: after catching up, it is durable at its next
+    /// checkpoint, at most this much later.
     pub commit_interval_ms: u64,
     /// N / durable_secs: the headline figure.
     pub records_per_sec: f64,
@@ -130,9 +131,6 @@ pub struct ThroughputReport {
     pub ratio_batch: f64,
     /// Worker start→durable ÷ raw batch consumer created→last (the stronger baseline).
     pub ratio_start_to_durable: f64,
-    /// The worker's checkpoint interval in this run: what it waits after catching up before
-    /// it is durable, at most.
-    pub commit_interval_ms: u64,
     pub expected_checksum: u64,
     pub table_checksum: u64,
 }
@@ -240,7 +238,6 @@ async fn run_on(
             raw_batch.records_per_sec_from_first,
         ),
         ratio_start_to_durable: quotient(worker.records_per_sec, raw_batch.records_per_sec),
-        commit_interval_ms: worker.commit_interval_ms,
         produce: produced,
         raw,
         raw_batch,
@@ -548,7 +545,7 @@ impl fmt::Display for ThroughputReport {
         writeln!(
             f,
             "ratio worker/raw: {:.2} first record → last; worker/raw batches: {:.2} ({:.2} start→durable ÷ created → last; checkpoint interval {} ms)",
-            self.ratio, self.ratio_batch, self.ratio_start_to_durable, self.commit_interval_ms
+            self.ratio, self.ratio_batch, self.ratio_start_to_durable, self.worker.commit_interval_ms
         )?;
         if self.embedded {
             writeln!(f, "note: the broker runs in this process; CPU and RSS include it. Use --brokers/--schema-registry-url (e.g. `cta platform` in another process) for the worker alone.")?;
