@@ -21,6 +21,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a stopping worker waits for its "owns nothing" advert to be delivered.
+const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Everything the poll loop and the rebalance callbacks share.
 pub(super) struct WorkerState {
     pub(super) app_id: String,
@@ -137,14 +140,19 @@ impl WorkerState {
         self.adverts.as_ref().unwrap_or(self.sink.tracker())
     }
 
-    /// Tells the other workers this one owns nothing any more (graceful stop).
-    pub(super) fn withdraw(&mut self) -> Result<()> {
+    /// Tells the other workers this one owns nothing any more (graceful stop). Best effort,
+    /// within [`WITHDRAW_TIMEOUT`]: the advert only routes queries, and the partitions' next
+    /// owners advertise them anyway; a stop must not fail or outlast its deadline over it.
+    pub(super) fn withdraw(&mut self) {
         if let Some(d) = &self.directory {
             let producer = self.advert_producer();
-            d.publish(producer, &self.app_id, Vec::new())?;
-            flush(producer, Duration::from_secs(10))?;
+            let sent = d
+                .publish(producer, &self.app_id, Vec::new())
+                .and_then(|()| flush(producer, WITHDRAW_TIMEOUT));
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "could not tell the other workers this one stops; they learn it from the group's next assignment");
+            }
         }
-        Ok(())
     }
 
     /// Partition count of a source topic, asked of the cluster once.
