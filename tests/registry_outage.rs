@@ -43,13 +43,8 @@ async fn worker_waits_for_the_registry_and_loses_nothing() {
         registry: RegistryConfig::new(format!("http://{reg_addr}")),
     };
     let app_id = format!("outage-{}", std::process::id());
-    let mut names: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    names.extend(cta_stream::transit::changelog_topics(&app_id));
-    for n in &names {
-        broker.create_topic(n, 4).unwrap();
+    for n in cta_topics(&app_id, 4) {
+        broker.create_topic(&n, 4).unwrap();
     }
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -102,13 +97,8 @@ async fn simulation_waits_for_the_registry_while_a_worker_with_cached_schemas_co
         registry: RegistryConfig::new(format!("http://{reg_addr}")),
     };
     let app_id = format!("sim-outage-{}", std::process::id());
-    let mut names: Vec<String> = simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    names.extend(cta_stream::transit::changelog_topics(&app_id));
-    for n in &names {
-        broker.create_topic(n, 4).unwrap();
+    for n in cta_topics(&app_id, 4) {
+        broker.create_topic(&n, 4).unwrap();
     }
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);

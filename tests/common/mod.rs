@@ -526,12 +526,18 @@ pub fn create_all_topics(env: &TestEnv, app_id: &str) {
 /// [`create_all_topics`] with `partitions` each (the worker's changelog, repartition and
 /// output topics too).
 pub fn create_all_topics_with(env: &TestEnv, app_id: &str, partitions: i32) {
+    env.create_topics(&cta_topics(app_id, partitions), partitions);
+}
+
+/// Every topic of a CTA pipeline of `app_id`: the simulation's and every topic the worker
+/// writes (the mock has no CreateTopics; a missing one costs each worker start 15 s).
+pub fn cta_topics(app_id: &str, partitions: i32) -> Vec<String> {
     let mut topics: Vec<String> = cta_stream::transit::simulation::topic_specs(partitions)
         .into_iter()
         .map(|t| t.name)
         .collect();
     topics.extend(cta_stream::transit::worker_topics(app_id));
-    env.create_topics(&topics, partitions);
+    topics
 }
 
 /// Sends one record with a plain producer (as another system would) and waits for delivery.
