@@ -87,6 +87,13 @@ impl OutageSim {
     }
 }
 
+/// The two outages run one after the other, never together: with two embedded (mock)
+/// clusters in one process taking their brokers down at the same moment, clients of one were
+/// left on connections neither served (requests unanswered until `request.timeout.ms`, so the
+/// page stayed stale 30 s after its broker returned: 3 of 11 parallel runs on 2026-12-02,
+/// never when the tests ran alone).
+static ONE_OUTAGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Whether a plain TCP connection to `addr` succeeds within `within` (the embedded broker
 /// listening again after `broker_up`), independently of any Kafka client's reconnect backoff.
 async fn accepts_connections(addr: &str, within: Duration) -> bool {
@@ -111,6 +118,7 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
         eprintln!("skipped: takes the embedded broker down, and CTA_TEST_BROKERS points elsewhere");
         return;
     }
+    let _one = ONE_OUTAGE_AT_A_TIME.lock().await;
     let env = env().await;
     let app_id = format!("outage-{}", std::process::id());
     create_all_topics(&env, &app_id);
@@ -180,24 +188,12 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
     }
     assert!(samples >= 20, "sampled the outage {samples} times");
     broker.broker_up(1).unwrap();
-    let mut up = Instant::now();
+    let up = Instant::now();
     eprintln!(
         "broker up after {:?}; stale in {stale_samples} answers",
         down.elapsed()
     );
-    let mut listening =
-        accepts_connections(broker.bootstrap_servers(), Duration::from_secs(10)).await;
-    if !listening {
-        // Not the worker's doing: the embedded (librdkafka mock) broker itself refuses plain
-        // TCP connections. Taken down and up again so the test still checks the worker.
-        eprintln!(
-            "the embedded broker accepts no connection 10 s after broker_up; down and up again"
-        );
-        broker.broker_down(1).unwrap();
-        broker.broker_up(1).unwrap();
-        up = Instant::now();
-        listening = accepts_connections(broker.bootstrap_servers(), Duration::from_secs(10)).await;
-    }
+    let listening = accepts_connections(broker.bootstrap_servers(), Duration::from_secs(10)).await;
 
     // The marker clears once the brokers answer again.
     loop {
@@ -297,6 +293,7 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
         eprintln!("skipped: takes the embedded broker down, and CTA_TEST_BROKERS points elsewhere");
         return;
     }
+    let _one = ONE_OUTAGE_AT_A_TIME.lock().await;
     let env = env().await;
     let app_id = format!("long-outage-{}", std::process::id());
     create_all_topics(&env, &app_id);
