@@ -93,19 +93,14 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
     let app_id = format!("chaos-{}", std::process::id());
     let sources = cta_stream::transit::simulation::topic_specs(PARTITIONS);
     if env.platform.is_some() {
-        let mut names: Vec<String> = sources.into_iter().map(|t| t.name).collect();
-        // Changelogs, the hourly output topic: every topic the workers write (the mock has no
-        // CreateTopics; a missing one costs each start its 15 s timeout).
-        names.extend(cta_stream::transit::worker_topics(&app_id));
-        env.create_topics(&names, PARTITIONS);
+        // The mock has no CreateTopics: every topic of the pipeline is made here.
+        env.create_topics(&cta_topics(&app_id, PARTITIONS), PARTITIONS);
         env.create_topics(&[cta_stream::stream::names::directory_topic(&app_id)], 1);
     } else {
-        // The workers create their changelogs and directory like the source topics'; the
-        // hourly output topic, named like a source topic, is the host's to create.
+        // The workers create their changelogs, output topic and directory like the sources.
         cta_stream::stream::kafka::ensure_topics(&env.kafka, &sources)
             .await
             .unwrap();
-        env.create_topics(&cta_stream::transit::output_topics(), PARTITIONS);
     }
 
     let done = Arc::new(AtomicBool::new(false));

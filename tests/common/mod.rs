@@ -448,7 +448,6 @@ pub struct RunningWorker {
 
 impl RunningWorker {
     /// Whether the worker has ended (stopped or failed) on its own.
-    #[allow(dead_code)]
     pub fn has_ended(&self) -> bool {
         self.task.as_ref().is_none_or(|t| t.is_finished())
     }
