@@ -882,7 +882,7 @@ async fn registry_tls_trusts_the_given_ca_file() {
     let url = format!("https://{addr}");
 
     let mut registry = cta_stream::stream::RegistryConfig::new(url.clone());
-    let err = cta_stream::cli::check_registry(&registry)
+    let err = cta_stream::endpoints::check_registry(&registry)
         .await
         .unwrap_err()
         .to_string();
@@ -894,7 +894,9 @@ async fn registry_tls_trusts_the_given_ca_file() {
     );
     assert!(err.contains("certificate"), "{err}");
     registry.ca_file = Some(d.join("ca.pem"));
-    cta_stream::cli::check_registry(&registry).await.unwrap();
+    cta_stream::endpoints::check_registry(&registry)
+        .await
+        .unwrap();
     // The encoder's client is built the same way.
     registry.settings().unwrap();
 }

@@ -1,10 +1,13 @@
 //! `cta`: the whole demo in one process (default), the embedded platform on its own, or the
 //! generated `load_stations.sql`. Exits 2 on configuration errors, 1 on other failures.
 
+#[allow(dead_code, unused_imports)] // the flags of all three binaries; each uses its own
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use cta_stream::cli::{check_kafka_client, init_tracing};
-use cta_stream::cli::{KafkaPropertyArgs, SimArgs, WorkerArgs};
+use cli::{KafkaPropertyArgs, SimArgs, WorkerArgs};
+use cta_stream::endpoints::check_kafka_client;
 use cta_stream::runner::{host_platform, run_demo, DemoOptions};
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::stations::Dataset;
@@ -71,8 +74,8 @@ struct DemoArgs {
 async fn main() -> ExitCode {
     cta_stream::stream::memory::limit_malloc_arenas();
     let cli = Cli::parse();
-    init_tracing();
-    cta_stream::cli::report(run(cli).await)
+    cta_stream::logging::init();
+    cli::report(run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -120,7 +123,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         worker.data_dir = std::env::temp_dir().join(format!("cta-demo-{}", std::process::id()));
     }
     let data_dir = worker.data_dir.clone();
-    let kafka_properties = args.properties.resolve()?;
+    let kafka_properties = args.properties.client_properties().resolve()?;
     let mut probe = cta_stream::stream::KafkaConfig::new("127.0.0.1:9");
     probe.extra = kafka_properties.clone();
     check_kafka_client(&probe)?;

@@ -2,9 +2,12 @@
 //! rows to Kafka (Avro, Confluent wire format); optionally with Kafka Connect, Postgres or the
 //! REST Proxy for parts of it. Exits 2 on configuration errors, 1 on other failures.
 
+#[allow(dead_code, unused_imports)] // the flags of all three binaries; each uses its own
+mod cli;
+
 use anyhow::Context;
 use clap::Parser;
-use cta_stream::cli::{init_tracing, ConnectArgs, SimArgs, SimIntegrationArgs};
+use cli::{EndpointArgs, SimArgs, SimIntegrationArgs};
 use cta_stream::runner::run_simulation;
 use cta_stream::stream::Shutdown;
 use std::process::ExitCode;
@@ -16,7 +19,7 @@ use std::process::ExitCode;
 )]
 struct Cli {
     #[command(flatten)]
-    connect: ConnectArgs,
+    endpoints: EndpointArgs,
     #[command(flatten)]
     sim: SimArgs,
     #[command(flatten)]
@@ -26,12 +29,12 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
-    cta_stream::cli::report(run(cli).await)
+    cta_stream::logging::init();
+    cli::report(run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (kafka, registry) = cli.connect.connect().await?;
+    let (kafka, registry) = cli.endpoints.endpoints().connect().await?;
     let config = cli.sim.config()?;
     let dataset = cli.sim.dataset()?;
     let shutdown = Shutdown::new();

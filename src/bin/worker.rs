@@ -3,9 +3,12 @@
 //! "<ksqlDB statement>"` its ksqlDB-compatible endpoint. Exits 2 on
 //! configuration errors, 1 on other failures.
 
+#[allow(dead_code, unused_imports)] // the flags of all three binaries; each uses its own
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use cta_stream::cli::{init_tracing, ConnectArgs, WorkerArgs, WorkerIntegrationArgs};
+use cli::{EndpointArgs, WorkerArgs, WorkerIntegrationArgs};
 use cta_stream::runner::run_worker_with;
 use cta_stream::stream::Shutdown;
 use std::process::ExitCode;
@@ -17,7 +20,7 @@ use std::process::ExitCode;
 )]
 struct Cli {
     #[command(flatten)]
-    connect: ConnectArgs,
+    endpoints: EndpointArgs,
     #[command(flatten)]
     worker: WorkerArgs,
     #[command(flatten)]
@@ -66,8 +69,8 @@ enum QueryTable {
 async fn main() -> ExitCode {
     cta_stream::stream::memory::limit_malloc_arenas();
     let cli = Cli::parse();
-    init_tracing();
-    cta_stream::cli::report(run(cli).await)
+    cta_stream::logging::init();
+    cli::report(run(cli).await)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -91,7 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            let (kafka, registry) = cli.connect.connect().await?;
+            let (kafka, registry) = cli.endpoints.endpoints().connect().await?;
             if cli.worker.reset_state {
                 cta_stream::runner::reset_state(&cli.worker.data_dir, &cli.worker.app_id)?;
             }

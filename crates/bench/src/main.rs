@@ -3,7 +3,6 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use cta_stream::cli::init_tracing;
 use cta_stream::stream::{KafkaConfig, RegistryConfig};
 use cta_stream_bench::env::BrokerChoice;
 use cta_stream_bench::flush::{self, FlushOptions};
@@ -240,10 +239,10 @@ struct ThroughputArgs {
     /// worker phase only.
     #[arg(long)]
     perf_control_fifo: Option<PathBuf>,
-    /// The worker's checkpoint interval, e.g. 100ms (default: the worker's own, as `worker
+    /// The worker's checkpoint interval with its unit, e.g. 100ms (default: the worker's own, as `worker
     /// --commit-interval` defaults); after catching up, the worker is durable at its next
     /// checkpoint.
-    #[arg(long, value_parser = cta_stream::cli::parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     commit_interval: Option<Duration>,
 }
 
@@ -252,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
     // As the worker binaries do: the measured worker runs with the same allocator settings.
     cta_stream::stream::memory::limit_malloc_arenas();
     let cli = Cli::parse();
-    init_tracing();
+    cta_stream::logging::init();
     match cli.command {
         Command::Throughput(a) => {
             let opts = ThroughputOptions {
