@@ -233,6 +233,7 @@ impl Endpoints {
         kafka.extra = self.properties.resolve()?;
         if embedded {
             kafka.prefer_consumer_group_protocol();
+            kafka.short_fetch_wait();
             kafka.topics_created_on_first_use();
         }
         let mut registry = RegistryConfig::new(url);

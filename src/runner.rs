@@ -267,6 +267,7 @@ pub async fn run_demo(opts: DemoOptions, shutdown: Shutdown) -> Result<(), RunEr
     let mut kafka = KafkaConfig::new(addrs.brokers.clone());
     kafka.extra = opts.kafka_properties.clone();
     kafka.prefer_consumer_group_protocol();
+    kafka.short_fetch_wait();
     kafka.topics_created_on_first_use();
     let registry = RegistryConfig::new(addrs.schema_registry_url.clone());
 

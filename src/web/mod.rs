@@ -31,6 +31,8 @@ pub struct WebState {
     pub metrics: Arc<Metrics>,
     /// The other workers of the app, for queries on partitions this one does not own.
     pub directory: Option<Directory>,
+    /// The live page's content, built once for all its clients.
+    pub live: Arc<events::LiveFeed>,
 }
 
 impl WebState {
@@ -41,6 +43,7 @@ impl WebState {
             status,
             metrics,
             directory: None,
+            live: Arc::default(),
         }
     }
 

@@ -92,6 +92,7 @@ impl Demo {
         let mut kafka = KafkaConfig::new(self.cluster.bootstrap_servers());
         kafka.topics_created_on_first_use();
         kafka.prefer_consumer_group_protocol();
+        kafka.short_fetch_wait();
         let dir = std::env::temp_dir().join(format!(
             "cta-stream-demo-{app_id}-{}-{:08x}",
             std::process::id(),
