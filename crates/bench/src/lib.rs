@@ -10,6 +10,8 @@
 //! - [`simspeed`]: records per second the simulation produces with no sleep;
 //! - [`http`]: requests per second and latency of the JSON API and the page under a bounded
 //!   loopback load;
+//! - [`latency`]: produce → visible latency of a turnstile entry in the JSON API and the live
+//!   page's event stream, under a steady background load;
 //! - [`flush`]: latency of the checkpoint's producer flush in isolation;
 //! - [`memory`]: the worker's resident memory over a long run (10M records in rounds);
 //! - [`fixtures`]: in-memory inputs for the criterion benches (a full status, sample records).
@@ -29,6 +31,7 @@ pub mod env;
 pub mod fixtures;
 pub mod flush;
 pub mod http;
+pub mod latency;
 pub mod measure;
 pub mod memory;
 pub mod recovery;

@@ -7,6 +7,7 @@ use cta_stream::stream::{KafkaConfig, RegistryConfig};
 use cta_stream_bench::env::BrokerChoice;
 use cta_stream_bench::flush::{self, FlushOptions};
 use cta_stream_bench::http::{self, HttpOptions};
+use cta_stream_bench::latency::{self, LatencyOptions};
 use cta_stream_bench::memory::{self, MemoryOptions};
 use cta_stream_bench::recovery::{self, Build, RecoveryOptions};
 use cta_stream_bench::simspeed::{self, SimSpeedOptions, WEEKDAY_MIDNIGHT_MS};
@@ -34,10 +35,29 @@ enum Command {
     Simulation(SimulationArgs),
     /// Requests per second and latency of the JSON API and the page on loopback.
     Http(HttpArgs),
+    /// Produce → visible latency of a turnstile entry (JSON API, live page) under a steady load.
+    Latency(LatencyArgs),
     /// Latency of the checkpoint's producer flush for a few batch sizes.
     Flush(FlushArgs),
     /// The worker's resident memory over a long run (records produced in rounds).
     Memory(MemoryArgs),
+}
+
+#[derive(Args)]
+struct LatencyArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Background turnstile records per second, one run each, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000u64, 10_000, 100_000])]
+    rates: Vec<u64>,
+    /// Seconds each rate runs.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    duration_secs: u64,
+    /// Probe entries per second (each waits until the previous one is visible).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    probes_per_sec: u32,
 }
 
 #[derive(Args)]
@@ -325,6 +345,19 @@ async fn main() -> anyhow::Result<()> {
             let report = memory::run(&a.broker.choice(), &opts)
                 .await
                 .context("memory benchmark failed")?;
+            print_report(&report, a.common.json)
+        }
+        Command::Latency(a) => {
+            let opts = LatencyOptions {
+                rates: a.rates.clone(),
+                duration: Duration::from_secs(a.duration_secs),
+                probes_per_sec: a.probes_per_sec,
+                work_dir: a.common.work_dir(),
+                timeout: a.common.timeout(),
+            };
+            let report = latency::run(&a.broker.choice(), &opts)
+                .await
+                .context("latency benchmark failed")?;
             print_report(&report, a.common.json)
         }
         Command::Http(a) => {

@@ -31,14 +31,17 @@ pub struct Produced {
 }
 
 /// Encoded key and value of one dataset row.
-struct Encoded {
-    station_id: i32,
-    key: Vec<u8>,
-    value: Vec<u8>,
+pub(crate) struct Encoded {
+    pub station_id: i32,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
 }
 
 /// Encodes one entry per dataset row (the same bytes the simulation sends for that station).
-async fn encode_rows(registry: &RegistryConfig, dataset: &Dataset) -> Result<Vec<Encoded>> {
+pub(crate) async fn encode_rows(
+    registry: &RegistryConfig,
+    dataset: &Dataset,
+) -> Result<Vec<Encoded>> {
     let encoder = AvroEncoder::new(registry)?;
     let key_schema = SubjectSchema::new(topics::TURNSTILE, true, schemas::TURNSTILE_KEY)?;
     let value_schema = SubjectSchema::new(topics::TURNSTILE, false, schemas::TURNSTILE_VALUE)?;
