@@ -27,16 +27,7 @@ fn sim_config(seed: u64, steps: u64) -> SimConfig {
 
 async fn setup(app_ids: &[&str]) -> TestEnv {
     let env = env().await;
-    let mut topics: Vec<String> = simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    for a in app_ids {
-        topics.extend(cta_stream::transit::changelog_topics(a));
-    }
-    topics.sort();
-    topics.dedup();
-    env.create_topics(&topics, 4);
+    env.create_topics(&common::cta_topics_of(app_ids, 4), 4);
     env
 }
 

@@ -28,16 +28,7 @@ async fn simulated(
     steps: u64,
 ) -> (TestEnv, BTreeMap<i32, i64>, BTreeMap<(i32, i64), i64>) {
     let env = env().await;
-    let mut topics: Vec<String> = simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    for a in app_ids {
-        topics.extend(cta_stream::transit::changelog_topics(a));
-    }
-    topics.sort();
-    topics.dedup();
-    env.create_topics(&topics, 4);
+    env.create_topics(&common::cta_topics_of(app_ids, 4), 4);
     simulation::run(
         Dataset::builtin(),
         sim_config_at(7, steps, START_MS),

@@ -255,12 +255,7 @@ async fn stations_round_trip_through_postgres() {
     let sql = root.join("load_stations.sql");
     let env = env().await;
     let app_id = "cta-pg-test";
-    let mut topics: Vec<String> = cta_stream::transit::simulation::topic_specs(4)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    topics.extend(cta_stream::transit::changelog_topics(app_id));
-    env.create_topics(&topics, 4);
+    env.create_topics(&common::cta_topics(app_id, 4), 4);
 
     // 1. A malformed row: nothing is published, the row is named, exit non-zero.
     let text = std::fs::read_to_string(&sql).unwrap();

@@ -531,11 +531,20 @@ pub fn create_all_topics_with(env: &TestEnv, app_id: &str, partitions: i32) {
 /// Every topic of a CTA pipeline of `app_id`: the simulation's and every topic the worker
 /// writes (the mock has no CreateTopics; a missing one costs each worker start 15 s).
 pub fn cta_topics(app_id: &str, partitions: i32) -> Vec<String> {
+    cta_topics_of(&[app_id], partitions)
+}
+
+/// [`cta_topics`] of several apps sharing one broker, each topic once.
+pub fn cta_topics_of(app_ids: &[&str], partitions: i32) -> Vec<String> {
     let mut topics: Vec<String> = cta_stream::transit::simulation::topic_specs(partitions)
         .into_iter()
         .map(|t| t.name)
         .collect();
-    topics.extend(cta_stream::transit::worker_topics(app_id));
+    for a in app_ids {
+        topics.extend(cta_stream::transit::worker_topics(a));
+    }
+    topics.sort();
+    topics.dedup();
     topics
 }
 

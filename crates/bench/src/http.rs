@@ -9,14 +9,12 @@
 //! whole response. Optionally also `wrk` (Debian package `wrk`) with the same connections and
 //! duration, as an outside cross-check.
 
-use crate::env::{unique, BenchEnv, BrokerChoice, ScratchDir};
+use crate::env::{unique, BenchEnv, BrokerChoice};
 use crate::measure::{MachineInfo, PhaseCost, PhaseMeter};
 use crate::simspeed::WEEKDAY_MIDNIGHT_MS;
-use crate::worker::{wait_for, RunningWorker};
+use crate::worker::{filled_worker, Fill};
 use crate::{thousands, BenchError, Result};
-use cta_stream::stream::{AppConfig, Shutdown, StreamError};
-use cta_stream::transit::simulation::{self, SimConfig};
-use cta_stream::transit::stations::Dataset;
+use cta_stream::stream::{Shutdown, StreamError};
 use cta_stream::web::WebState;
 use serde::Serialize;
 use std::fmt;
@@ -90,39 +88,14 @@ pub async fn run(opts: &HttpOptions) -> Result<HttpReport> {
 async fn run_on(env: &BenchEnv, opts: &HttpOptions, machine: MachineInfo) -> Result<HttpReport> {
     let app_id = unique("cta-bench-http");
     env.create_worker_topics(&app_id, 4).await?;
-    let sim = simulation::run(
-        Dataset::builtin(),
-        SimConfig {
-            time_step: Duration::from_secs(300),
-            sleep: Duration::ZERO,
-            steps: Some(opts.sim_steps),
-            seed: 11,
-            trains_per_line: 10,
-            partitions: 4,
-            start_ms: WEEKDAY_MIDNIGHT_MS,
-            publish_stations: true,
-        },
-        &env.kafka,
-        &env.registry,
-        Shutdown::new(),
-    )
-    .await?;
-    let total: u64 = sim.produced.values().sum();
-    let data = ScratchDir::new(&opts.work_dir, &app_id, false)?;
-    let mut w = RunningWorker::start(
-        AppConfig::new(&app_id, env.kafka.clone(), &data.path),
-        &env.registry,
-    )?;
-    // `consumed` is exact once a checkpoint follows the last record.
-    wait_for(
-        "worker catching up",
-        opts.timeout,
-        Duration::from_millis(50),
-        &mut w,
-        |w| Ok(w.status.snapshot().consumed >= total),
-        |w| format!("consumed {} of {total}", w.status.snapshot().consumed),
-    )
-    .await?;
+    let fill = Fill {
+        steps: opts.sim_steps,
+        seed: 11,
+        start_ms: WEEKDAY_MIDNIGHT_MS,
+    };
+    let kafka = env.kafka.clone();
+    let (w, _data, _) =
+        filled_worker(env, &app_id, kafka, fill, &opts.work_dir, opts.timeout).await?;
     // A key can sit in several partitions (station rows are not keyed); count it once.
     let stations = w
         .tables

@@ -12,16 +12,15 @@
 //! whose count includes the probe). At the end the whole turnstile table must equal the
 //! counts produced (exit 1 otherwise).
 
-use crate::env::{unique, BenchEnv, BrokerChoice, ScratchDir};
+use crate::env::{unique, BenchEnv, BrokerChoice};
 use crate::measure::MachineInfo;
 use crate::simspeed::WEEKDAY_MIDNIGHT_MS;
-use crate::worker::{wait_for, RunningWorker};
+use crate::worker::{filled_worker, wait_for, Fill};
 use crate::workload::{as_map, compare_counts, encode_rows, Encoded};
 use crate::{thousands, BenchError, Result};
 use cta_stream::stream::kafka::{tracked_producer, TrackedProducer};
-use cta_stream::stream::{AppConfig, Shutdown};
+use cta_stream::stream::Shutdown;
 use cta_stream::transit::models::topics;
-use cta_stream::transit::simulation::{self, SimConfig};
 use cta_stream::transit::stations::Dataset;
 use cta_stream::web::WebState;
 use rdkafka::producer::{BaseRecord, Producer};
@@ -120,45 +119,22 @@ async fn run_on(
     let app_id = unique("cta-bench-latency");
     env.create_worker_topics(&app_id, 4).await?;
     let dataset = Dataset::builtin();
-    // One simulated step: stations, trains and weather in the tables, as on a live page.
-    let sim = simulation::run(
-        dataset.clone(),
-        SimConfig {
-            time_step: Duration::from_secs(300),
-            sleep: Duration::ZERO,
-            steps: Some(1),
-            seed: 5,
-            trains_per_line: 10,
-            partitions: 4,
-            start_ms: WEEKDAY_MIDNIGHT_MS + 8 * 3_600_000,
-            publish_stations: true,
-        },
-        &env.kafka,
-        &env.registry,
-        Shutdown::new(),
-    )
-    .await?;
-    let sim_total: u64 = sim.produced.values().sum();
-    let data = ScratchDir::new(&opts.work_dir, &app_id, false)?;
     let mut kafka = env.kafka.clone();
     if env.is_embedded() {
         // As the demo and `worker` on the embedded platform run (the other benchmarks keep the
         // 100 ms that suits throughput; see `KafkaConfig::short_fetch_wait`).
         kafka.short_fetch_wait();
     }
-    let config = AppConfig::new(&app_id, kafka, &data.path);
-    let commit_interval_ms = config.commit_interval.as_millis() as u64;
-    let mut w = RunningWorker::start(config, &env.registry)?;
-    wait_for(
-        "worker catching up with the simulation",
-        opts.timeout,
-        Duration::from_millis(50),
-        &mut w,
-        |w| Ok(w.status.snapshot().consumed >= sim_total),
-        |w| format!("consumed {} of {sim_total}", w.status.snapshot().consumed),
-    )
-    .await?;
+    // One simulated step: stations, trains and weather in the tables, as on a live page.
+    let fill = Fill {
+        steps: 1,
+        seed: 5,
+        start_ms: WEEKDAY_MIDNIGHT_MS + 8 * 3_600_000,
+    };
+    let (mut w, _data, _) =
+        filled_worker(env, &app_id, kafka, fill, &opts.work_dir, opts.timeout).await?;
     let mut expected = as_map(&w.tables.turnstile_all()?);
+    let commit_interval_ms = w.commit_interval.as_millis() as u64;
 
     let shutdown = Shutdown::new();
     let state = WebState::new(w.tables.clone(), w.status.clone());

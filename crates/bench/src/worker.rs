@@ -3,11 +3,15 @@
 //! assignment, as crates/stream/src/sensor.rs reports), the turnstile total, and the source offsets
 //! stored durably with the table data.
 
+use crate::env::{BenchEnv, ScratchDir};
 use crate::{BenchError, Result};
 use cta_stream::stream::table::TableRuntime;
-use cta_stream::stream::{AppConfig, RegistryConfig, Shutdown, Status, StreamError};
+use cta_stream::stream::{AppConfig, KafkaConfig, RegistryConfig, Shutdown, Status, StreamError};
 use cta_stream::transit::agents::{TransitTables, TurnstileCounts};
+use cta_stream::transit::simulation::{self, SimConfig};
+use cta_stream::transit::stations::Dataset;
 use cta_stream::transit::TurnstileKeys;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +19,8 @@ use std::time::{Duration, Instant};
 pub struct RunningWorker {
     pub tables: TransitTables,
     pub status: Arc<Status>,
+    /// The worker's checkpoint interval.
+    pub commit_interval: Duration,
     shutdown: Shutdown,
     task: Option<tokio::task::JoinHandle<std::result::Result<(), StreamError>>>,
 }
@@ -32,6 +38,7 @@ impl RunningWorker {
         registry: &RegistryConfig,
         keys: TurnstileKeys,
     ) -> Result<Self> {
+        let commit_interval = config.commit_interval;
         let (app, tables) = cta_stream::transit::build_worker_with(config, registry, None, keys)?;
         let status = app.status();
         let shutdown = Shutdown::new();
@@ -39,6 +46,7 @@ impl RunningWorker {
         Ok(Self {
             tables,
             status,
+            commit_interval,
             shutdown,
             task: Some(task),
         })
@@ -103,6 +111,59 @@ impl RunningWorker {
         }
         Ok(began.elapsed())
     }
+}
+
+/// What a worker's tables hold before a measurement: `steps` simulated 5-minute steps from
+/// `start_ms` (stations, trains, turnstile entries, weather), 10 trains per line, 4 partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct Fill {
+    pub steps: u64,
+    pub seed: u64,
+    pub start_ms: i64,
+}
+
+/// Runs the simulation for `fill`, then starts a worker `app_id` on `kafka` (its stores in a
+/// scratch dir under `work_dir`) and waits until it consumed every simulated record. Returns
+/// the worker, its data dir and the number of records.
+pub async fn filled_worker(
+    env: &BenchEnv,
+    app_id: &str,
+    kafka: KafkaConfig,
+    fill: Fill,
+    work_dir: &Path,
+    timeout: Duration,
+) -> Result<(RunningWorker, ScratchDir, u64)> {
+    let sim = simulation::run(
+        Dataset::builtin(),
+        SimConfig {
+            time_step: Duration::from_secs(300),
+            sleep: Duration::ZERO,
+            steps: Some(fill.steps),
+            seed: fill.seed,
+            trains_per_line: 10,
+            partitions: 4,
+            start_ms: fill.start_ms,
+            publish_stations: true,
+        },
+        &env.kafka,
+        &env.registry,
+        Shutdown::new(),
+    )
+    .await?;
+    let total: u64 = sim.produced.values().sum();
+    let data = ScratchDir::new(work_dir, app_id, false)?;
+    let mut w = RunningWorker::start(AppConfig::new(app_id, kafka, &data.path), &env.registry)?;
+    // `consumed` is exact once a checkpoint follows the last record.
+    wait_for(
+        "worker catching up with the simulation",
+        timeout,
+        Duration::from_millis(50),
+        &mut w,
+        |w| Ok(w.status.snapshot().consumed >= total),
+        |w| format!("consumed {} of {total}", w.status.snapshot().consumed),
+    )
+    .await?;
+    Ok((w, data, total))
 }
 
 impl Drop for RunningWorker {

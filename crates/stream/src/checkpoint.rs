@@ -25,7 +25,7 @@ use crate::names::{HEADER_SOURCE_OFFSET, HEADER_WRITER_EPOCH};
 use crate::record::Positions;
 use crate::sensor::Status;
 use crate::sink::Sink;
-use crate::table::store::StoreOffsets;
+use crate::table::store::{Change, StoreOffsets};
 use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
@@ -74,6 +74,64 @@ pub fn checkpoint<C: ConsumerContext>(
 ) -> Result<Outcome> {
     // 1 + 2
     let producer = sink.producer()?;
+    let prepared = send_changes(tables, positions, producer)?;
+    let emitted = outbox.take();
+    for e in &emitted {
+        send_blocking(
+            producer,
+            &e.topic,
+            None,
+            Some(&e.key),
+            Some(&e.value),
+            None,
+            Some(e.timestamp),
+        )?;
+    }
+    // 3
+    flush(producer, FLUSH_TIMEOUT)?;
+    let offsets = offset_list(positions)?;
+    let in_transaction = sink.commit(consumer, &offsets)?;
+    for p in &prepared {
+        status.add_produced(p.table.changelog_topic(), p.changes.len() as u64);
+    }
+    for e in &emitted {
+        status.add_produced(&e.topic, 1);
+    }
+    // 4
+    if !in_transaction && offsets.count() > 0 {
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+            return Ok(match e.rdkafka_error_code() {
+                Some(code) if fenced(code) => Outcome::Fenced(code),
+                _ => Outcome::NotCommitted(e),
+            });
+        }
+    }
+    // 5
+    write_stores(&prepared, sink)?;
+    status.record_positions(positions);
+    status.commits.fetch_add(1, Ordering::Relaxed);
+    status
+        .last_commit_ms
+        .store(crate::now_ms(), Ordering::Relaxed);
+    Ok(Outcome::Committed)
+}
+
+/// One table partition's part of a checkpoint: its changes, sent to the changelog, and the
+/// source offset they cover.
+struct Prepared {
+    table: Arc<dyn TableRuntime>,
+    partition: i32,
+    source: i64,
+    changes: Vec<Change>,
+}
+
+/// Steps 1 and 2: each open partition's cached changes to its changelog partition, with the
+/// source offset and writer epoch headers. Partitions without a position are left alone.
+fn send_changes(
+    tables: &[Arc<dyn TableRuntime>],
+    positions: &Positions,
+    producer: &crate::kafka::TrackedProducer,
+) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     for table in tables {
         for p in table.open_partitions() {
@@ -103,65 +161,39 @@ pub fn checkpoint<C: ConsumerContext>(
                     None,
                 )?;
             }
-            prepared.push((table.clone(), p, source, changes));
-        }
-    }
-    let emitted = outbox.take();
-    for e in &emitted {
-        send_blocking(
-            producer,
-            &e.topic,
-            None,
-            Some(&e.key),
-            Some(&e.value),
-            None,
-            Some(e.timestamp),
-        )?;
-    }
-    // 3
-    flush(producer, FLUSH_TIMEOUT)?;
-    let offsets = offset_list(positions)?;
-    let in_transaction = sink.commit(consumer, &offsets)?;
-    for (table, _, _, changes) in &prepared {
-        status.add_produced(table.changelog_topic(), changes.len() as u64);
-    }
-    for e in &emitted {
-        status.add_produced(&e.topic, 1);
-    }
-    // 4
-    if !in_transaction && offsets.count() > 0 {
-        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
-            return Ok(match e.rdkafka_error_code() {
-                Some(code) if fenced(code) => Outcome::Fenced(code),
-                _ => Outcome::NotCommitted(e),
+            prepared.push(Prepared {
+                table: table.clone(),
+                partition: p,
+                source,
+                changes,
             });
         }
     }
-    // 5
-    for (table, p, source, changes) in &prepared {
-        let changelog = if changes.is_empty() {
+    Ok(prepared)
+}
+
+/// Step 5: each partition's changes to RocksDB in one batch with the source offset and the
+/// last changelog offset the producer saw delivered.
+fn write_stores(prepared: &[Prepared], sink: &Sink) -> Result<()> {
+    for p in prepared {
+        let changelog = if p.changes.is_empty() {
             None
         } else {
             sink.tracker()
                 .context()
-                .last_offset(table.changelog_topic(), *p)
+                .last_offset(p.table.changelog_topic(), p.partition)
         };
-        table.commit_partition(
-            *p,
-            changes,
+        p.table.commit_partition(
+            p.partition,
+            &p.changes,
             StoreOffsets {
-                source: Some(*source),
+                source: Some(p.source),
                 changelog,
                 epoch: None,
             },
         )?;
     }
-    status.record_positions(positions);
-    status.commits.fetch_add(1, Ordering::Relaxed);
-    status
-        .last_commit_ms
-        .store(crate::now_ms(), Ordering::Relaxed);
-    Ok(Outcome::Committed)
+    Ok(())
 }
 
 fn offset_list(positions: &Positions) -> Result<TopicPartitionList> {

@@ -19,6 +19,7 @@
 
 mod config;
 mod dead_letter;
+mod poll;
 mod rebalance;
 mod routing;
 mod runtime;

@@ -1,34 +1,28 @@
-//! The worker's runtime: one group consumer on a thread of its own (Faust's conductor),
-//! polled in a loop: the consumer's own queue (rebalances, errors) first, then a batch from
-//! the fetch queue; each record goes to its topic's agents, and a checkpoint runs every
-//! `commit_interval` or `commit_every` records; on shutdown a last checkpoint, then the group
-//! is left within a bound. Also creates the app's internal topics before the start.
+//! The worker's runtime: one group consumer on a thread of its own (Faust's conductor), set
+//! up, run through the poll loop (`poll`), and stopped: on shutdown a last checkpoint, then
+//! the group is left within a bound. Also creates the app's internal topics before the start.
 //! Assignment and revocation are `rebalance`'s; routing tables are `routing`'s.
 
 use super::rebalance::ConductorContext;
-use super::routing::{BatchProgress, TopicSlots};
 use super::state::WorkerState;
 use super::App;
 use crate::config::KafkaConfig;
-use crate::error::{ErrorKind, Result, StreamError};
+use crate::error::{Result, StreamError};
 use crate::fetch::FetchQueue;
 use crate::identity::group_instance_id;
 use crate::kafka::{ensure_topics_from, tracked_producer, TopicSpec};
 use crate::names;
 use crate::record::Positions;
-use crate::record::Record;
 use crate::repartition::RepartitionSpec;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 use crate::standby::Standby;
 use crate::table::recovery::Restorer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::Message;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Records taken from the fetch queue at a time (fewer when `commit_every` is smaller).
 const FETCH_BATCH: usize = 1024;
@@ -213,191 +207,6 @@ impl App {
             repartitions: Vec::new(),
         })
     }
-
-    fn poll_loop(
-        &mut self,
-        consumer: &BaseConsumer<ConductorContext>,
-        fetch: &mut FetchQueue,
-        routes: &HashMap<String, Vec<usize>>,
-        shutdown: &Shutdown,
-    ) -> Result<()> {
-        let mut since_commit: u64 = 0;
-        let mut last_commit = coarse_now();
-        let mut seen_first = false;
-        let mut topics = TopicSlots::default();
-        let mut progress = BatchProgress::default();
-        let ctx = consumer.context();
-        // Latest event time per topic slot in this batch, for the timers' stream time.
-        let timed = !self.timers.is_empty();
-        let mut latest: Vec<Option<i64>> = Vec::new();
-        while !shutdown.is_triggered() {
-            // The consumer's own queue: rebalances (the callback runs here), commit results,
-            // errors, and the records of any partition not forwarded to the fetch queue.
-            loop {
-                match consumer.poll(Duration::ZERO) {
-                    None => break,
-                    Some(Err(e)) => {
-                        if let Some(refused) = StreamError::group_refused(&e) {
-                            return Err(refused);
-                        }
-                        tracing::warn!(error = %e, "consumer error (librdkafka retries)")
-                    }
-                    Some(Ok(m)) => {
-                        if ctx.with_state(|s| Ok(s.fenced_since.is_some()))? {
-                            continue;
-                        }
-                        if !seen_first {
-                            self.status.first_record_seen();
-                            seen_first = true;
-                        }
-                        let slot = topics.by_name(m.topic(), routes);
-                        self.process(ctx, &m, &topics.slots[slot].agents)?;
-                        if timed {
-                            note_time(&mut latest, slot, m.timestamp().to_millis());
-                        }
-                        progress.record(slot, m.partition(), m.offset());
-                        progress.flush(ctx, &topics, &self.status)?;
-                        since_commit += 1;
-                    }
-                }
-            }
-            // A rebalance callback that failed (it returns nothing through `poll`).
-            if ctx.failed.load(Ordering::Relaxed) {
-                if let Some(e) = ctx.with_state(|s| Ok(s.fatal.take()))? {
-                    return Err(e);
-                }
-            }
-            let batch = fetch.drain(Duration::from_millis(100));
-            if let Some(since) = ctx.with_state(|s| Ok(s.fenced_since))? {
-                // Removed from the group: these records' partitions may be another worker's,
-                // which reads them itself. Dropped until the group assigns partitions again.
-                drop(batch);
-                if since.elapsed() > FENCED_LIMIT {
-                    return Err(StreamError::Fenced(FENCED_LIMIT.as_secs()));
-                }
-                continue;
-            }
-            if !batch.is_empty() && !seen_first {
-                self.status.first_record_seen();
-                seen_first = true;
-            }
-            for i in 0..batch.len() {
-                let m = batch.get(i);
-                if let Some(code) = m.error() {
-                    // Partition errors come this way (e.g. a topic's authorization).
-                    let error = rdkafka::error::KafkaError::MessageConsumption(code);
-                    if let Some(refused) = StreamError::group_refused(&error) {
-                        return Err(refused);
-                    }
-                    if code != RDKafkaErrorCode::PartitionEOF {
-                        tracing::warn!(topic = m.topic(), partition = m.partition(), error = %code, "fetch error (librdkafka retries)");
-                    }
-                    continue;
-                }
-                let slot = topics.by_handle(&m, routes);
-                self.process(ctx, &m, &topics.slots[slot].agents)?;
-                if timed {
-                    note_time(&mut latest, slot, m.timestamp().to_millis());
-                }
-                progress.record(slot, m.partition(), m.offset());
-                since_commit += 1;
-            }
-            drop(batch);
-            // Positions reach the worker state before anything can read them: the next poll (whose
-            // rebalance callback checkpoints) or the checkpoint below.
-            progress.flush(ctx, &topics, &self.status)?;
-            if !self.repartitions.is_empty() {
-                ctx.with_state(|s| s.send_repartitioned())?;
-            }
-            if timed {
-                for (slot, t) in latest.iter_mut().enumerate() {
-                    if let Some(t) = t.take() {
-                        self.timers.observe(topics.topic(slot), t);
-                    }
-                }
-                // Timer writes wait in the write caches like an agent's: count them so the
-                // checkpoint below (or the next) takes them.
-                since_commit += self.fire_timers(ctx)?;
-            }
-            if since_commit > 0
-                && (since_commit >= self.config.commit_every
-                    || coarse_now().saturating_sub(last_commit) >= self.config.commit_interval)
-            {
-                // Not taken by the group: the caches stay and the next checkpoint retries.
-                ctx.with_state(|s| s.checkpoint(consumer))?;
-                since_commit = 0;
-                last_commit = coarse_now();
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs the timers due on the partitions this worker has positions for.
-    fn fire_timers(&mut self, ctx: &ConductorContext) -> Result<u64> {
-        let timers = &self.timers;
-        let owned: Vec<crate::timer::Owned> = ctx.with_state(|s| {
-            Ok(s.positions
-                .iter()
-                .filter(|(topic, _)| timers.on_topic(topic))
-                .flat_map(|(topic, m)| m.iter().map(move |(p, o)| (topic.clone(), *p, *o)))
-                .collect())
-        })?;
-        self.timers.fire(crate::now_ms(), &owned)
-    }
-
-    /// Hands one record to `agents`; a record an agent cannot decode goes to the dead-letter
-    /// topic (when enabled) and processing goes on.
-    fn process<M: Message>(
-        &mut self,
-        ctx: &ConductorContext,
-        m: &M,
-        agents: &[usize],
-    ) -> Result<()> {
-        if agents.is_empty() {
-            return Ok(());
-        }
-        let record = Record::from_message(m);
-        for &i in agents {
-            if let Err(e) = self.agents[i].process(&record) {
-                if e.kind() != ErrorKind::Data {
-                    return Err(e);
-                }
-                ctx.with_state(|state| state.dead_letter(m, &e, self.config.dead_letter))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Keeps the latest event time of a topic slot within a batch.
-fn note_time(latest: &mut Vec<Option<i64>>, slot: usize, t: Option<i64>) {
-    let Some(t) = t else { return };
-    if latest.len() <= slot {
-        latest.resize(slot + 1, None);
-    }
-    let cur = &mut latest[slot];
-    *cur = Some(cur.map_or(t, |c| c.max(t)));
-}
-
-/// Monotonic time since an arbitrary start, with the kernel's tick resolution (a few ms) on
-/// Linux: enough for the commit interval, and cheaper per record than `Instant::now`.
-fn coarse_now() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the call to fill in.
-        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0 {
-            return Duration::new(
-                ts.tv_sec.max(0) as u64,
-                ts.tv_nsec.clamp(0, 999_999_999) as u32,
-            );
-        }
-    }
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed()
 }
 
 /// Creates repartition topics with their source topic's partition count (or the chosen one),
@@ -447,9 +256,6 @@ async fn prepare_topics(
     })
     .await
 }
-
-/// How long a worker the group removed may wait to be given partitions again before it stops.
-const FENCED_LIMIT: Duration = Duration::from_secs(120);
 
 /// How long leaving the group may take when the worker stops. Well inside
 /// [`crate::GRACEFUL_DEADLINE`] (5 s): a close during a rebalance waits for the group (on the

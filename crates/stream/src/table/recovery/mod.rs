@@ -222,28 +222,7 @@ impl Restorer {
                 epoch: Some(report.epoch),
             },
         )?;
-        let secs = run.began.elapsed().as_secs_f64();
-        if follow {
-            tracing::debug!(
-                table = table.name(),
-                partition,
-                read = report.read,
-                "standby caught up"
-            );
-            return Ok(report);
-        }
-        tracing::info!(
-            table = table.name(),
-            partition,
-            read = report.read,
-            applied = report.applied,
-            skipped = report.skipped,
-            undecodable = report.undecodable,
-            fenced = report.fenced,
-            secs = format!("{secs:.2}"),
-            rate = (report.read as f64 / secs.max(1e-3)) as u64,
-            "restore done"
-        );
+        log_done(&run, &report);
         Ok(report)
     }
 
@@ -460,4 +439,31 @@ impl Run<'_> {
             "restore progress"
         );
     }
+}
+
+/// Says a replay is done: a restore at info level, a standby's catch-up at debug.
+fn log_done(run: &Run<'_>, report: &RestoreReport) {
+    let (table, partition) = (run.table, run.partition);
+    if run.follow {
+        tracing::debug!(
+            table = table.name(),
+            partition,
+            read = report.read,
+            "standby caught up"
+        );
+        return;
+    }
+    let secs = run.began.elapsed().as_secs_f64();
+    tracing::info!(
+        table = table.name(),
+        partition,
+        read = report.read,
+        applied = report.applied,
+        skipped = report.skipped,
+        undecodable = report.undecodable,
+        fenced = report.fenced,
+        secs = format!("{secs:.2}"),
+        rate = (report.read as f64 / secs.max(1e-3)) as u64,
+        "restore done"
+    );
 }
