@@ -15,7 +15,6 @@ use crate::simspeed::WEEKDAY_MIDNIGHT_MS;
 use crate::worker::{filled_worker, Fill};
 use crate::{thousands, BenchError, Result};
 use cta_stream::stream::{Shutdown, StreamError};
-use cta_stream::web::WebState;
 use serde::Serialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -108,13 +107,7 @@ async fn run_on(env: &BenchEnv, opts: &HttpOptions, machine: MachineInfo) -> Res
     let turnstile_rows = w.tables.turnstile_all()?.len();
 
     let shutdown = Shutdown::new();
-    let state = WebState::new(w.tables.clone(), w.status.clone());
-    let (addr, server) = cta_stream::web::serve(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        state,
-        shutdown.clone(),
-    )
-    .await?;
+    let (addr, server) = w.serve_web(&shutdown).await?;
     let mut results = Vec::new();
     let outcome = async {
         for path in &opts.paths {

@@ -22,7 +22,6 @@ use cta_stream::stream::kafka::{tracked_producer, TrackedProducer};
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::models::topics;
 use cta_stream::transit::stations::Dataset;
-use cta_stream::web::WebState;
 use rdkafka::producer::{BaseRecord, Producer};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -137,13 +136,7 @@ async fn run_on(
     let commit_interval_ms = w.commit_interval.as_millis() as u64;
 
     let shutdown = Shutdown::new();
-    let state = WebState::new(w.tables.clone(), w.status.clone());
-    let (addr, server) = cta_stream::web::serve(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        state,
-        shutdown.clone(),
-    )
-    .await?;
+    let (addr, server) = w.serve_web(&shutdown).await?;
     let rows = Arc::new(encode_rows(&env.registry, &dataset).await?);
     // The busiest station on a line the page shows: its row is in every live event.
     let probe = rows

@@ -11,6 +11,8 @@ use cta_stream::transit::agents::{TransitTables, TurnstileCounts};
 use cta_stream::transit::simulation::{self, SimConfig};
 use cta_stream::transit::stations::Dataset;
 use cta_stream::transit::TurnstileKeys;
+use cta_stream::web::WebState;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -99,6 +101,16 @@ impl RunningWorker {
             sum += TableRuntime::offsets(t, p)?.source.unwrap_or(0);
         }
         Ok(sum)
+    }
+
+    /// Serves this worker's page and API on a free loopback port until `shutdown`.
+    pub async fn serve_web(
+        &self,
+        shutdown: &Shutdown,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let state = WebState::new(self.tables.clone(), self.status.clone());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Ok(cta_stream::web::serve(addr, state, shutdown.clone()).await?)
     }
 
     /// Asks the worker to stop and waits for its final checkpoint. Returns how long that took.
