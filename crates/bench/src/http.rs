@@ -197,13 +197,7 @@ async fn load(
         bytes += s.bytes;
     }
     lat.sort_unstable();
-    let pct = |q: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i] as f64 / 1000.0
-    };
+    let pct = |q: f64| crate::quantile_ms(&lat, q);
     let requests = lat.len() as u64;
     Ok(LoadResult {
         path,

@@ -57,13 +57,7 @@ pub struct Percentiles {
 impl Percentiles {
     fn of(mut us: Vec<u64>) -> Self {
         us.sort_unstable();
-        let at = |q: f64| -> f64 {
-            if us.is_empty() {
-                return 0.0;
-            }
-            let i = ((us.len() as f64 * q).ceil() as usize).clamp(1, us.len()) - 1;
-            us[i] as f64 / 1000.0
-        };
+        let at = |q: f64| crate::quantile_ms(&us, q);
         Self {
             samples: us.len(),
             p50_ms: at(0.50),

@@ -88,6 +88,16 @@ pub fn rate(records: u64, elapsed: Duration) -> f64 {
     }
 }
 
+/// The `q` quantile (0 to 1) of microsecond samples sorted ascending, in milliseconds: the
+/// sample at rank ceil(n·q); 0 without samples.
+pub fn quantile_ms<T: Copy + Into<u64>>(sorted_us: &[T], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted_us.len() as f64 * q).ceil() as usize).clamp(1, sorted_us.len()) - 1;
+    sorted_us[i].into() as f64 / 1000.0
+}
+
 /// Formats a rate with thousands separators, e.g. `1,234,567`.
 pub fn thousands(v: f64) -> String {
     let n = v.round().max(0.0) as u64;
