@@ -3,21 +3,21 @@
 # checks, then a short throughput benchmark that fails unless the worker's counts are exact
 # (speed is reported, not checked). Set CTA_TEST_BROKERS and CTA_TEST_SCHEMA_REGISTRY_URL to run
 # the tests against another Kafka-protocol broker and registry.
-# Extra packages: chromium (tests/browser.rs drives the live status page headless),
-# postgresql (tests/postgres.rs starts its own server on a free port),
-# docker-compose (tests/compose.rs validates docker-compose.yml; no Docker engine needed),
-# openssl (tests/integrations.rs makes a CA and runs a TLS server for --schema-registry-ca).
+# Extra packages: chromium (tests/e2e/browser.rs drives the live status page headless),
+# postgresql (tests/integrations/postgres.rs starts its own server on a free port),
+# docker-compose (tests/platform/compose.rs validates docker-compose.yml; no Docker engine needed),
+# openssl (tests/integrations/integrations.rs makes a CA and runs a TLS server for --schema-registry-ca).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh chromium postgresql docker-compose openssl
 # noida-db (PyPI): a Kafka-protocol broker with transactions and read_committed, for
-# tests/exactly_once.rs (the embedded mock broker does not honour read_committed).
+# tests/faults/exactly_once.rs (the embedded mock broker does not honour read_committed).
 # 0.2.3's binary needs glibc 2.39 (its wheel says manylinux_2_17); 0.2.2 runs on Debian 12.
 if ! noida-db version >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check --force-reinstall 'noida-db==0.2.2'
   hash -r
 fi
-# ksql-python-ng (PyPI): a ksqlDB client library that tests/ksql_api.rs runs against the
+# ksql-python-ng (PyPI): a ksqlDB client library that tests/e2e/ksql_api.rs runs against the
 # worker's ksqlDB-compatible endpoint, in its own virtualenv (found through CTA_KSQL_PYTHON).
 # httpx 0.28 dropped the `cert` argument that ksql-python-ng 0.29 passes, hence the pin.
 KSQL_VENV="${CTA_KSQL_VENV:-$HOME/.cache/cta-stream/ksql-venv}"

@@ -1,12 +1,13 @@
-//! The embedded platform for the demo and the tests: an in-process Kafka-protocol broker
-//! ([`broker`]) and Confluent-compatible Schema Registry ([`schema_registry`]). Imports nothing
-//! from `stream` or `transit`.
+//! The embedded platform for the demo and the tests: an in-process Kafka-protocol broker (the
+//! core's [`EmbeddedBroker`], librdkafka's mock cluster) and a Confluent-compatible Schema
+//! Registry ([`schema_registry`]). Imports nothing from `transit`.
 //!
 //! Discovery: a process hosting the platform writes its addresses to a small JSON file
 //! ([`discovery_path`]); binaries started without `--brokers` read it.
 
-pub mod broker;
 pub mod schema_registry;
+
+pub use crate::stream::embedded::{BrokerError, EmbeddedBroker};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ pub struct PlatformAddresses {
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
+    Broker(#[from] BrokerError),
     #[error("embedded schema registry: {0}")]
     Registry(#[from] schema_registry::RegistryError),
     #[error("discovery file {path}: {reason}")]
@@ -56,7 +57,7 @@ pub fn discover() -> Option<PlatformAddresses> {
 
 /// A running embedded broker and registry.
 pub struct Platform {
-    pub broker: broker::EmbeddedBroker,
+    pub broker: EmbeddedBroker,
     pub registry_url: String,
     registry_task: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -70,7 +71,7 @@ impl Platform {
         registry_addr: SocketAddr,
         registry_dir: Option<&Path>,
     ) -> Result<Self, PlatformError> {
-        let broker = broker::EmbeddedBroker::start(1)?;
+        let broker = EmbeddedBroker::start(1)?;
         let registry = schema_registry::SchemaRegistry::open(registry_dir)?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (bound, registry_task) = registry

@@ -11,7 +11,7 @@ use apache_avro::types::Value;
 use cta_stream::platform::Platform;
 use cta_stream::stream::{KafkaConfig, RegistryConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -111,54 +111,11 @@ pub type Timed = (Option<Vec<u8>>, Option<Vec<u8>>, i64);
 
 /// Every record of `topic` from the beginning to the current end, with timestamps.
 pub fn read_all_timed(brokers: &str, topic: &str) -> Vec<Timed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "independent-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = md.topics()[0].partitions().len() as i32;
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap();
-        if high > low {
-            tpl.add_partition_offset(topic, p, Offset::Offset(low))
-                .unwrap();
-            ends.insert(p, high);
-        }
-    }
-    let mut out = Vec::new();
-    if ends.is_empty() {
-        return out;
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut next: HashMap<i32, i64> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while ends
-        .iter()
-        .any(|(p, h)| next.get(p).copied().unwrap_or(0) < *h)
-    {
-        assert!(Instant::now() < deadline, "timed out reading {topic}");
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            let h = ends[&m.partition()];
-            if m.offset() < h {
-                out.push((
-                    m.key().map(|k| k.to_vec()),
-                    m.payload().map(|v| v.to_vec()),
-                    m.timestamp().to_millis().unwrap_or(0),
-                ));
-            }
-            next.insert(m.partition(), m.offset() + 1);
-        }
-    }
-    out
+    cta_stream::stream::testing::read_topic(brokers, topic)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp.unwrap_or(0)))
+        .collect()
 }
 
 /// Decodes Confluent-framed Avro with apache-avro, fetching writer schemas over plain HTTP.

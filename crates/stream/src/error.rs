@@ -103,6 +103,9 @@ pub enum StreamError {
     /// assign it partitions again in time.
     #[error("removed from the consumer group and not given partitions again within {0} s; restart the worker")]
     Fenced(u64),
+    /// The in-process broker of [`crate::embedded`] could not start or do what was asked.
+    #[error(transparent)]
+    Embedded(#[from] crate::embedded::BrokerError),
 }
 
 impl StreamError {
@@ -163,7 +166,8 @@ impl StreamError {
             | StreamError::Io { .. }
             | StreamError::Changelog { .. }
             | StreamError::Registry { .. }
-            | StreamError::Fenced(_) => ErrorKind::External,
+            | StreamError::Fenced(_)
+            | StreamError::Embedded(_) => ErrorKind::External,
             StreamError::StoreMismatch { .. }
             | StreamError::Config(_)
             | StreamError::Encode(_)

@@ -32,10 +32,15 @@
 //! time, and [`TestDriver::advance_stream_time`] moves it without a record; stream-time
 //! timers run after each. Closed windows ([`crate::emit`]) are outputs of their topic, sent
 //! by the checkpoint; a crash loses the unsent ones and the timers' schedules.
+//!
+//! For tests on a broker (the [`crate::embedded`] one or a real one), [`eventually`] waits for a
+//! condition, [`unique_name`] names topics and apps, and [`read_topic`] reads a topic back.
 
+mod broker;
 mod commit;
 mod record;
 
+pub use broker::{eventually, eventually_blocking, read_topic, unique_name, POLL_EVERY};
 pub use record::{Output, TestRecord};
 
 use crate::agent::Agent;

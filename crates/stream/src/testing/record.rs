@@ -61,6 +61,9 @@ pub struct Output {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp (ms) as read from a broker ([`super::read_topic`]); `None` for
+    /// the driver's outputs.
+    pub timestamp: Option<i64>,
     pub key: Option<Vec<u8>>,
     /// `None` is a tombstone.
     pub value: Option<Vec<u8>>,
@@ -107,6 +110,7 @@ impl Outputs {
             topic: topic.to_string(),
             partition,
             offset: -1,
+            timestamp: None,
             key,
             value,
             headers,

@@ -1,0 +1,50 @@
+//! The broker of the core's tests: the embedded one (librdkafka's mock cluster, in this
+//! process) by default, or any Kafka-protocol broker named by `CTA_TEST_BROKERS`.
+#![allow(dead_code)]
+
+use cta_stream_core::embedded::EmbeddedBroker;
+use cta_stream_core::{KafkaConfig, Shutdown};
+
+pub struct TestEnv {
+    embedded: Option<EmbeddedBroker>,
+    pub kafka: KafkaConfig,
+}
+
+pub fn env() -> TestEnv {
+    match std::env::var("CTA_TEST_BROKERS") {
+        Ok(brokers) => TestEnv {
+            embedded: None,
+            kafka: KafkaConfig::new(brokers),
+        },
+        Err(_) => {
+            let broker = EmbeddedBroker::start(1).unwrap();
+            let mut kafka = KafkaConfig::new(broker.bootstrap_servers());
+            // The mock has no CreateTopics: the core's changelogs are created on first use.
+            kafka.topics_created_on_first_use();
+            TestEnv {
+                embedded: Some(broker),
+                kafka,
+            }
+        }
+    }
+}
+
+impl TestEnv {
+    /// Creates topics on the embedded broker (a real broker gets them from the code under test).
+    pub fn create_topics(&self, names: &[String], partitions: i32) {
+        if let Some(b) = &self.embedded {
+            for n in names {
+                b.create_topic(n, partitions).unwrap();
+            }
+        }
+    }
+}
+
+/// Triggers a shutdown when dropped, so a failing assertion does not leave an app running.
+pub struct StopOnDrop(pub Shutdown);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}

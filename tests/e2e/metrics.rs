@@ -1,0 +1,143 @@
+//! Metrics that move: `cta_consumer_lag` says how far the worker is behind while it works
+//! through a backlog and returns to 0 once it has caught up; a cold restore's
+//! `cta_restore_done_records` / `cta_restore_total_records` end equal to the changelogs'
+//! length, read independently from their watermarks.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::*;
+use cta_stream::transit::models::topics;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Below the worker's `commit_every` (100k), so the backlog is checkpointed by the
+/// 3 s commit interval: the lag stays visible for that long.
+const BACKLOG: usize = 60_000;
+
+fn turnstile_lag(s: &prometheus_parse::Scrape) -> Option<f64> {
+    let lags: Vec<f64> = samples(s, "cta_consumer_lag")
+        .filter(|x| x.labels.get("topic") == Some(topics::TURNSTILE))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            ref other => panic!("lag not a gauge: {other:?}"),
+        })
+        .collect();
+    (lags.len() == 4).then(|| lags.iter().sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lag_rises_with_a_backlog_and_returns_to_zero_and_restore_counts_the_changelog() {
+    let env = env().await;
+    let app_id = format!("metrics-{}", std::process::id());
+    create_all_topics(&env, &app_id);
+    let producer = TurnstileProducer::new(&env).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+    let mut expected = BTreeMap::new();
+    producer.send(BACKLOG, &mut rng, &mut expected);
+
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, "3s");
+    // Scrape from the moment the worker answers until it has caught up.
+    let started = Instant::now();
+    let mut lags = Vec::new();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "lag never returned to 0: {lags:?}"
+        );
+        let Ok(r) = reqwest::get(format!("{base}/metrics")).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        drop(r);
+        let s = scrape(&base).await;
+        if let Some(lag) = turnstile_lag(&s) {
+            lags.push(lag);
+            if lag == 0.0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "turnstile lag over {} scrapes: first {:?}, max {:?}",
+        lags.len(),
+        lags.first(),
+        lags.iter().cloned().fold(0.0, f64::max)
+    );
+    assert!(
+        lags.iter().any(|&l| l > 0.0),
+        "lag above 0 while the backlog was worked through: {lags:?}"
+    );
+    assert!(
+        lags.iter().all(|&l| l <= BACKLOG as f64),
+        "never more than the backlog: {lags:?}"
+    );
+    assert!(
+        lags.windows(2).all(|w| w[1] <= w[0]),
+        "lag only falls while nothing new arrives: {lags:?}"
+    );
+    wait_for_counts(&base, &expected, Duration::from_secs(30)).await;
+    let s = scrape(&base).await;
+    assert_eq!(
+        sample(
+            &s,
+            "cta_records_consumed_total",
+            &[("topic", topics::TURNSTILE)]
+        ),
+        Some(BACKLOG as f64)
+    );
+    assert_eq!(turnstile_lag(&s), Some(0.0));
+
+    // New records: lag shows them until the checkpoint covers them.
+    producer.send(5_000, &mut rng, &mut expected);
+    wait_for_counts(&base, &expected, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while turnstile_lag(&scrape(&base).await) != Some(0.0) {
+        assert!(Instant::now() < deadline, "lag did not return to 0");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+
+    // Cold restore: a new data dir rebuilds every table from its changelog.
+    let length = changelog_offsets(&env, &app_id);
+    assert!(length > 0);
+    let cold = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let mut child = spawn_worker_binary(&env, cold.path(), &app_id, addr, "3s");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "restore counters never reached {length}: {seen:?}"
+        );
+        if reqwest::get(format!("{base}/metrics")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let s = scrape(&base).await;
+        let done = sample(&s, "cta_restore_done_records", &[]).unwrap();
+        let total = sample(&s, "cta_restore_total_records", &[]).unwrap();
+        let recovering = sample(&s, "cta_recovering", &[]).unwrap();
+        seen.push((done, total, recovering));
+        assert!(done <= total, "restored more than announced: {seen:?}");
+        if done == length as f64 && total == length as f64 && recovering == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    eprintln!(
+        "cold restore of {length} changelog records; counters seen: {:?}",
+        &seen[..seen.len().min(8)]
+    );
+    wait_for_counts(&base, &expected, Duration::from_secs(30)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

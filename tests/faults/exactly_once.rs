@@ -1,0 +1,370 @@
+//! Exactly-once outputs with Kafka transactions (`worker --processing-guarantee exactly-once`)
+//! on a broker that honours `read_committed` (noida-db; the embedded mock does not): the
+//! worker is killed with SIGKILL several times while turnstile entries stream in and restarted
+//! each time. A downstream `read_committed` reader of the TURNSTILE_SUMMARY changelog then
+//! sees every station's count rise strictly, one output per committed checkpoint and none
+//! twice, ending at the count of what was produced; the API's counts are exact too.
+//!
+//! Needs `noida-db` on PATH (`scripts/test.sh` installs it with pip). Without it the test is
+//! skipped with a message, unless `CI` is set.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::noida::{env_on, Noida};
+use common::*;
+use cta_stream::stream::kafka::{ensure_topics, TopicSpec};
+use cta_stream::transit::models::topics;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KILLS: usize = 8;
+const CHUNK: usize = 400;
+
+/// A record's partition and offset.
+type At = (i32, i64);
+
+/// Every record of `topic` a reader with `isolation` sees, read to the end of each partition
+/// (for `read_committed`, the end is the last stable offset: an open transaction's records
+/// are not reached).
+fn read_to_end(brokers: &str, topic: &str, isolation: &str) -> Vec<KeyValue> {
+    read_at(brokers, topic, isolation)
+        .into_iter()
+        .map(|(_, kv)| kv)
+        .collect()
+}
+
+/// [`read_to_end`] with each record's partition and offset.
+fn read_at(brokers: &str, topic: &str, isolation: &str) -> Vec<(At, KeyValue)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "downstream-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut done = HashSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while done.len() < partitions as usize {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push((
+                (m.partition(), m.offset()),
+                (m.key().map(|k| k.to_vec()), m.payload().map(|v| v.to_vec())),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                done.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Where the records of `topic` are that a `read_committed` reader does not see yet (or
+/// never will): those of open and aborted transactions.
+fn not_committed(brokers: &str, topic: &str) -> BTreeSet<At> {
+    let all: BTreeSet<At> = read_at(brokers, topic, "read_uncommitted")
+        .into_iter()
+        .map(|(at, _)| at)
+        .collect();
+    let committed: BTreeSet<At> = read_at(brokers, topic, "read_committed")
+        .into_iter()
+        .map(|(at, _)| at)
+        .collect();
+    all.difference(&committed).copied().collect()
+}
+
+/// The committed outputs end at `expected` per station, and each station's count rises
+/// strictly: no output seen twice or out of order.
+fn assert_each_output_once(committed: &[KeyValue], expected: &BTreeMap<i32, i64>) {
+    let seqs = summary_sequences(committed);
+    let finals: BTreeMap<i32, i64> = seqs
+        .iter()
+        .map(|(s, v)| (*s as i32, *v.last().unwrap()))
+        .collect();
+    assert_eq!(&finals, expected, "last committed output per station");
+    for (station, counts) in &seqs {
+        assert!(
+            counts.windows(2).all(|w| w[0] < w[1]),
+            "station {station}: an output seen twice or out of order: {counts:?}"
+        );
+    }
+}
+
+/// Per station, the counts in the order the changelog carries them.
+fn summary_sequences(records: &[KeyValue]) -> BTreeMap<i64, Vec<i64>> {
+    let mut seqs: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (_, v) in records {
+        // The table's value, ksqlDB's TURNSTILE_SUMMARY row: {"STATION_ID": .., "COUNT": ..}.
+        let v: serde_json::Value =
+            serde_json::from_slice(v.as_deref().expect("no tombstones")).unwrap();
+        seqs.entry(v["STATION_ID"].as_i64().unwrap())
+            .or_default()
+            .push(v["COUNT"].as_i64().unwrap());
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "on this machine no noida-db release hands a restarted worker its partitions: 0.2.3 \
+            needs glibc 2.39, and 0.1.3-0.2.2 neither replace a restarted static member nor \
+            expire a dead one (2026-12-02); run with --ignored against a broker that does"]
+async fn read_committed_readers_see_each_output_once_across_kill_9() {
+    let Some(noida) = Noida::start() else {
+        return;
+    };
+    // The registry of the embedded platform; the broker is noida-db's.
+    let (platform, env) = env_on(&noida).await;
+    let specs: Vec<TopicSpec> = cta_stream::transit::simulation::topic_specs(4);
+    ensure_topics(&env.kafka, &specs).await.unwrap();
+    let app_id = format!("eos-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    // Static membership (the worker's default, tests/faults/static_membership.rs) lets a restarted
+    // worker take its partitions back at once.
+    let eos = ["--processing-guarantee", "exactly-once"];
+
+    // Entries stream in all along, so the kills land while transactions are open.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let (env, stop) = (env.clone_clients(), stop.clone());
+        tokio::spawn(async move {
+            let producer = TurnstileProducer::new(&env).await;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            let mut tally = BTreeMap::new();
+            while !stop.load(Ordering::SeqCst) {
+                producer.send(CHUNK, &mut rng, &mut tally);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tally
+        })
+    };
+    let mut kill_rng = rand_chacha::ChaCha8Rng::seed_from_u64(2027);
+    let mut left_open: Vec<BTreeSet<At>> = Vec::new();
+    for kill in 0..KILLS {
+        let addr = free_addr();
+        let mut child = spawn_worker_binary_with(&env, dir.path(), &app_id, addr, "100ms", &eos);
+        wait_assigned(&format!("http://{addr}"), Duration::from_secs(90)).await;
+        let wait = Duration::from_millis(kill_rng.random_range(50..1500));
+        tokio::time::sleep(wait).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Changelog records the killed worker left in its open transaction: not visible to
+        // read_committed now (the transaction is neither committed nor aborted until the
+        // restart fences the killed producer), and not left by an earlier kill.
+        let mut open = not_committed(&env.kafka.brokers, topics::TURNSTILE_SUMMARY);
+        for earlier in &left_open {
+            open.retain(|at| !earlier.contains(at));
+        }
+        eprintln!(
+            "kill {kill} after {wait:?}: {} changelog records in its open transaction",
+            open.len()
+        );
+        left_open.push(open);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let expected: BTreeMap<i32, i64> = producing.await.unwrap();
+
+    // An undisturbed run reaches the exact counts and stops cleanly.
+    let addr = free_addr();
+    let mut child = spawn_worker_binary_with(&env, dir.path(), &app_id, addr, "100ms", &eos);
+    wait_for_counts(
+        &format!("http://{addr}"),
+        &expected,
+        Duration::from_secs(180),
+    )
+    .await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success(), "graceful stop exits 0");
+
+    // What a downstream read_committed consumer sees on the output topic.
+    let committed = read_to_end(
+        &env.kafka.brokers,
+        topics::TURNSTILE_SUMMARY,
+        "read_committed",
+    );
+    assert_each_output_once(&committed, &expected);
+    // What each kill left in its open transaction either all committed later (the kill came
+    // after the commit was asked for) or all aborted, never visible to read_committed; and at
+    // least one kill landed inside a transaction carrying changelog records.
+    let visible: BTreeSet<At> = read_at(
+        &env.kafka.brokers,
+        topics::TURNSTILE_SUMMARY,
+        "read_committed",
+    )
+    .into_iter()
+    .map(|(at, _)| at)
+    .collect();
+    let mut aborted = 0;
+    for (kill, open) in left_open.iter().enumerate() {
+        let seen = open.iter().filter(|at| visible.contains(at)).count();
+        assert!(
+            seen == 0 || seen == open.len(),
+            "kill {kill}: {seen} of the {} records of one transaction are visible",
+            open.len()
+        );
+        if seen == 0 && !open.is_empty() {
+            aborted += 1;
+        }
+    }
+    let per_kill: Vec<usize> = left_open.iter().map(BTreeSet::len).collect();
+    assert!(
+        aborted >= 1,
+        "no kill landed inside an open transaction with changelog records: {per_kill:?}"
+    );
+    let all = read_to_end(
+        &env.kafka.brokers,
+        topics::TURNSTILE_SUMMARY,
+        "read_uncommitted",
+    );
+    eprintln!(
+        "changelog records: {} committed, {} including aborted transactions; {} entries produced; {aborted} of {KILLS} kills aborted an open transaction (records per kill {per_kill:?})",
+        committed.len(),
+        all.len(),
+        expected.values().sum::<i64>()
+    );
+
+    // A cold restore reads the changelogs read_committed: markers and aborted records are
+    // skipped, yet its progress counters end at the changelogs' length in offsets.
+    let cold = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let base = format!("http://{addr}");
+    let mut child = spawn_worker_binary_with(&env, cold.path(), &app_id, addr, "100ms", &eos);
+    wait_for_counts(&base, &expected, Duration::from_secs(120)).await;
+    let length = changelog_offsets(&env, &app_id);
+    let s = scrape(&base).await;
+    assert_eq!(
+        (
+            sample(&s, "cta_restore_done_records", &[]),
+            sample(&s, "cta_restore_total_records", &[])
+        ),
+        (Some(length as f64), Some(length as f64)),
+        "restore progress of {length} changelog offsets ({} records read_committed)",
+        committed.len()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    platform.stop().await;
+}
+
+/// A transaction that cannot commit: a second worker started with the first one's
+/// transactional id (what a restarted instance does) fences the first one's producer. The
+/// first worker's next transaction fails: it stops and exits non-zero with one error line, and
+/// commits nothing more; the second one carries on. A restart of the first one (its own data
+/// dir, whose store is only written after a transaction commits) resumes from the last
+/// committed transaction: the counts are exact and a `read_committed` reader sees each
+/// station's count rise strictly, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "on this machine no noida-db release hands a restarted worker its partitions: 0.2.3 \
+            needs glibc 2.39, and 0.1.3-0.2.2 neither replace a restarted static member nor \
+            expire a dead one (2026-12-02); run with --ignored against a broker that does"]
+async fn a_fenced_worker_exits_non_zero_and_a_restart_resumes() {
+    let Some(noida) = Noida::start() else {
+        return;
+    };
+    let (platform, env) = env_on(&noida).await;
+    ensure_topics(&env.kafka, &cta_stream::transit::simulation::topic_specs(4))
+        .await
+        .unwrap();
+    let app_id = format!("fenced-{}", std::process::id());
+    let eos = ["--processing-guarantee", "exactly-once"];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let (env, stop) = (env.clone_clients(), stop.clone());
+        tokio::spawn(async move {
+            let producer = TurnstileProducer::new(&env).await;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+            let mut tally = BTreeMap::new();
+            while !stop.load(Ordering::SeqCst) {
+                producer.send(CHUNK, &mut rng, &mut tally);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tally
+        })
+    };
+
+    let addr_a = free_addr();
+    let log_a = dir_b.path().join("worker-a.log");
+    let mut a = worker_binary(&env, dir_a.path(), &app_id, addr_a, "100ms")
+        .args(eos)
+        .stderr(std::fs::File::create(&log_a).unwrap())
+        .spawn()
+        .unwrap();
+    wait_assigned(&format!("http://{addr_a}"), Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // B: A's transactional id (copied from A's data dir), its own data dir and member id.
+    let txn_file = format!("{app_id}.transactional-id");
+    std::fs::copy(dir_a.path().join(&txn_file), dir_b.path().join(&txn_file)).unwrap();
+    let addr_b = free_addr();
+    let mut b = spawn_worker_binary_with(&env, dir_b.path(), &app_id, addr_b, "100ms", &eos);
+    let status = wait_exit(&mut a, Duration::from_secs(90)).unwrap_or_else(|| {
+        let _ = a.kill();
+        let _ = b.kill();
+        panic!("the fenced worker kept running")
+    });
+    let log = std::fs::read_to_string(&log_a).unwrap();
+    assert_eq!(status.code(), Some(1), "fenced worker's exit; log:\n{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line; log:\n{log}");
+    eprintln!("fenced worker said: {}", errors[0]);
+    assert!(
+        errors[0].to_lowercase().contains("fenced"),
+        "says it was fenced: {}",
+        errors[0]
+    );
+    // B carries on with every partition.
+    wait_assigned(&format!("http://{addr_b}"), Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let expected: BTreeMap<i32, i64> = producing.await.unwrap();
+    wait_for_counts(
+        &format!("http://{addr_b}"),
+        &expected,
+        Duration::from_secs(120),
+    )
+    .await;
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    assert!(b.wait().unwrap().success(), "B stops cleanly");
+
+    // A restarted on its own data dir resumes from the last committed transaction.
+    let addr = free_addr();
+    let mut again = spawn_worker_binary_with(&env, dir_a.path(), &app_id, addr, "100ms", &eos);
+    wait_for_counts(
+        &format!("http://{addr}"),
+        &expected,
+        Duration::from_secs(120),
+    )
+    .await;
+    unsafe { libc::kill(again.id() as i32, libc::SIGTERM) };
+    assert!(again.wait().unwrap().success(), "restart stops cleanly");
+
+    let committed = read_to_end(
+        &env.kafka.brokers,
+        topics::TURNSTILE_SUMMARY,
+        "read_committed",
+    );
+    assert_each_output_once(&committed, &expected);
+    platform.stop().await;
+}
