@@ -67,6 +67,14 @@ pub async fn ensure_topics_from(
     if missing.is_empty() {
         return Ok(());
     }
+    drop(lister);
+    create_topics(config, &missing).await
+}
+
+/// Asks the broker to create `missing`. Fails only when no admin client can be made: a broker
+/// that cannot create them (no CreateTopics, a timeout, a refusal) is logged, and the topics
+/// are left to its auto-creation.
+async fn create_topics(config: &KafkaConfig, missing: &[&TopicSpec]) -> Result<()> {
     let new: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|t| {
@@ -78,7 +86,6 @@ pub async fn ensure_topics_from(
             }
         })
         .collect();
-    drop(lister);
     let admin: AdminClient<DefaultClientContext> = config
         .admin()
         .create()

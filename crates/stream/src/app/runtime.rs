@@ -86,32 +86,7 @@ impl App {
             Some(d) => Some(d.follow(&self.config.kafka, &self.config.app_id, shutdown.clone())?),
             None => None,
         };
-        let context = ConductorContext {
-            state: Mutex::new(state),
-            failed: AtomicBool::new(false),
-            fetch: OnceLock::new(),
-            incremental: self.config.kafka.incremental_rebalancing(),
-        };
-        let member = group_instance_id(&self.config.app_id, &self.config.data_dir)?;
-        let mut consumer: BaseConsumer<ConductorContext> = self
-            .config
-            .kafka
-            .group_member(&self.config.app_id, Some(&member))
-            .create_with_context(context)
-            .map_err(StreamError::kafka("create consumer"))?;
-        // Records come in batches from one queue every assigned partition is forwarded to;
-        // an event on the consumer's own queue cuts the batch wait short.
-        let batch = usize::try_from(self.config.commit_every)
-            .unwrap_or(FETCH_BATCH)
-            .clamp(1, FETCH_BATCH);
-        let mut fetch = FetchQueue::new(&consumer, batch)?;
-        let waker = fetch.handle();
-        consumer.set_nonempty_callback(move || waker.wake());
-        let _ = consumer.context().fetch.set(fetch.handle());
-        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topic_refs)
-            .map_err(StreamError::kafka("subscribe"))?;
+        let (consumer, mut fetch) = self.join_group(state, &topics)?;
         let watch = crate::health::BrokerWatch::start(
             &self.config.kafka,
             topics.first().map(String::as_str),
@@ -122,22 +97,18 @@ impl App {
         tracing::info!(app_id = %self.config.app_id, topics = ?topics, "worker started");
         self.status.running.store(true, Ordering::Relaxed);
 
-        let mut routes: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, a) in self.agents.iter().enumerate() {
-            routes.entry(a.topic().to_string()).or_default().push(i);
-        }
+        let routes = self.routes();
         let result = self.poll_loop(&consumer, &mut fetch, &routes, &shutdown);
         self.status.running.store(false, Ordering::Relaxed);
         // Final checkpoint, then leave the group (the revoke callback finds nothing pending).
-        let final_result = match result {
-            Ok(()) => consumer.context().with_state(|s| {
+        let final_result = result.and_then(|()| {
+            consumer.context().with_state(|s| {
                 // Not taken by the group: the next start resumes at the group's offsets.
                 let _committed = s.checkpoint(&consumer)?;
                 s.withdraw();
                 Ok(())
-            }),
-            Err(e) => Err(e),
-        };
+            })
+        });
         // The fetch queue goes before its consumer: closing the consumer serves only the
         // consumer's own queue, and a queue must not outlive the client it belongs to.
         drop(fetch);
@@ -153,6 +124,50 @@ impl App {
         watch.join();
         tracing::info!("worker stopped");
         final_result
+    }
+
+    /// The group consumer around the shared `state`, subscribed to `topics`, and the fetch
+    /// queue its assigned partitions are forwarded to: records come in batches from that one
+    /// queue; an event on the consumer's own queue cuts the batch wait short.
+    fn join_group(
+        &self,
+        state: WorkerState,
+        topics: &[String],
+    ) -> Result<(BaseConsumer<ConductorContext>, FetchQueue)> {
+        let context = ConductorContext {
+            state: Mutex::new(state),
+            failed: AtomicBool::new(false),
+            fetch: OnceLock::new(),
+            incremental: self.config.kafka.incremental_rebalancing(),
+        };
+        let member = group_instance_id(&self.config.app_id, &self.config.data_dir)?;
+        let mut consumer: BaseConsumer<ConductorContext> = self
+            .config
+            .kafka
+            .group_member(&self.config.app_id, Some(&member))
+            .create_with_context(context)
+            .map_err(StreamError::kafka("create consumer"))?;
+        let batch = usize::try_from(self.config.commit_every)
+            .unwrap_or(FETCH_BATCH)
+            .clamp(1, FETCH_BATCH);
+        let fetch = FetchQueue::new(&consumer, batch)?;
+        let waker = fetch.handle();
+        consumer.set_nonempty_callback(move || waker.wake());
+        let _ = consumer.context().fetch.set(fetch.handle());
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topic_refs)
+            .map_err(StreamError::kafka("subscribe"))?;
+        Ok((consumer, fetch))
+    }
+
+    /// The agents reading each source topic (indices into `agents`).
+    fn routes(&self) -> HashMap<String, Vec<usize>> {
+        let mut routes: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            routes.entry(a.topic().to_string()).or_default().push(i);
+        }
+        routes
     }
 
     /// The state the poll loop and the rebalance callbacks share, with its clients: the sink

@@ -38,7 +38,9 @@
 
 mod broker;
 mod commit;
+mod read;
 mod record;
+mod time;
 
 pub use broker::{eventually, eventually_blocking, read_topic, unique_name, POLL_EVERY};
 pub use record::{Output, TestRecord};
@@ -53,13 +55,11 @@ use crate::record::Record;
 use crate::repartition::RepartitionSpec;
 use crate::table::route::partition_for;
 use crate::table::TableRuntime;
-use crate::timer::{Owned, Timers};
+use crate::timer::Timers;
 use record::Outputs;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Where the driver's clock starts: 2026-01-01T00:00:00Z.
 pub const START_MS: i64 = 1_767_225_600_000;
@@ -200,51 +200,6 @@ impl TestDriver {
         Ok(())
     }
 
-    /// The driver's clock (wall time, and the timestamp of records fed without one).
-    pub fn now_ms(&self) -> i64 {
-        self.clock_ms
-    }
-
-    /// Moves the clock on; checkpoints when `commit_interval` has passed since the last one
-    /// and records were processed since, as the worker's poll loop does.
-    /// Wall-clock timers that fall due run first.
-    pub fn advance_time(&mut self, by: Duration) -> Result<()> {
-        self.clock_ms += by.as_millis() as i64;
-        self.fire_timers()?;
-        let interval = self.config.commit_interval.as_millis() as i64;
-        if self.since_checkpoint > 0 && self.clock_ms - self.last_checkpoint_ms >= interval {
-            self.checkpoint()?;
-        }
-        Ok(())
-    }
-
-    /// Moves the stream time of `topic` to `to_ms` (if later), as a record with that
-    /// timestamp would, and runs the stream-time timers that fall due.
-    pub fn advance_stream_time(&mut self, topic: &str, to_ms: i64) -> Result<()> {
-        self.timers.observe(topic, to_ms);
-        self.fire_timers()
-    }
-
-    /// The stream time of `topic` as the timers see it (largest event time processed).
-    pub fn stream_time(&self, topic: &str) -> Option<i64> {
-        self.timers.stream_time(topic)
-    }
-
-    /// Runs the timers due on the partitions the driver has positions for.
-    fn fire_timers(&mut self) -> Result<()> {
-        if self.timers.is_empty() {
-            return Ok(());
-        }
-        let owned: Vec<Owned> = self
-            .positions
-            .iter()
-            .filter(|((topic, _), _)| self.timers.on_topic(topic))
-            .map(|((topic, p), o)| (topic.clone(), *p, *o))
-            .collect();
-        self.since_checkpoint += self.timers.fire(self.clock_ms, &owned)?;
-        Ok(())
-    }
-
     /// Appends `record` to its topic partition and processes it; returns its offset. An
     /// agent's error of kind Data dead-letters the record; any other is returned (the worker
     /// would stop there, its offset not processed).
@@ -369,63 +324,6 @@ impl TestDriver {
             }
         }
         Ok(())
-    }
-
-    /// Every record fed to or produced into a topic partition, in offset order (a repartition
-    /// topic's values are framed with their upstream position).
-    pub fn records(&self, topic: &str, partition: i32) -> Vec<TestRecord> {
-        self.topics
-            .get(&(topic.to_string(), partition))
-            .map(|log| {
-                log.iter()
-                    .map(|r| TestRecord {
-                        topic: topic.to_string(),
-                        key: r.key.clone(),
-                        value: r.value.clone(),
-                        partition: Some(partition),
-                        timestamp: Some(r.timestamp),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Next offset to process of a source partition.
-    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.positions.get(&(topic.to_string(), partition)).copied()
-    }
-
-    /// Records skipped for a data error (dead-lettered when the app's `dead_letter` is on).
-    pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered
-    }
-
-    /// Every flushed record of `topic`, in the order produced.
-    pub fn produced(&self, topic: &str) -> Vec<&Output> {
-        self.outputs
-            .flushed
-            .iter()
-            .filter(|o| o.topic == topic)
-            .collect()
-    }
-
-    /// The flushed changelog records of the table `table`.
-    pub fn changelog(&self, table: &str) -> Vec<&Output> {
-        self.tables
-            .iter()
-            .find(|t| t.name() == table)
-            .map(|t| self.produced(t.changelog_topic()))
-            .unwrap_or_default()
-    }
-
-    /// The flushed dead letters of `source_topic`.
-    pub fn dead_letters(&self, source_topic: &str) -> Vec<&Output> {
-        self.produced(&names::dlq_topic(source_topic))
-    }
-
-    /// The data dir of the driven app's stores.
-    pub fn data_dir(&self) -> PathBuf {
-        self.config.data_dir.clone()
     }
 }
 

@@ -5,6 +5,7 @@ use super::*;
 use crate::names::HEADER_SOURCE_OFFSET;
 use crate::{Table, Windows};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 const WORDS: &str = "a b a c b a d a";
 

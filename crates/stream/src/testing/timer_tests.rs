@@ -7,6 +7,7 @@ use crate::emit::ClosedWindow;
 use crate::timer::{Schedule, Tick};
 use crate::{Table, Windows};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 const MIN: i64 = 60_000;
 

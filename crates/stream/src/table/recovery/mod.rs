@@ -19,21 +19,25 @@
 //! reads no changelog record at all, so its cost does not grow with the changelog.
 
 mod batch;
+mod parallel;
+mod run;
 
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
 use crate::kafka::watermarks;
-use crate::names::{self, HEADER_SOURCE_OFFSET, HEADER_WRITER_EPOCH};
+use crate::names;
 use crate::sensor::Status;
 use crate::table::store::StoreOffsets;
 use crate::table::TableRuntime;
 pub use batch::RestoreReport;
 use batch::{Pending, Skipped};
+pub use parallel::parallel_map;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
+use run::{log_done, Run, Taken};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -49,31 +53,6 @@ pub struct Restorer {
     prefetched: std::sync::Mutex<HashMap<(String, i32), (i64, i64)>>,
 }
 
-/// Requests in flight at once when an assignment's stores are opened or its changelog
-/// watermarks fetched: each is mostly waiting (fsync, a broker round trip).
-pub const ASSIGN_PARALLELISM: usize = 8;
-
-/// Runs `f` over `items` on up to [`ASSIGN_PARALLELISM`] scoped threads; results in order.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if items.len() <= 1 {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(ASSIGN_PARALLELISM);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|c| {
-                let f = &f;
-                s.spawn(move || c.iter().map(f).collect::<Vec<R>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
-}
-
 /// How [`Restorer::replay`] treats a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {
@@ -81,17 +60,6 @@ pub enum Replay {
     Restore,
     /// A standby copy's catch-up: up to the first checkpoint not committed yet.
     Follow,
-}
-
-/// A changelog header holding a decimal number.
-fn header_i64<M: Message>(m: &M, key: &str) -> Option<i64> {
-    let headers = m.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| s.parse().ok())
 }
 
 /// The epoch an owner writes with after reading up to `seen`: above it and above the clock.
@@ -226,37 +194,9 @@ impl Restorer {
         Ok(report)
     }
 
-    /// Counts the records to read, says so (standbys quietly) and assigns the changelog
-    /// partition at `run.start`.
+    /// Announces `run` and assigns the changelog partition at `run.start`.
     fn begin(&self, run: &Run<'_>) -> Result<()> {
-        let total = (run.high - run.start) as u64;
-        run.status.restore_total.fetch_add(total, Ordering::Relaxed);
-        if run.follow {
-            tracing::debug!(
-                table = run.table.name(),
-                partition = run.partition,
-                topic = run.topic,
-                from = run.start,
-                to = run.high,
-                records = total,
-                target_source_offset = run.target,
-                "standby catching up"
-            );
-        } else {
-            // Cleared by the caller once every partition of the assignment is ready.
-            run.status.recovering.store(true, Ordering::Relaxed);
-            tracing::info!(
-                table = run.table.name(),
-                partition = run.partition,
-                topic = run.topic,
-                from = run.start,
-                to = run.high,
-                records = total,
-                target_source_offset = run.target,
-                "restoring from changelog"
-            );
-        }
-
+        run.announce();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(run.topic, run.partition, Offset::Offset(run.start))
             .map_err(StreamError::kafka("assign changelog"))?;
@@ -318,152 +258,53 @@ impl Restorer {
     /// batch, which the caller writes with the final offsets. A read that receives nothing for
     /// [`STALL_TIMEOUT`] is an error naming the offset, never a hang.
     fn read_changelog(&self, run: &Run<'_>, report: &mut RestoreReport) -> Result<(i64, Pending)> {
-        let Run {
-            table,
-            partition,
-            topic,
-            target,
-            follow,
-            status,
-            start,
-            high,
-            ..
-        } = *run;
+        let (partition, high) = (run.partition, run.high);
         let mut last_progress = Instant::now();
         let mut last_record = Instant::now();
         let mut batch = Pending::default();
-        let mut next = start;
+        let mut next = run.start;
         while next < high {
-            match self.consumer.poll(Duration::from_millis(200)) {
-                None => {
-                    if last_record.elapsed() > STALL_TIMEOUT {
-                        let _ = self.consumer.unassign();
-                        return Err(StreamError::Changelog {
-                            topic: topic.to_string(),
-                            reason: format!("restore of partition {partition} stalled at offset {next} of {high} (no record for {}s); is the broker up?", STALL_TIMEOUT.as_secs()),
-                        });
-                    }
+            let m = match self.consumer.poll(Duration::from_millis(200)) {
+                None if last_record.elapsed() > STALL_TIMEOUT => {
+                    let _ = self.consumer.unassign();
+                    return Err(StreamError::Changelog {
+                        topic: run.topic.to_string(),
+                        reason: format!("restore of partition {partition} stalled at offset {next} of {high} (no record for {}s); is the broker up?", STALL_TIMEOUT.as_secs()),
+                    });
                 }
+                None => continue,
                 // What is left in `batch` is written with the final offsets by the caller.
                 Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
                 Some(Err(e)) => {
-                    tracing::warn!(%topic, partition, error = %e, "changelog read error; retrying");
+                    tracing::warn!(topic = run.topic, partition, error = %e, "changelog read error; retrying");
+                    continue;
                 }
-                Some(Ok(m)) => {
-                    last_record = Instant::now();
-                    let epoch = header_i64(&m, HEADER_WRITER_EPOCH);
-                    if epoch.is_some_and(|e| e < report.epoch) {
-                        // A zombie's record: its writer lost the partition to a later epoch.
-                        next = m.offset() + 1;
-                        report.read += 1;
-                        report.skipped += 1;
-                        report.fenced += 1;
-                        status.restore_done.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let applies = header_i64(&m, HEADER_SOURCE_OFFSET).is_none_or(|s| s <= target);
-                    if follow && !applies {
-                        // Not committed yet: stop before it (`next` stays at its offset).
-                        break;
-                    }
+                Some(Ok(m)) => m,
+            };
+            last_record = Instant::now();
+            match run.take(&m, &mut batch, report) {
+                Taken::NotYetCommitted => break,
+                Taken::Fenced => {
                     next = m.offset() + 1;
-                    report.read += 1;
-                    report.epoch = report.epoch.max(epoch.unwrap_or(0));
-                    if applies {
-                        match m.key() {
-                            Some(k) => {
-                                batch.push(m.offset(), k, m.payload());
-                                report.applied += 1;
-                            }
-                            None => {
-                                let bad = Skipped::new(topic, partition, status);
-                                bad.record(m.offset(), "no key", report);
-                            }
-                        }
-                    } else {
-                        report.skipped += 1;
-                    }
-                    if batch.len() >= BATCH || next >= high {
-                        let changes =
-                            batch.take(table, Skipped::new(topic, partition, status), report);
-                        table.restore_batch(
-                            partition,
-                            &changes,
-                            StoreOffsets {
-                                source: None,
-                                changelog: Some(m.offset()),
-                                epoch: Some(report.epoch),
-                            },
-                        )?;
-                    }
-                    status.restore_done.fetch_add(1, Ordering::Relaxed);
-                    if last_progress.elapsed() >= Duration::from_secs(2) {
-                        last_progress = Instant::now();
-                        run.log_progress(next);
-                    }
+                    continue;
                 }
+                Taken::Read => next = m.offset() + 1,
+            }
+            if batch.len() >= BATCH || next >= high {
+                let skipped = Skipped::new(run.topic, partition, run.status);
+                let changes = batch.take(run.table, skipped, report);
+                let offsets = StoreOffsets {
+                    source: None,
+                    changelog: Some(m.offset()),
+                    epoch: Some(report.epoch),
+                };
+                run.table.restore_batch(partition, &changes, offsets)?;
+            }
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                last_progress = Instant::now();
+                run.log_progress(next);
             }
         }
         Ok((next, batch))
     }
-}
-
-/// One replay of a changelog partition: what it reads, up to where, and for which table.
-#[derive(Clone, Copy)]
-struct Run<'a> {
-    table: &'a dyn TableRuntime,
-    partition: i32,
-    topic: &'a str,
-    /// The source offset the restored state reflects: records of later checkpoints do not apply.
-    target: i64,
-    /// A standby's catch-up ([`Replay::Follow`]).
-    follow: bool,
-    status: &'a Status,
-    start: i64,
-    high: i64,
-    began: Instant,
-}
-
-impl Run<'_> {
-    fn log_progress(&self, next: i64) {
-        let done = (next - self.start) as f64;
-        let rate = done / self.began.elapsed().as_secs_f64().max(1e-3);
-        let eta = (self.high - next) as f64 / rate.max(1.0);
-        tracing::info!(
-            table = self.table.name(),
-            partition = self.partition,
-            done = done as u64,
-            total = (self.high - self.start) as u64,
-            rate = rate as u64,
-            eta_s = format!("{eta:.1}"),
-            "restore progress"
-        );
-    }
-}
-
-/// Says a replay is done: a restore at info level, a standby's catch-up at debug.
-fn log_done(run: &Run<'_>, report: &RestoreReport) {
-    let (table, partition) = (run.table, run.partition);
-    if run.follow {
-        tracing::debug!(
-            table = table.name(),
-            partition,
-            read = report.read,
-            "standby caught up"
-        );
-        return;
-    }
-    let secs = run.began.elapsed().as_secs_f64();
-    tracing::info!(
-        table = table.name(),
-        partition,
-        read = report.read,
-        applied = report.applied,
-        skipped = report.skipped,
-        undecodable = report.undecodable,
-        fenced = report.fenced,
-        secs = format!("{secs:.2}"),
-        rate = (report.read as f64 / secs.max(1e-3)) as u64,
-        "restore done"
-    );
 }
