@@ -26,6 +26,8 @@
 //!   [`directory`] (its [`directory::Advert`]s).
 //! - [`testing`]: a test driver that runs an app's agents and tables without a broker.
 //! - [`embedded`]: an in-process mock Kafka for the examples (`examples/`).
+//! - [`global`]: `App::global_table(&table)`, a copy of a whole table on every worker,
+//!   followed from its changelog (Faust's GlobalTable, Kafka Streams' GlobalKTable).
 //! - [`timer`]: `App::timer(topic, schedule, callback)` runs a callback per owned partition
 //!   on a wall-clock interval or as stream time passes ([`Schedule`], [`Tick`]), on the poll
 //!   thread, its table writes checkpointed like an agent's.
@@ -42,7 +44,8 @@
 //! - `config`: librdkafka settings in one place; `fetch`: the poll loop's batched consumption.
 //! - `repartition`: `group_by`'s upstream agent, the downstream wrapper that skips records an
 //!   upstream crash produced twice, the repartition topic's partition check.
-//! - `directory`: partition ownership; `standby`: warm copies of other workers' partitions.
+//! - `directory`: partition ownership; `standby`: warm copies of other workers' partitions;
+//!   `follow`: the changelog-following loop standby copies and global tables share.
 //! - `sensor`: counters; `health`: whether the brokers answer; `shutdown`: the stop signal.
 //!
 //! Dependency rule: this crate depends on no application crate (see `cargo tree`).
@@ -58,6 +61,8 @@ pub mod embedded;
 pub mod emit;
 mod error;
 mod fetch;
+mod follow;
+pub mod global;
 mod health;
 mod identity;
 pub mod kafka;
@@ -83,6 +88,7 @@ pub use declare::FnAgent;
 pub use directory::Directory;
 pub use error::{DecodeError, ErrorKind, Result, RetryHint, StreamError};
 pub use fetch::FetchQueue;
+pub use global::GlobalTable;
 pub use record::Record;
 pub use repartition::{Repartition, Through};
 pub use sensor::{Status, StatusSnapshot};

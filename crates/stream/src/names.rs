@@ -46,6 +46,17 @@ pub fn standby_app_id(app_id: &str) -> String {
     format!("{app_id}-standby")
 }
 
+/// The app id global tables' copies restore under (restore consumer group
+/// `{app_id}-global-restore`).
+pub fn global_app_id(app_id: &str) -> String {
+    format!("{app_id}-global")
+}
+
+/// The folder (next to the table's own) holding a global table's copy of every partition.
+pub fn global_copy_dir(table: &str) -> String {
+    format!("{table}.global")
+}
+
 /// File in the data dir keeping the worker's transactional id across restarts.
 pub fn transactional_id_file(app_id: &str) -> String {
     format!("{app_id}.transactional-id")

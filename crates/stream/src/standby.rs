@@ -9,54 +9,25 @@
 //!
 //! A copy is the partition's own store (the path the owner would use) opened through the
 //! table's [standby handle](crate::table::TableRuntime::standby_handle), caught up every
-//! [`ROUND`] with [`Restorer::replay`] (`Replay::Follow`): it applies changelog records only up to the group's
-//! committed source offset and stops before the first record beyond it, so a copy never holds
-//! a checkpoint that might still be replayed differently. When the partition is assigned to
+//! [`ROUND`](crate::follow::ROUND) by the follower standby copies and global tables share ([`crate::follow`]), which
+//! applies changelog records only up to the group's committed source offset. When the partition is assigned to
 //! this worker, [`Standby::release`] closes the copy first (a RocksDB store has one opener)
 //! and the assignment's restore continues from the copy's changelog offset.
 
 use crate::config::KafkaConfig;
 use crate::directory::Directory;
-use crate::error::{Result, StreamError};
-use crate::kafka::{committed_offsets, partition_count};
+use crate::error::Result;
+use crate::follow::{lock, Copies, CopyState, Follower, SourcePartition};
 use crate::names;
-use crate::sensor::Status;
 use crate::shutdown::Shutdown;
-use crate::table::recovery::{Replay, Restorer};
 use crate::table::TableRuntime;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-/// How often copies catch up.
-pub const ROUND: Duration = Duration::from_millis(500);
-
-type SourcePartition = (String, i32);
-
-struct State {
-    handles: Vec<Arc<dyn TableRuntime>>,
-    /// Source partitions this worker owns now: never opened as copies.
-    owned: HashSet<SourcePartition>,
-    /// Source partitions whose copies are open.
-    open: HashSet<SourcePartition>,
-}
-
-impl State {
-    fn close(&mut self, sp: &SourcePartition) {
-        for t in &self.handles {
-            if t.source_topic() == sp.0 {
-                t.close_partition(sp.1);
-            }
-        }
-        self.open.remove(sp);
-    }
-}
 
 /// The standby replicas of one worker; the thread stops with the worker's shutdown.
 pub struct Standby {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<CopyState>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -71,38 +42,22 @@ impl Standby {
         replicas: u32,
         shutdown: Shutdown,
     ) -> Result<Self> {
-        let state = Arc::new(Mutex::new(State {
-            handles: tables.iter().map(|t| t.standby_handle()).collect(),
-            owned: HashSet::new(),
-            open: HashSet::new(),
-        }));
-        // Reads the group's committed offsets (never subscribes, so never joins the group).
-        let offsets: BaseConsumer = kafka
-            .restore_consumer(app_id)
-            .create()
-            .map_err(StreamError::kafka("create standby offsets consumer"))?;
-        let restorer = Restorer::new(kafka, &names::standby_app_id(app_id))?;
-        let follower = Follower {
-            state: state.clone(),
+        let state = CopyState::new(tables.iter().map(|t| t.standby_handle()).collect());
+        let copies = Copies::Standby {
             directory,
             replicas: replicas as usize,
-            offsets,
-            restorer,
-            status: Status::default(),
-            counts: HashMap::new(),
         };
-        let thread = std::thread::Builder::new()
-            .name("standby".into())
-            .spawn(move || follower.run(shutdown))
-            .map_err(|e| StreamError::Config(format!("cannot start the standby thread: {e}")))?;
+        let restore_as = names::standby_app_id(app_id);
+        let follower = Follower::new(kafka, app_id, &restore_as, state.clone(), copies)?;
+        let thread = follower.spawn("standby", shutdown)?;
         Ok(Self {
             state,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, CopyState> {
+        lock(&self.state)
     }
 
     /// Before this worker opens `assigned` as their owner: closes their copies (waiting for a
@@ -135,17 +90,6 @@ impl Standby {
     }
 }
 
-struct Follower {
-    state: Arc<Mutex<State>>,
-    directory: Directory,
-    replicas: usize,
-    offsets: BaseConsumer,
-    restorer: Restorer,
-    /// The copies' own counters (the worker's status reports only its owned partitions).
-    status: Status,
-    counts: HashMap<String, i32>,
-}
-
 /// The partitions `me` keeps copies of: for each owned partition, the first `replicas` live
 /// workers other than its owner, in id order, starting at the partition number.
 pub fn standby_partitions(
@@ -171,86 +115,6 @@ pub fn standby_partitions(
         }
     }
     mine
-}
-
-impl Follower {
-    fn run(mut self, shutdown: Shutdown) {
-        while !shutdown.is_triggered() {
-            if let Err(e) = self.round() {
-                tracing::warn!(error = %e, "standby catch-up failed; retrying");
-            }
-            let until = std::time::Instant::now() + ROUND;
-            while !shutdown.is_triggered() && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for sp in state.open.clone() {
-            state.close(&sp);
-        }
-    }
-
-    fn round(&mut self) -> Result<()> {
-        let owners: HashMap<SourcePartition, String> = self
-            .directory
-            .owners()
-            .into_iter()
-            .map(|(sp, advert)| (sp, advert.worker_id))
-            .collect();
-        let wanted = standby_partitions(&owners, self.directory.worker_id(), self.replicas);
-        let committed = self.committed(&wanted);
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for sp in state.open.clone() {
-            if !wanted.contains(&sp) || state.owned.contains(&sp) {
-                state.close(&sp);
-            }
-        }
-        for sp in wanted {
-            if state.owned.contains(&sp) {
-                continue;
-            }
-            let n = match self.counts.get(&sp.0) {
-                Some(n) => *n,
-                None => {
-                    let n = partition_count(self.offsets.client(), &sp.0)?.unwrap_or(0);
-                    self.counts.insert(sp.0.clone(), n);
-                    n
-                }
-            };
-            let handles: Vec<Arc<dyn TableRuntime>> = state
-                .handles
-                .iter()
-                .filter(|t| t.source_topic() == sp.0)
-                .cloned()
-                .collect();
-            if !state.open.contains(&sp) {
-                tracing::info!(topic = %sp.0, partition = sp.1, "keeping a standby copy");
-            }
-            for t in handles {
-                t.open_partition(sp.1, n)?;
-                state.open.insert(sp.clone());
-                self.restorer.replay(
-                    t.as_ref(),
-                    sp.1,
-                    committed.get(&sp).copied(),
-                    &self.status,
-                    Replay::Follow,
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The group's committed offsets of `partitions` (missing ones: none committed yet).
-    fn committed(&self, partitions: &BTreeSet<SourcePartition>) -> HashMap<SourcePartition, i64> {
-        if partitions.is_empty() {
-            return HashMap::new();
-        }
-        committed_offsets(&self.offsets, partitions).unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "committed offsets unavailable; copies wait");
-            HashMap::new()
-        })
-    }
 }
 
 #[cfg(test)]

@@ -33,29 +33,6 @@ impl Agent for Counter {
     }
 }
 
-fn produce(brokers: &str, topic: &str, n: usize, keys: usize) -> BTreeMap<String, i64> {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let mut expected = BTreeMap::new();
-    for i in 0..n {
-        let k = format!("k{}", (i * 7919) % keys);
-        let payload = serde_json::to_vec(&k).unwrap();
-        loop {
-            match p.send(BaseRecord::to(topic).key(k.as_bytes()).payload(&payload)) {
-                Ok(()) => break,
-                Err(_) => {
-                    p.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        *expected.entry(k).or_insert(0) += 1;
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
-    expected
-}
-
 struct Running {
     _guard: StopOnDrop,
     table: Table<String, i64>,

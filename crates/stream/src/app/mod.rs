@@ -30,6 +30,7 @@ pub use config::AppConfig;
 use crate::agent::Agent;
 use crate::directory::Directory;
 use crate::emit::Outbox;
+use crate::global::GlobalTable;
 use crate::names;
 use crate::repartition::RepartitionSpec;
 use crate::sensor::Status;
@@ -45,6 +46,8 @@ pub struct App {
     directory: Option<Directory>,
     pub(crate) agents: Vec<Box<dyn Agent>>,
     pub(crate) tables: Vec<Arc<dyn TableRuntime>>,
+    /// Copies of whole tables every worker keeps ([`crate::global`]).
+    pub(crate) globals: Vec<Arc<dyn TableRuntime>>,
     /// Repartition topics declared by `group_by` ([`crate::repartition`]).
     pub(crate) repartitions: Vec<RepartitionSpec>,
     /// Timers on source partitions ([`crate::timer`]), run by the poll loop.
@@ -63,6 +66,7 @@ impl App {
             config,
             agents: Vec::new(),
             tables: Vec::new(),
+            globals: Vec::new(),
             repartitions: Vec::new(),
             timers: Timers::default(),
             outbox: Arc::default(),
@@ -97,6 +101,17 @@ impl App {
         let table = self.table(spec);
         let time = self.table(time_spec);
         WindowedTable::new(table, time, windows)
+    }
+
+    /// Keeps a copy of the whole of `table` on every worker, followed from its changelog
+    /// ([`crate::global`]): read it anywhere, whichever partitions this worker owns.
+    pub fn global_table<K: TableKey, V: TableValue>(
+        &mut self,
+        table: &Table<K, V>,
+    ) -> GlobalTable<K, V> {
+        let global = GlobalTable::of(table);
+        self.globals.push(global.runtime());
+        global
     }
 
     pub fn agent(&mut self, agent: impl Agent + 'static) {

@@ -86,6 +86,12 @@ impl App {
             Some(d) => Some(d.follow(&self.config.kafka, &self.config.app_id, shutdown.clone())?),
             None => None,
         };
+        let globals = crate::global::follow(
+            &self.config.kafka,
+            &self.config.app_id,
+            &self.globals,
+            shutdown.clone(),
+        )?;
         let (consumer, mut fetch) = self.join_group(state, &topics)?;
         let watch = crate::health::BrokerWatch::start(
             &self.config.kafka,
@@ -120,6 +126,9 @@ impl App {
         }
         if let Some(s) = standby {
             s.join();
+        }
+        if let Some(g) = globals {
+            let _ = g.join();
         }
         watch.join();
         tracing::info!("worker stopped");

@@ -156,18 +156,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
     }
 
     fn standby_handle(&self) -> Arc<dyn TableRuntime> {
-        let i = &self.inner;
-        Arc::new(Table::<K, V> {
-            inner: Arc::new(Inner {
-                name: i.name.clone(),
-                app_id: i.app_id.clone(),
-                source_topic: i.source_topic.clone(),
-                changelog_topic: i.changelog_topic.clone(),
-                dir: i.dir.clone(),
-                parts: Partitions::none_open(),
-                routing: i.routing.clone(),
-            }),
-        })
+        Arc::new(self.copy_at(self.inner.dir.clone()))
     }
 
     fn writer_epoch(&self, partition: i32) -> i64 {

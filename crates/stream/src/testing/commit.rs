@@ -6,7 +6,7 @@ use super::TestDriver;
 use crate::error::Result;
 use crate::names::HEADER_SOURCE_OFFSET;
 use crate::table::route::partition_for;
-use crate::table::store::StoreOffsets;
+use crate::table::store::{Change, StoreOffsets};
 
 impl TestDriver {
     /// Commits what was processed, in the worker's order: each open table partition's cached
@@ -64,6 +64,39 @@ impl TestDriver {
         self.committed = self.positions.clone();
         self.since_checkpoint = 0;
         self.last_checkpoint_ms = self.clock_ms;
+        self.follow_globals()
+    }
+
+    /// Applies to each global copy the flushed changelog records it has not taken yet, as a
+    /// worker's follower does once a checkpoint is committed.
+    fn follow_globals(&mut self) -> Result<()> {
+        for g in &self.globals {
+            let topic = g.changelog_topic();
+            let n = self.partitions.get(g.source_topic()).copied().unwrap_or(1);
+            for p in 0..n {
+                let Some(last) = self.outputs.last_offset(topic, p) else {
+                    continue;
+                };
+                let after = g.offsets(p)?.changelog;
+                if after.is_some_and(|a| a >= last) {
+                    continue;
+                }
+                let changes: Vec<Change> = self
+                    .outputs
+                    .flushed
+                    .iter()
+                    .filter(|o| o.topic == topic && o.partition == p)
+                    .filter(|o| after.is_none_or(|a| o.offset > a))
+                    .filter_map(|o| Some((o.key.clone()?, o.value.clone())))
+                    .collect();
+                let offsets = StoreOffsets {
+                    source: None,
+                    changelog: Some(last),
+                    epoch: None,
+                };
+                g.restore_batch(p, &changes, offsets)?;
+            }
+        }
         Ok(())
     }
 

@@ -31,7 +31,8 @@
 //! wall-clock timers that fall due; records piped with a timestamp move their topic's stream
 //! time, and [`TestDriver::advance_stream_time`] moves it without a record; stream-time
 //! timers run after each. Closed windows ([`crate::emit`]) are outputs of their topic, sent
-//! by the checkpoint; a crash loses the unsent ones and the timers' schedules.
+//! by the checkpoint; a crash loses the unsent ones and the timers' schedules. Global tables'
+//! copies ([`crate::global`]) take each checkpoint's flushed changelog records after it.
 //!
 //! For tests on a broker (the [`crate::embedded`] one or a real one), [`eventually`] waits for a
 //! condition, [`unique_name`] names topics and apps, and [`read_topic`] reads a topic back.
@@ -82,6 +83,8 @@ pub struct TestDriver {
     agents: Vec<Box<dyn Agent>>,
     routes: HashMap<String, Vec<usize>>,
     tables: Vec<Arc<dyn TableRuntime>>,
+    /// Global tables' copies ([`crate::global`]), brought up to date by each checkpoint.
+    globals: Vec<Arc<dyn TableRuntime>>,
     repartitions: Vec<RepartitionSpec>,
     timers: Timers,
     outbox: Arc<Outbox>,
@@ -125,6 +128,7 @@ impl TestDriver {
             config,
             agents,
             tables,
+            globals,
             repartitions,
             timers,
             outbox,
@@ -162,6 +166,7 @@ impl TestDriver {
             agents,
             routes,
             tables,
+            globals,
             repartitions,
             timers,
             outbox,
@@ -197,6 +202,12 @@ impl TestDriver {
             }
         }
         self.positions = resume;
+        for g in &self.globals {
+            let n = self.partitions.get(g.source_topic()).copied().unwrap_or(1);
+            for p in 0..n {
+                g.open_partition(p, n)?;
+            }
+        }
         Ok(())
     }
 

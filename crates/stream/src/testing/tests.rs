@@ -217,3 +217,33 @@ fn windowed_counts_follow_event_time_and_drop_late_records() {
     assert_eq!(per_minute.get(&u, at(0)).unwrap(), Some(4));
     assert_eq!(per_minute.items().unwrap().len(), 3);
 }
+
+#[test]
+fn a_global_table_holds_every_partition_once_checkpointed_and_keeps_it_across_a_crash() {
+    let (mut app, counts) = word_count(TestDriver::config("global"));
+    let global = app.global_table(&counts);
+    let mut driver = TestDriver::with_partitions(app, &[("words", 3)]).unwrap();
+    let words: Vec<&str> = WORDS.split(' ').collect();
+    pipe_words(&mut driver, &words);
+    // Followed from the changelog: nothing before a checkpoint, everything after.
+    assert!(global.items().unwrap().is_empty());
+    driver.checkpoint().unwrap();
+    let expected = expected_counts(&words);
+    let held: BTreeMap<String, u64> = global
+        .items()
+        .unwrap()
+        .into_iter()
+        .map(|(_, k, v)| (k, v))
+        .collect();
+    assert_eq!(held, expected);
+    assert_eq!(global.partitions(), vec![0, 1, 2]);
+    assert_eq!(global.value(&"a".to_string()).unwrap(), Some(4));
+    // Uncommitted work is not shown, and a crash keeps what was followed.
+    pipe_words(&mut driver, &["a", "e"]);
+    driver.crash().unwrap();
+    assert_eq!(global.value(&"a".to_string()).unwrap(), Some(4));
+    assert_eq!(global.value(&"e".to_string()).unwrap(), None);
+    driver.checkpoint().unwrap();
+    assert_eq!(global.value(&"a".to_string()).unwrap(), Some(5));
+    assert_eq!(global.value(&"e".to_string()).unwrap(), Some(1));
+}

@@ -4,6 +4,10 @@
 
 use cta_stream_core::embedded::EmbeddedBroker;
 use cta_stream_core::{KafkaConfig, Shutdown};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub struct TestEnv {
     embedded: Option<EmbeddedBroker>,
@@ -47,4 +51,29 @@ impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.trigger();
     }
+}
+
+/// Produces `n` records over `keys` keys (`k0`, `k1`…), each keyed and valued (JSON) by its
+/// key; returns how many of each were produced.
+pub fn produce(brokers: &str, topic: &str, n: usize, keys: usize) -> BTreeMap<String, i64> {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut expected = BTreeMap::new();
+    for i in 0..n {
+        let k = format!("k{}", (i * 7919) % keys);
+        let payload = serde_json::to_vec(&k).unwrap();
+        loop {
+            match p.send(BaseRecord::to(topic).key(k.as_bytes()).payload(&payload)) {
+                Ok(()) => break,
+                Err(_) => {
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        *expected.entry(k).or_insert(0) += 1;
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    expected
 }

@@ -1,0 +1,238 @@
+//! Copies of table partitions kept by following their changelogs: the loop that standby
+//! replicas ([`crate::standby`]: some of the partitions other workers own) and global tables
+//! ([`crate::global`]: every partition, on every worker) share.
+//!
+//! Every [`ROUND`], a [`Follower`] reads the group's committed source offsets and catches each
+//! wanted copy up with [`Restorer::replay`] (`Replay::Follow`): it applies changelog records
+//! only up to the committed offset and stops before the first record beyond it, so a copy
+//! never holds a checkpoint that might still be replayed differently. Which partitions are
+//! wanted is the only difference between the two kinds ([`Copies`]).
+
+use crate::config::KafkaConfig;
+use crate::directory::Directory;
+use crate::error::{Result, StreamError};
+use crate::kafka::{committed_offsets, partition_count};
+use crate::sensor::Status;
+use crate::shutdown::Shutdown;
+use crate::standby::standby_partitions;
+use crate::table::recovery::{Replay, Restorer};
+use crate::table::TableRuntime;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often copies catch up.
+pub const ROUND: Duration = Duration::from_millis(500);
+
+pub(crate) type SourcePartition = (String, i32);
+
+/// Which partitions a [`Follower`] keeps copies of.
+pub(crate) enum Copies {
+    /// Standby replicas: `replicas` copies of each partition among the live workers of the
+    /// directory, never of a partition this worker owns.
+    Standby {
+        directory: Directory,
+        replicas: usize,
+    },
+    /// Every partition of each table's source topic (global tables).
+    All,
+}
+
+impl Copies {
+    fn kind(&self) -> &'static str {
+        match self {
+            Copies::Standby { .. } => "standby",
+            Copies::All => "global",
+        }
+    }
+}
+
+/// The copies' handles and which are open, shared with the worker (which may take a
+/// standby copy's partition over).
+pub(crate) struct CopyState {
+    pub(crate) handles: Vec<Arc<dyn TableRuntime>>,
+    /// Source partitions this worker owns now: never opened as copies.
+    pub(crate) owned: HashSet<SourcePartition>,
+    /// Source partitions whose copies are open.
+    pub(crate) open: HashSet<SourcePartition>,
+}
+
+impl CopyState {
+    pub(crate) fn new(handles: Vec<Arc<dyn TableRuntime>>) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            handles,
+            owned: HashSet::new(),
+            open: HashSet::new(),
+        }))
+    }
+
+    pub(crate) fn close(&mut self, sp: &SourcePartition) {
+        for t in &self.handles {
+            if t.source_topic() == sp.0 {
+                t.close_partition(sp.1);
+            }
+        }
+        self.open.remove(sp);
+    }
+}
+
+pub(crate) fn lock(state: &Mutex<CopyState>) -> MutexGuard<'_, CopyState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) struct Follower {
+    state: Arc<Mutex<CopyState>>,
+    copies: Copies,
+    offsets: BaseConsumer,
+    restorer: Restorer,
+    /// The copies' own counters (the worker's status reports only its owned partitions).
+    status: Status,
+    counts: HashMap<String, i32>,
+}
+
+impl Follower {
+    /// A follower of `state`'s handles for the group `app_id`, restoring under
+    /// `restore_app_id` (its restore consumer's group).
+    pub(crate) fn new(
+        kafka: &KafkaConfig,
+        app_id: &str,
+        restore_app_id: &str,
+        state: Arc<Mutex<CopyState>>,
+        copies: Copies,
+    ) -> Result<Self> {
+        // Reads the group's committed offsets (never subscribes, so never joins the group).
+        let offsets: BaseConsumer = kafka
+            .restore_consumer(app_id)
+            .create()
+            .map_err(StreamError::kafka("create offsets consumer"))?;
+        Ok(Self {
+            state,
+            copies,
+            offsets,
+            restorer: Restorer::new(kafka, restore_app_id)?,
+            status: Status::default(),
+            counts: HashMap::new(),
+        })
+    }
+
+    /// Runs rounds on a thread named `name` until `shutdown`, then closes the copies.
+    pub(crate) fn spawn(mut self, name: &str, shutdown: Shutdown) -> Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while !shutdown.is_triggered() {
+                    if let Err(e) = self.round() {
+                        tracing::warn!(error = %e, "copies' catch-up failed; retrying");
+                    }
+                    let until = Instant::now() + ROUND;
+                    while !shutdown.is_triggered() && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                let mut state = lock(&self.state);
+                for sp in state.open.clone() {
+                    state.close(&sp);
+                }
+            })
+            .map_err(|e| StreamError::Config(format!("cannot start the {name} thread: {e}")))
+    }
+
+    /// Opens the wanted copies, closes the others, and catches the open ones up.
+    pub(crate) fn round(&mut self) -> Result<()> {
+        let wanted = self.wanted()?;
+        let committed = self.committed(&wanted);
+        let shared = self.state.clone();
+        let mut state = lock(&shared);
+        for sp in state.open.clone() {
+            if !wanted.contains(&sp) || state.owned.contains(&sp) {
+                state.close(&sp);
+            }
+        }
+        for sp in wanted {
+            if state.owned.contains(&sp) {
+                continue;
+            }
+            let n = self.partitions_of(&sp.0)?;
+            let handles: Vec<Arc<dyn TableRuntime>> = state
+                .handles
+                .iter()
+                .filter(|t| t.source_topic() == sp.0)
+                .cloned()
+                .collect();
+            if !state.open.contains(&sp) {
+                let kind = self.copies.kind();
+                tracing::info!(topic = %sp.0, partition = sp.1, "keeping a {kind} copy");
+            }
+            for t in handles {
+                t.open_partition(sp.1, n)?;
+                state.open.insert(sp.clone());
+                self.restorer.replay(
+                    t.as_ref(),
+                    sp.1,
+                    committed.get(&sp).copied(),
+                    &self.status,
+                    Replay::Follow,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wanted(&mut self) -> Result<BTreeSet<SourcePartition>> {
+        match &self.copies {
+            Copies::Standby {
+                directory,
+                replicas,
+            } => {
+                let owners: HashMap<SourcePartition, String> = directory
+                    .owners()
+                    .into_iter()
+                    .map(|(sp, advert)| (sp, advert.worker_id))
+                    .collect();
+                Ok(standby_partitions(
+                    &owners,
+                    directory.worker_id(),
+                    *replicas,
+                ))
+            }
+            Copies::All => {
+                let topics: BTreeSet<String> = lock(&self.state)
+                    .handles
+                    .iter()
+                    .map(|t| t.source_topic().to_string())
+                    .collect();
+                let mut all = BTreeSet::new();
+                for topic in topics {
+                    let n = self.partitions_of(&topic)?;
+                    all.extend((0..n).map(|p| (topic.clone(), p)));
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    /// Partitions of `topic` (0 while the broker does not know it; asked again next time).
+    fn partitions_of(&mut self, topic: &str) -> Result<i32> {
+        if let Some(n) = self.counts.get(topic) {
+            return Ok(*n);
+        }
+        let n = partition_count(self.offsets.client(), topic)?.unwrap_or(0);
+        if n > 0 {
+            self.counts.insert(topic.to_string(), n);
+        }
+        Ok(n)
+    }
+
+    /// The group's committed offsets of `partitions` (missing ones: none committed yet).
+    fn committed(&self, partitions: &BTreeSet<SourcePartition>) -> HashMap<SourcePartition, i64> {
+        if partitions.is_empty() {
+            return HashMap::new();
+        }
+        committed_offsets(&self.offsets, partitions).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "committed offsets unavailable; copies wait");
+            HashMap::new()
+        })
+    }
+}
