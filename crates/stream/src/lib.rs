@@ -28,6 +28,8 @@
 //! - [`embedded`]: an in-process mock Kafka for the examples (`examples/`).
 //! - [`global`]: `App::global_table(&table)`, a copy of a whole table on every worker,
 //!   followed from its changelog (Faust's GlobalTable, Kafka Streams' GlobalKTable).
+//! - `join`: `App::join(topic, &table, key, f)`, a stream-table (left) join with a
+//!   co-partitioned [`Table`] or a [`GlobalTable`] ([`JoinTable`]).
 //! - [`timer`]: `App::timer(topic, schedule, callback)` runs a callback per owned partition
 //!   on a wall-clock interval or as stream time passes ([`Schedule`], [`Tick`]), on the poll
 //!   thread, its table writes checkpointed like an agent's.
@@ -65,6 +67,7 @@ mod follow;
 pub mod global;
 mod health;
 mod identity;
+mod join;
 pub mod kafka;
 pub mod memory;
 pub mod names;
@@ -89,6 +92,7 @@ pub use directory::Directory;
 pub use error::{DecodeError, ErrorKind, Result, RetryHint, StreamError};
 pub use fetch::FetchQueue;
 pub use global::GlobalTable;
+pub use join::JoinTable;
 pub use record::Record;
 pub use repartition::{Repartition, Through};
 pub use sensor::{Status, StatusSnapshot};

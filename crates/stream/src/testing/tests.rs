@@ -247,3 +247,81 @@ fn a_global_table_holds_every_partition_once_checkpointed_and_keeps_it_across_a_
     assert_eq!(global.value(&"a".to_string()).unwrap(), Some(5));
     assert_eq!(global.value(&"e".to_string()).unwrap(), Some(1));
 }
+
+/// What each visit saw: (id, name), in order.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(i32, Option<String>)>>>;
+
+/// Visits of ids joined with a global table of names fed by `name-rows` (key: id): what each
+/// visit saw, in order.
+fn visits_joined_with_names() -> (App, Seen) {
+    let mut app = App::new(TestDriver::config("join"));
+    let names = app.table_on::<i32, String>("names", "name-rows");
+    let rows = names.clone();
+    app.agent_fn("name-rows", move |r| {
+        let id: i32 = r.key_str()?.parse().unwrap_or(-1);
+        rows.put(r, id, r.value_str()?.to_string())
+    });
+    let everywhere = app.global_table(&names);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    app.join(
+        "visits",
+        &everywhere,
+        |r| Ok(r.key_str()?.parse::<i32>().unwrap_or(-1)),
+        move |r, name: Option<String>| {
+            let id = r.key_str()?.parse().unwrap_or(-1);
+            log.lock().unwrap().push((id, name));
+            Ok(())
+        },
+    );
+    (app, seen)
+}
+
+#[test]
+fn a_join_with_a_global_table_sees_committed_rows_and_none_before_them() {
+    let (app, seen) = visits_joined_with_names();
+    let mut driver = TestDriver::with_partitions(app, &[("name-rows", 3), ("visits", 2)]).unwrap();
+    let visit = |id: &str| TestRecord::new("visits").key(id).value("");
+    // Before its row: None, and not joined again when the row comes.
+    driver.pipe(visit("7")).unwrap();
+    driver
+        .pipe(TestRecord::new("name-rows").key("7").value("Clark/Lake"))
+        .unwrap();
+    // The row is not committed yet: the global copy does not have it.
+    driver.pipe(visit("7")).unwrap();
+    driver.checkpoint().unwrap();
+    driver.pipe(visit("7")).unwrap();
+    driver.pipe(visit("8")).unwrap();
+    let clark = Some("Clark/Lake".to_string());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(7, None), (7, None), (7, clark), (8, None)]
+    );
+}
+
+#[test]
+fn a_join_with_a_co_partitioned_table_sees_the_record_partition_s_row_at_once() {
+    let mut app = App::new(TestDriver::config("join-local"));
+    let last = app.table_on::<String, String>("last", "events");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    // Each event sees the previous event of its key, then becomes the row.
+    let writer = last.clone();
+    app.join(
+        "events",
+        &last,
+        |r| Ok(r.key_str()?.to_string()),
+        move |r, prev: Option<String>| {
+            log.lock().unwrap().push(prev);
+            writer.put(r, r.key_str()?.to_string(), r.value_str()?.to_string())
+        },
+    );
+    let mut driver = TestDriver::with_partitions(app, &[("events", 4)]).unwrap();
+    for (k, v) in [("a", "1"), ("b", "2"), ("a", "3"), ("a", "4")] {
+        driver
+            .pipe(TestRecord::new("events").key(k).value(v))
+            .unwrap();
+    }
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(*seen.lock().unwrap(), vec![None, None, s("1"), s("3")]);
+}
