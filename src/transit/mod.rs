@@ -152,7 +152,27 @@ pub fn build_worker_with(
 ) -> Result<(App, TransitTables)> {
     let mut app = App::new(config);
     let decoder = AvroDecoder::new(registry)?;
-    let by_station: Option<Repartition> = match keys {
+    let by_station = rekey_turnstile(&mut app, &decoder, keys);
+    let tables = declare_tables(&mut app, by_station.as_ref(), external_turnstile);
+    declare_agents(&mut app, &tables, decoder, by_station.as_ref());
+    emit_closed_hours(&mut app, &tables)?;
+    // Every simulated minute of arrivals: trains not seen for 15 are marked not reporting.
+    let trains = tables.trains.clone();
+    app.timer(
+        topics::ARRIVALS,
+        Schedule::StreamTime(Duration::from_secs(60)),
+        move |tick| mark_not_reporting(&trains, tick),
+    );
+    Ok((app, tables))
+}
+
+/// With [`TurnstileKeys::Other`], the re-keying of the turnstile topic by station.
+fn rekey_turnstile(
+    app: &mut App,
+    decoder: &AvroDecoder,
+    keys: TurnstileKeys,
+) -> Option<Repartition> {
+    match keys {
         TurnstileKeys::Station => None,
         TurnstileKeys::Other => {
             let decoder = decoder.clone();
@@ -164,11 +184,20 @@ pub fn build_worker_with(
                 }),
             )
         }
-    };
+    }
+}
+
+/// Declares the worker's tables; the turnstile ones read `by_station`'s topic when given, and
+/// the turnstile counts come from `external_turnstile` when given.
+fn declare_tables(
+    app: &mut App,
+    by_station: Option<&Repartition>,
+    external_turnstile: Option<std::sync::Arc<dyn queries::TurnstileSource>>,
+) -> TransitTables {
     // The turnstile tables follow the topic their agent reads.
     let spec = |name: &str| {
         let mut s = spec(name);
-        if let Some(r) = &by_station {
+        if let Some(r) = by_station {
             if s.source_topic == topics::TURNSTILE {
                 s.source_topic = r.topic().to_string();
             }
@@ -176,7 +205,7 @@ pub fn build_worker_with(
         s
     };
     let [(hourly_name, hourly_windows), (recent_name, recent_windows)] = windowed();
-    let tables = TransitTables {
+    TransitTables {
         // Keyed by station and by train, fed by rows and arrivals keyed otherwise: any
         // partition may hold a key (see `Table::scattered`).
         stations: app.table(spec(tables::STATIONS)).scattered(),
@@ -191,7 +220,16 @@ pub fn build_worker_with(
         turnstile_recent: app.windowed_table(spec(recent_name), recent_windows),
         weather: app.table(spec(tables::WEATHER)).scattered(),
         arrival_checks: Default::default(),
-    };
+    }
+}
+
+/// Declares the four agents; the turnstile one reads through `by_station` when given.
+fn declare_agents(
+    app: &mut App,
+    tables: &TransitTables,
+    decoder: AvroDecoder,
+    by_station: Option<&Repartition>,
+) {
     app.agent(StationsAgent {
         tables: tables.clone(),
     });
@@ -203,7 +241,7 @@ pub fn build_worker_with(
         tables: tables.clone(),
         decoder: decoder.clone(),
     };
-    match &by_station {
+    match by_station {
         Some(r) => app.agent(r.agent(turnstile)),
         None => app.agent(turnstile),
     }
@@ -211,7 +249,11 @@ pub fn build_worker_with(
         tables: tables.clone(),
         decoder,
     });
-    // Each hourly window once it has closed (its 5 minutes of grace passed).
+}
+
+/// Each hourly window once it has closed (its 5 minutes of grace passed), to
+/// TURNSTILE_HOURLY.
+fn emit_closed_hours(app: &mut App, tables: &TransitTables) -> Result<()> {
     app.emit_final(
         &tables.turnstile_hourly,
         topics::TURNSTILE_HOURLY,
@@ -224,13 +266,5 @@ pub fn build_worker_with(
             };
             (json::encode(w.key), json::encode(&row))
         },
-    )?;
-    // Every simulated minute of arrivals: trains not seen for 15 are marked not reporting.
-    let trains = tables.trains.clone();
-    app.timer(
-        topics::ARRIVALS,
-        Schedule::StreamTime(Duration::from_secs(60)),
-        move |tick| mark_not_reporting(&trains, tick),
-    );
-    Ok((app, tables))
+    )
 }

@@ -142,23 +142,8 @@ fn spark(st: &StationStatus, latest_hour: Option<i64>, peak: i64, y: i32) -> (St
 /// Lays out one line: stations in route order (trunk, then each branch), spines, markers of
 /// the trains standing at its platforms, sparklines scaled to the line's busiest hour.
 pub fn layout(line: &LineStatus, latest_hour: Option<i64>) -> Diagram {
-    let spines_of = branch_spines();
-    let spine_of = |s: &StationStatus| spines_of.get(&(line.line, s.station_id)).copied();
-    let mut rows: Vec<(usize, &StationStatus)> = line
-        .stations
-        .iter()
-        .map(|s| (spine_of(s).unwrap_or(0), s))
-        .collect();
-    // Trunk and first branch in order, then each further branch in order.
-    rows.sort_by(|a, b| {
-        (a.0, a.1.order, &a.1.station_name).cmp(&(b.0, b.1.order, &b.1.station_name))
-    });
-    let peak = line
-        .stations
-        .iter()
-        .flat_map(|s| s.hourly.iter().map(|(_, n)| *n))
-        .max()
-        .unwrap_or(0);
+    let rows = station_rows(line);
+    let peak = busiest_hour(line);
     let mut stations = Vec::with_capacity(rows.len());
     let mut trains = Vec::new();
     let mut spine_points: Vec<Vec<(i32, i32)>> = Vec::new();
@@ -170,13 +155,7 @@ pub fn layout(line: &LineStatus, latest_hour: Option<i64>) -> Diagram {
             spine_points.resize(*spine + 1, Vec::new());
         }
         if *spine > 0 && spine_points[*spine].is_empty() {
-            // Fork from the trunk's station just before this branch's first one.
-            let junction = rows
-                .iter()
-                .enumerate()
-                .rfind(|(_, (sp, s))| *sp == 0 && s.order < st.order)
-                .map(|(r, _)| (SPINE_X, TOP + r as i32 * ROW));
-            if let Some((jx, jy)) = junction {
+            if let Some((jx, jy)) = junction(&rows, st) {
                 spine_points[*spine].push((jx, jy));
                 spine_points[*spine].push((x, jy + ROW / 2));
             }
@@ -195,40 +174,92 @@ pub fn layout(line: &LineStatus, latest_hour: Option<i64>) -> Diagram {
             spark,
             spark_title,
         });
-        for (t, dx, shape) in [
-            (&st.direction_a, -MARKER_DX, UP),
-            (&st.direction_b, MARKER_DX, DOWN),
-        ] {
-            let Some(t) = t else { continue };
-            let toward = if t.direction == "a" {
-                "toward the first station"
-            } else {
-                "toward the last station"
-            };
-            trains.push(TrainMarker {
-                train_id: t.train_id.clone(),
-                station_id: st.station_id,
-                direction: t.direction.clone(),
-                x: x + dx,
-                y,
-                shape,
-                css: status_css(&t.train_status),
-                label: format!(
-                    "{} ({}{}) at {}, direction {} ({toward})",
-                    t.train_id,
-                    t.train_status.replace('_', " "),
-                    if t.not_reporting {
-                        ", not reporting"
-                    } else {
-                        ""
-                    },
-                    st.station_name,
-                    t.direction
-                ),
-            });
-        }
+        trains.extend(train_markers(st, x, y));
     }
-    let spines = spine_points
+    Diagram {
+        width: WIDTH,
+        height: TOP + rows.len() as i32 * ROW,
+        spines: spine_paths(&spine_points),
+        stations,
+        trains,
+    }
+}
+
+/// The line's stations with the spine each is drawn on: trunk and first branch in order, then
+/// each further branch in order.
+fn station_rows(line: &LineStatus) -> Vec<(usize, &StationStatus)> {
+    let spines_of = branch_spines();
+    let spine_of = |s: &StationStatus| spines_of.get(&(line.line, s.station_id)).copied();
+    let mut rows: Vec<(usize, &StationStatus)> = line
+        .stations
+        .iter()
+        .map(|s| (spine_of(s).unwrap_or(0), s))
+        .collect();
+    rows.sort_by(|a, b| {
+        (a.0, a.1.order, &a.1.station_name).cmp(&(b.0, b.1.order, &b.1.station_name))
+    });
+    rows
+}
+
+/// The most entries any station of the line had in one hour; sparklines are scaled to it.
+fn busiest_hour(line: &LineStatus) -> i64 {
+    line.stations
+        .iter()
+        .flat_map(|s| s.hourly.iter().map(|(_, n)| *n))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Where a branch forks: the trunk's station just before the branch's first one, `st`.
+fn junction(rows: &[(usize, &StationStatus)], st: &StationStatus) -> Option<(i32, i32)> {
+    rows.iter()
+        .enumerate()
+        .rfind(|(_, (sp, s))| *sp == 0 && s.order < st.order)
+        .map(|(r, _)| (SPINE_X, TOP + r as i32 * ROW))
+}
+
+/// Markers of the trains standing at `st` (drawn at `x`, `y`): direction `a` left of the
+/// spine pointing up, `b` right of it pointing down.
+fn train_markers(st: &StationStatus, x: i32, y: i32) -> Vec<TrainMarker> {
+    let mut trains = Vec::new();
+    for (t, dx, shape) in [
+        (&st.direction_a, -MARKER_DX, UP),
+        (&st.direction_b, MARKER_DX, DOWN),
+    ] {
+        let Some(t) = t else { continue };
+        let toward = if t.direction == "a" {
+            "toward the first station"
+        } else {
+            "toward the last station"
+        };
+        trains.push(TrainMarker {
+            train_id: t.train_id.clone(),
+            station_id: st.station_id,
+            direction: t.direction.clone(),
+            x: x + dx,
+            y,
+            shape,
+            css: status_css(&t.train_status),
+            label: format!(
+                "{} ({}{}) at {}, direction {} ({toward})",
+                t.train_id,
+                t.train_status.replace('_', " "),
+                if t.not_reporting {
+                    ", not reporting"
+                } else {
+                    ""
+                },
+                st.station_name,
+                t.direction
+            ),
+        });
+    }
+    trains
+}
+
+/// SVG path data of each spine that has at least two points.
+fn spine_paths(spine_points: &[Vec<(i32, i32)>]) -> Vec<String> {
+    spine_points
         .iter()
         .filter(|p| p.len() > 1)
         .map(|p| {
@@ -237,14 +268,7 @@ pub fn layout(line: &LineStatus, latest_hour: Option<i64>) -> Diagram {
                 .map(|(i, (x, y))| format!("{}{x},{y}", if i == 0 { "M" } else { "L" }))
                 .collect::<String>()
         })
-        .collect();
-    Diagram {
-        width: WIDTH,
-        height: TOP + rows.len() as i32 * ROW,
-        spines,
-        stations,
-        trains,
-    }
+        .collect()
 }
 
 /// The last station of a branch (the next row is on another spine, or there is none).

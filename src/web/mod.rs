@@ -173,34 +173,9 @@ async fn accept_loop(
     let filter = routes::routes(state, shutdown.clone());
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
-        .max_header_size(limits.max_header_bytes)
-        .keep_alive(true);
-    loop {
-        // Take a connection slot first: at the limit, stop accepting (clients queue in the
-        // kernel's backlog) instead of accepting and dropping.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.wait() => break,
-        };
-        let (stream, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little, do not spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => break,
-        };
+    let http = http1_builder(&limits);
+    while let Some((permit, stream, remote)) = next_connection(&listener, &permits, &shutdown).await
+    {
         let filter = filter.clone();
         let metrics = metrics.clone();
         let max_body = limits.max_body_bytes;
@@ -247,6 +222,53 @@ async fn accept_loop(
         .is_err()
     {
         tracing::warn!("web server: open connections did not finish in time; closing them");
+    }
+}
+
+/// hyper's HTTP/1.1 connection driver with the header limits and timeout of `limits`.
+fn http1_builder(limits: &WebLimits) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_header_size(limits.max_header_bytes)
+        .keep_alive(true);
+    http
+}
+
+/// The next connection with its slot; `None` once `shutdown` fired (or the slots closed).
+async fn next_connection(
+    listener: &tokio::net::TcpListener,
+    permits: &Arc<tokio::sync::Semaphore>,
+    shutdown: &Shutdown,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::net::TcpStream,
+    SocketAddr,
+)> {
+    loop {
+        // Take a connection slot first: at the limit, stop accepting (clients queue in the
+        // kernel's backlog) instead of accepting and dropping.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return None,
+            },
+            _ = shutdown.wait() => return None,
+        };
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => return None,
+        };
+        return Some((permit, stream, remote));
     }
 }
 
