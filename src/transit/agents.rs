@@ -4,7 +4,9 @@
 //! (ksqlDB's TURNSTILE_SUMMARY); weather → latest reading.
 
 use crate::stream::codec::json;
-use crate::stream::{Agent, AvroDecoder, DecodeError, Record, Result, Table, Tick, WindowedTable};
+use crate::stream::{
+    Agent, AvroDecoder, DecodeError, GlobalTable, Record, Result, Table, Tick, WindowedTable,
+};
 use crate::transit::lines::Line;
 use crate::transit::models::*;
 use crate::transit::source::TurnstileSource;
@@ -15,6 +17,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct TransitTables {
     pub stations: Table<StationKey, Station>,
+    /// Every worker's copy of the whole stations table ([`GlobalTable`]): the page lists every
+    /// station whichever partitions this worker owns.
+    pub stations_everywhere: GlobalTable<StationKey, Station>,
     /// Each train's latest arrival, by train id. Keyed by train (not by platform), so a train
     /// leaving a platform and arriving at the next cannot leave a stale occupant behind, even
     /// when the two arrivals sit in partitions of different workers: readers take the latest
@@ -26,6 +31,8 @@ pub struct TransitTables {
     /// Entries per station in the last 15 minutes, every 5 (hopping).
     pub turnstile_recent: WindowedTable<i32, i64>,
     pub weather: Table<String, WeatherReading>,
+    /// Every worker's copy of the whole weather table.
+    pub weather_everywhere: GlobalTable<String, WeatherReading>,
     /// Arrivals whose previous platform could not be confirmed (see [`ArrivalsAgent`]).
     pub arrival_checks: Arc<ArrivalChecks>,
 }

@@ -205,10 +205,14 @@ fn declare_tables(
         s
     };
     let [(hourly_name, hourly_windows), (recent_name, recent_windows)] = windowed();
+    // Keyed by station and by train, fed by rows and arrivals keyed otherwise: any
+    // partition may hold a key (see `Table::scattered`).
+    let stations = app.table(spec(tables::STATIONS)).scattered();
+    let weather = app.table(spec(tables::WEATHER)).scattered();
     TransitTables {
-        // Keyed by station and by train, fed by rows and arrivals keyed otherwise: any
-        // partition may hold a key (see `Table::scattered`).
-        stations: app.table(spec(tables::STATIONS)).scattered(),
+        stations_everywhere: app.global_table(&stations),
+        weather_everywhere: app.global_table(&weather),
+        stations,
         trains: app.table(spec(tables::TRAINS)).scattered(),
         turnstile: match external_turnstile {
             Some(source) => TurnstileCounts::External(source),
@@ -218,7 +222,7 @@ fn declare_tables(
         },
         turnstile_hourly: app.windowed_table(spec(hourly_name), hourly_windows),
         turnstile_recent: app.windowed_table(spec(recent_name), recent_windows),
-        weather: app.table(spec(tables::WEATHER)).scattered(),
+        weather,
         arrival_checks: Default::default(),
     }
 }

@@ -1,6 +1,9 @@
 //! Read models over the worker's tables, for the page, the JSON API and the command line.
 //! Tables fed by topics not keyed by the table key (arrivals and weather are keyed by time) can
-//! hold a key in several partitions; these queries take the latest by event time.
+//! hold a key in several partitions; these queries take the latest by event time. Stations
+//! and weather are read from the worker's copies of the whole tables (global tables), so every
+//! worker lists every station; counts and trains are the worker's own partitions', added up
+//! across workers by `crate::web::cluster`.
 //!
 //! The turnstile counts come from the worker's own table or, in ksqlDB mode, from a
 //! [`TurnstileSource`] that covers the whole app; the answers across workers
@@ -131,9 +134,10 @@ impl TransitTables {
         }))
     }
 
+    /// The latest weather reading, from this worker's copy of the whole table.
     pub fn weather(&self) -> Result<Option<WeatherReading>> {
         Ok(self
-            .weather
+            .weather_everywhere
             .get_all(&WEATHER_KEY.to_string())?
             .into_iter()
             .max_by_key(|w| w.timestamp))
@@ -161,7 +165,8 @@ impl TransitTables {
             }
         }
         let mut stations: BTreeMap<(String, i32), StationStatus> = BTreeMap::new();
-        for (_, k, s) in self.stations.items()? {
+        // Every station, from this worker's copy of the whole table; the counts are its own.
+        for (_, k, s) in self.stations_everywhere.items()? {
             stations.insert(
                 (k.line.clone(), k.station_id),
                 StationStatus {

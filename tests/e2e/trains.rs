@@ -9,6 +9,7 @@ mod common;
 
 use common::stepped::SteppedSim;
 use common::*;
+use cta_stream::stream::testing::eventually;
 use cta_stream::transit::models::train_status;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -237,6 +238,38 @@ async fn two_workers_sharing_the_partitions_both_show_the_truth() {
     let (_, local) = get_json(&format!("{}/api/status?scope=local", w1.base)).await;
     let owned = local["worker"]["assigned"].as_array().map_or(0, Vec::len);
     assert!(owned > 0, "worker 1 owns partitions: {}", local["worker"]);
+    // ...but each lists every station of every line and the weather from its own copy of the
+    // whole stations and weather tables (global tables), without asking the other.
+    let dataset = cta_stream::transit::stations::Dataset::builtin();
+    let want: BTreeSet<(String, i64)> = dataset
+        .rows()
+        .iter()
+        .map(|r| (r.line.as_str().to_string(), i64::from(r.station_id)))
+        .collect();
+    for w in [&w1, &w2] {
+        let what = format!("every station and the weather on {} alone", w.base);
+        eventually(&what, Duration::from_secs(30), async || {
+            let (_, local) = get_json(&format!("{}/api/status?scope=local", w.base)).await;
+            let listed: BTreeSet<(String, i64)> = local["lines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|l| {
+                    let line = l["line"].as_str().unwrap_or_default().to_string();
+                    l["stations"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(move |s| (line.clone(), s["station_id"].as_i64().unwrap_or(-1)))
+                })
+                .collect();
+            match listed == want && local["weather"].is_object() {
+                true => Ok(()),
+                false => Err((listed.len(), local["weather"].clone())),
+            }
+        })
+        .await;
+    }
     w1.stop().await;
     w2.stop().await;
 }

@@ -113,8 +113,12 @@ fn tables(dir: &std::path::Path) -> TransitTables {
         source_topic: format!("bench-{name}"),
         changelog_topic: None,
     };
+    let stations = app.table(spec("stations"));
+    let weather = app.table(spec("weather"));
     let t = TransitTables {
-        stations: app.table(spec("stations")),
+        stations_everywhere: app.global_table(&stations),
+        weather_everywhere: app.global_table(&weather),
+        stations,
         trains: app.table(spec("train-positions")),
         turnstile: TurnstileCounts::Native(app.table(spec("turnstile-summary"))),
         turnstile_hourly: app.windowed_table(
@@ -128,7 +132,7 @@ fn tables(dir: &std::path::Path) -> TransitTables {
                 std::time::Duration::from_secs(300),
             ),
         ),
-        weather: app.table(spec("weather")),
+        weather,
         arrival_checks: Default::default(),
     };
     for p in 0..4 {
