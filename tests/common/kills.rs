@@ -4,8 +4,10 @@
 
 use super::*;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Checkpoint interval of the killed worker processes.
 pub const COMMIT_INTERVAL: &str = "50ms";

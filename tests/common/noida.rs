@@ -3,9 +3,10 @@
 //! PATH (`scripts/test.sh` installs it with pip); without it [`Noida::start`] returns `None`
 //! after saying the test is skipped, except under `CI`, where it fails.
 
+use cta_stream::stream::testing::eventually_blocking;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A noida-db broker on a free port, stopped on drop.
 pub struct Noida {
@@ -63,11 +64,9 @@ impl Noida {
             .spawn()
             .expect("start noida-db");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&self.brokers).is_err() {
-            assert!(Instant::now() < deadline, "noida-db did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually_blocking("noida-db listens", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&self.brokers)
+        });
     }
 
     /// Kills the broker (SIGKILL to its process group) and waits until the port is closed.
@@ -77,14 +76,14 @@ impl Noida {
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&self.brokers).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "noida-db still listens after kill"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually_blocking(
+            "noida-db stops listening after the kill",
+            Duration::from_secs(10),
+            || match std::net::TcpStream::connect(&self.brokers) {
+                Ok(_) => Err("still listens"),
+                Err(_) => Ok(()),
+            },
+        );
     }
 }
 

@@ -13,6 +13,7 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::{eventually, unique_name};
 use cta_stream::transit::models::topics;
 use cta_stream::transit::simulation::{self, SimConfig};
 use cta_stream::transit::stations::Dataset;
@@ -244,7 +245,7 @@ async fn page_updates_live_without_reload_and_stays_local() {
         return;
     };
     let env = env().await;
-    let app_id = format!("cta-browser-{}", std::process::id());
+    let app_id = unique_name("cta-browser");
     create_all_topics(&env, &app_id);
     let start = 1_795_957_200_000;
     // Phase 1: some data before the page is opened.
@@ -285,21 +286,21 @@ async fn page_updates_live_without_reload_and_stays_local() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ws_url = loop {
-        assert!(
-            Instant::now() < deadline,
-            "chromium's DevTools endpoint never came up"
-        );
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await {
-            if let Ok(targets) = r.json::<Vec<Value>>().await {
-                if let Some(t) = targets.iter().find(|t| t["type"] == "page") {
-                    break t["webSocketDebuggerUrl"].as_str().unwrap().to_string();
-                }
+    let ws_url = eventually(
+        "chromium's DevTools endpoint lists a page",
+        Duration::from_secs(60),
+        async || {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let targets = r.json::<Vec<Value>>().await.map_err(|e| e.to_string())?;
+            match targets.iter().find(|t| t["type"] == "page") {
+                Some(t) => Ok(t["webSocketDebuggerUrl"].as_str().unwrap().to_string()),
+                None => Err(format!("targets: {targets:?}")),
             }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        },
+    )
+    .await;
     let mut cdp = Cdp::connect(&ws_url).await;
     cdp.call("Network.enable", json!({})).await;
     cdp.call("Page.enable", json!({})).await;
@@ -317,16 +318,21 @@ async fn page_updates_live_without_reload_and_stays_local() {
         "server-rendered total"
     );
     // The script connected to the event stream.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cdp
-        .eval("window.ctaLive ? window.ctaLive.updates : 0")
-        .await
-        .as_i64()
-        < Some(1)
-    {
-        assert!(Instant::now() < deadline, "no live update received");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "a live update received",
+        Duration::from_secs(30),
+        async || {
+            let updates = cdp
+                .eval("window.ctaLive ? window.ctaLive.updates : 0")
+                .await;
+            if updates.as_i64() >= Some(1) {
+                Ok(())
+            } else {
+                Err(format!("updates: {updates}"))
+            }
+        },
+    )
+    .await;
 
     // Phase 2: the simulation runs with a real sleep between steps, and a station whose name
     // is markup arrives, while the page stays open.
@@ -370,21 +376,22 @@ async fn page_updates_live_without_reload_and_stays_local() {
     let final_total: i64 = expected.values().sum();
     assert!(final_total > first_total);
     wait_for_counts(&w.base, &expected, Duration::from_secs(90)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = page_total(&mut cdp).await;
-        if seen.last() != Some(&t) {
-            seen.push(t);
-        }
-        if t == final_total {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "page shows {t}, API and topic {final_total}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        &format!("the page shows the total of the API and topic, {final_total}"),
+        Duration::from_secs(30),
+        async || {
+            let t = page_total(&mut cdp).await;
+            if seen.last() != Some(&t) {
+                seen.push(t);
+            }
+            if t == final_total {
+                Ok(())
+            } else {
+                Err(format!("page shows {t}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(api_total(&w.base).await, final_total);
     eprintln!(
         "page totals seen: {seen:?}; matched the API while running: {matched_api_while_running}"
@@ -412,18 +419,16 @@ async fn page_updates_live_without_reload_and_stays_local() {
     assert_eq!(main_frame_navigations, 1, "the page was navigated again");
 
     // The markup station: a row on the Blue Line whose text is the name, nothing executed.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let row = format!("document.querySelector('#line-blue tr[data-station=\"{EVIL_ID}\"]')");
-    loop {
-        if cdp.eval(&format!("!!{row}")).await == json!(true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new station never appeared on the page"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the new station appears on the page",
+        Duration::from_secs(30),
+        async || match cdp.eval(&format!("!!{row}")).await {
+            Value::Bool(true) => Ok(()),
+            v => Err(format!("{row} is {v}")),
+        },
+    )
+    .await;
     assert_eq!(
         cdp.eval(&format!("{row}.cells[0].textContent")).await,
         json!(EVIL)
@@ -479,14 +484,19 @@ async fn page_updates_live_without_reload_and_stays_local() {
         .collect();
     let mut truth = truth;
     truth.sort_by_key(|v| v.to_string());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let markers = loop {
-        let m = page_markers(&mut cdp).await;
-        if m == json!(truth) || Instant::now() > deadline {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let markers = eventually(
+        "the diagram markers equal the simulation's trains",
+        Duration::from_secs(30),
+        async || {
+            let m = page_markers(&mut cdp).await;
+            if m == json!(truth) {
+                Ok(m)
+            } else {
+                Err(m)
+            }
+        },
+    )
+    .await;
     assert_eq!(markers, json!(truth), "diagram markers vs the simulation");
     assert_eq!(
         truth.len(),

@@ -10,6 +10,7 @@ mod common;
 
 use common::*;
 use cta_stream::runner::WorkerIntegrations;
+use cta_stream::stream::testing::eventually;
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::simulation;
 use cta_stream::transit::stations::Dataset;
@@ -551,26 +552,31 @@ async fn ksql_mode_worker_reads_another_workers_endpoint() {
     }
     // The page shows the same entries, once the stations are in.
     let total: i64 = counts.values().sum();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let html = reqwest::get(format!("{}/", reader.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let (stations, page_total) = page_counts(&html);
-        if page_total == total && stations == counts {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "page total {page_total} (expected {total}), {} stations with entries (expected {})",
-            stations.len(),
+    eventually(
+        &format!(
+            "the page shows {total} entries at {} stations",
             counts.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        ),
+        Duration::from_secs(60),
+        async || {
+            let html = reqwest::get(format!("{}/", reader.base))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let (stations, page_total) = page_counts(&html);
+            if page_total == total && stations == counts {
+                Ok(())
+            } else {
+                Err(format!(
+                    "page total {page_total}, {} stations with entries",
+                    stations.len()
+                ))
+            }
+        },
+    )
+    .await;
     reader.stop().await;
     native.stop().await;
 }

@@ -7,10 +7,11 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::{eventually, unique_name};
 use cta_stream::transit::models::topics;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Below the worker's `commit_every` (100k), so the backlog is checkpointed by the
 /// 3 s commit interval: the lag stays visible for that long.
@@ -30,7 +31,7 @@ fn turnstile_lag(s: &prometheus_parse::Scrape) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lag_rises_with_a_backlog_and_returns_to_zero_and_restore_counts_the_changelog() {
     let env = env().await;
-    let app_id = format!("metrics-{}", std::process::id());
+    let app_id = unique_name("metrics");
     create_all_topics(&env, &app_id);
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
@@ -42,27 +43,25 @@ async fn lag_rises_with_a_backlog_and_returns_to_zero_and_restore_counts_the_cha
     let base = format!("http://{addr}");
     let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, "3s");
     // Scrape from the moment the worker answers until it has caught up.
-    let started = Instant::now();
     let mut lags = Vec::new();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "lag never returned to 0: {lags:?}"
-        );
-        let Ok(r) = reqwest::get(format!("{base}/metrics")).await else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        drop(r);
-        let s = scrape(&base).await;
-        if let Some(lag) = turnstile_lag(&s) {
-            lags.push(lag);
-            if lag == 0.0 {
-                break;
+    eventually(
+        "the turnstile lag returns to 0",
+        Duration::from_secs(60),
+        async || {
+            if let Err(e) = reqwest::get(format!("{base}/metrics")).await {
+                return Err(format!("lags {lags:?}, then no answer: {e}"));
             }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            let s = scrape(&base).await;
+            if let Some(lag) = turnstile_lag(&s) {
+                lags.push(lag);
+                if lag == 0.0 {
+                    return Ok(());
+                }
+            }
+            Err(format!("lags {lags:?}"))
+        },
+    )
+    .await;
     eprintln!(
         "turnstile lag over {} scrapes: first {:?}, max {:?}",
         lags.len(),
@@ -96,11 +95,19 @@ async fn lag_rises_with_a_backlog_and_returns_to_zero_and_restore_counts_the_cha
     // New records: lag shows them until the checkpoint covers them.
     producer.send(5_000, &mut rng, &mut expected);
     wait_for_counts(&base, &expected, Duration::from_secs(30)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while turnstile_lag(&scrape(&base).await) != Some(0.0) {
-        assert!(Instant::now() < deadline, "lag did not return to 0");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the turnstile lag returns to 0 again",
+        Duration::from_secs(30),
+        async || {
+            let lag = turnstile_lag(&scrape(&base).await);
+            if lag == Some(0.0) {
+                Ok(())
+            } else {
+                Err(lag)
+            }
+        },
+    )
+    .await;
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 
@@ -111,28 +118,29 @@ async fn lag_rises_with_a_backlog_and_returns_to_zero_and_restore_counts_the_cha
     let addr = free_addr();
     let base = format!("http://{addr}");
     let mut child = spawn_worker_binary(&env, cold.path(), &app_id, addr, "3s");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // (done, total, recovering) at each scrape.
     let mut seen = Vec::new();
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "restore counters never reached {length}: {seen:?}"
-        );
-        if reqwest::get(format!("{base}/metrics")).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
-        let s = scrape(&base).await;
-        let done = sample(&s, "cta_restore_done_records", &[]).unwrap();
-        let total = sample(&s, "cta_restore_total_records", &[]).unwrap();
-        let recovering = sample(&s, "cta_recovering", &[]).unwrap();
-        seen.push((done, total, recovering));
-        assert!(done <= total, "restored more than announced: {seen:?}");
-        if done == length as f64 && total == length as f64 && recovering == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        &format!("the restore counters reach {length}, not recovering"),
+        Duration::from_secs(60),
+        async || {
+            if let Err(e) = reqwest::get(format!("{base}/metrics")).await {
+                return Err(format!("{seen:?}, then no answer: {e}"));
+            }
+            let s = scrape(&base).await;
+            let done = sample(&s, "cta_restore_done_records", &[]).unwrap();
+            let total = sample(&s, "cta_restore_total_records", &[]).unwrap();
+            let recovering = sample(&s, "cta_recovering", &[]).unwrap();
+            seen.push((done, total, recovering));
+            assert!(done <= total, "restored more than announced: {seen:?}");
+            if done == length as f64 && total == length as f64 && recovering == 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await;
     eprintln!(
         "cold restore of {length} changelog records; counters seen: {:?}",
         &seen[..seen.len().min(8)]

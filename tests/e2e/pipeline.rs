@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::unique_name;
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::simulation::{self, SimConfig};
 use cta_stream::transit::stations::Dataset;
@@ -28,7 +29,7 @@ fn sim_config(seed: u64, steps: u64, start_ms: i64) -> SimConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pipeline_counts_are_exact_across_restart() {
     let env = env().await;
-    let app_id = format!("cta-test-{}", std::process::id());
+    let app_id = unique_name("cta-test");
     create_all_topics(&env, &app_id);
     let ds = Dataset::builtin();
     // 2026-11-29 07:00 Chicago (a Sunday morning), fixed for a reproducible run.

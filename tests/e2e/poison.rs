@@ -8,6 +8,7 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::{eventually, unique_name};
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -20,7 +21,7 @@ const BAD: usize = 10_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_records_go_to_the_dead_letter_topic() {
     let env = env().await;
-    let app_id = format!("poison-{}", std::process::id());
+    let app_id = unique_name("poison");
     create_all_topics(&env, &app_id);
     env.create_topics(&["org.chicago.cta.turnstile.v1.dlq".to_string()], 4);
 
@@ -70,14 +71,19 @@ async fn poison_records_go_to_the_dead_letter_topic() {
     wait_for_counts(&base, &expected, Duration::from_secs(120)).await;
 
     // Exactly the poison is in the DLQ, with reasons and source coordinates.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let dlq = loop {
-        let recs = read_dlq(&env.kafka.brokers);
-        if recs.len() >= BAD || Instant::now() > deadline {
-            break recs;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let dlq = eventually(
+        &format!("{BAD} records in the DLQ"),
+        Duration::from_secs(30),
+        async || {
+            let recs = read_dlq(&env.kafka.brokers);
+            if recs.len() >= BAD {
+                Ok(recs)
+            } else {
+                Err(format!("{} records", recs.len()))
+            }
+        },
+    )
+    .await;
     assert_eq!(dlq.len(), BAD);
     // The poison as it sits on the source topic, found independently of the worker: every
     // record whose value is not one of the valid encodings.

@@ -10,6 +10,7 @@ mod common;
 use common::kills::*;
 use common::*;
 use cta_stream::stream::table::route::partition_for;
+use cta_stream::stream::testing::unique_name;
 use cta_stream::transit::models::topics;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +24,7 @@ const OTHER_KEYS: &[&str] = &["--turnstile-keys", "other"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn entries_keyed_by_timestamp_are_counted_exactly_per_station() {
     let env = env().await;
-    let app_id = format!("rekey-{}", std::process::id());
+    let app_id = unique_name("rekey");
     create_all_topics_with(&env, &app_id, PARTITIONS);
     let producer = TurnstileProducer::original(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
@@ -85,7 +86,7 @@ async fn repartitioned_counts_are_exact_after_repeated_kill_9() {
         worker_flags: OTHER_KEYS,
     };
     let env = env().await;
-    let app_id = format!("rekey-crash-{}", std::process::id());
+    let app_id = unique_name("rekey-crash");
     create_all_topics_with(&env, &app_id, PARTITIONS);
     let producer = TurnstileProducer::original(&env).await;
     let expected = kill_run_is_exact(&env, &app_id, plan, producer, 7).await;
@@ -102,7 +103,7 @@ async fn repartitioned_counts_are_exact_after_repeated_kill_9() {
 async fn a_repartition_topic_with_another_partition_count_is_refused_at_start() {
     use cta_stream::stream::kafka::{ensure_topics, TopicSpec};
     let env = env().await;
-    let app_id = format!("rekey-wrong-{}", std::process::id());
+    let app_id = unique_name("rekey-wrong");
     let repartition = cta_stream::transit::repartition_topics(&app_id)[0].clone();
     // Created by hand on either broker: the embedded one first (no CreateTopics there).
     let specs = [(topics::TURNSTILE, PARTITIONS), (repartition.as_str(), 3)];

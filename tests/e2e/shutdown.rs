@@ -14,6 +14,7 @@ mod common;
 
 use common::*;
 use cta_stream::stream::table::store::{PartitionStore, StoreIdentity};
+use cta_stream::stream::testing::{eventually, unique_name};
 use cta_stream::stream::GRACEFUL_DEADLINE;
 use cta_stream::transit::models::topics;
 use rand::SeedableRng;
@@ -76,15 +77,19 @@ async fn api_total(base: &str) -> i64 {
 /// Waits until the worker's count is above `before` (records are flowing into it); returns
 /// the count. Take `before` ahead of sending: the worker may count a batch before this looks.
 async fn wait_counting(base: &str, before: i64) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = api_total(base).await;
-        if now > before {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "worker at {base} counts nothing");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &format!("the worker at {base} counts more than {before}"),
+        Duration::from_secs(60),
+        async || {
+            let now = api_total(base).await;
+            if now > before {
+                Ok(now)
+            } else {
+                Err(now)
+            }
+        },
+    )
+    .await
 }
 
 fn signal(child: &std::process::Child, sig: i32) {
@@ -166,7 +171,7 @@ async fn graceful(env: &TestEnv, dir: &Path, app_id: &str, sig: i32, name: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signals_stop_the_worker_cleanly_and_state_stays_exact() {
     let env = env().await;
-    let app_id = format!("shutdown-{}", std::process::id());
+    let app_id = unique_name("shutdown");
     create_all_topics(&env, &app_id);
     let dir = tempfile::tempdir().unwrap();
     let mut expected = BTreeMap::new();

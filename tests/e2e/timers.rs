@@ -12,15 +12,16 @@ mod common;
 
 use common::stepped::SteppedSim;
 use common::*;
+use cta_stream::stream::testing::{eventually, unique_name};
 use cta_stream::transit::models::topics;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MIN: i64 = 60_000;
 
 fn fresh_app(env: &TestEnv, tag: &str) -> String {
-    let app_id = format!("cta-timers-{tag}-{}", std::process::id());
+    let app_id = unique_name(&format!("cta-timers-{tag}"));
     create_all_topics(env, &app_id);
     app_id
 }
@@ -123,40 +124,46 @@ async fn fetch(url: &str) -> Option<String> {
 /// a moment later.
 async fn wait_for_marks(base: &str, sim: &Stepper) {
     let want = sim.expected_not_reporting();
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
     let mut agreed = 0;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (Some(status), Some(page)) = (
-            fetch(&format!("{base}/api/status")).await,
-            fetch(base).await,
-        ) else {
-            continue;
-        };
-        let (seen, marked) = api_trains(&serde_json::from_str(&status).unwrap_or_default());
-        let shown = page_trains(&page);
-        let page_ok = !shown.is_empty()
-            && shown
-                .iter()
-                .all(|(id, not_reporting)| *not_reporting == want.contains(id));
-        if seen == sim.last_seen && marked == want && page_ok {
-            agreed += 1;
-            if agreed == 3 {
-                return;
+    eventually(
+        &format!(
+            "marked exactly {want:?} (stream time {}) three times in a row",
+            sim.stream_time
+        ),
+        Duration::from_secs(60),
+        async || {
+            // The answers that agree are this far apart at least: it still holds a moment later.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (Some(status), Some(page)) = (
+                fetch(&format!("{base}/api/status")).await,
+                fetch(base).await,
+            ) else {
+                return Err(last.clone());
+            };
+            let (seen, marked) = api_trains(&serde_json::from_str(&status).unwrap_or_default());
+            let shown = page_trains(&page);
+            let page_ok = !shown.is_empty()
+                && shown
+                    .iter()
+                    .all(|(id, not_reporting)| *not_reporting == want.contains(id));
+            if seen == sim.last_seen && marked == want && page_ok {
+                agreed += 1;
+                return if agreed == 3 {
+                    Ok(())
+                } else {
+                    Err(last.clone())
+                };
             }
-            continue;
-        }
-        agreed = 0;
-        last = format!(
-            "API marked {marked:?}, page {shown:?}, caught up: {}",
-            seen == sim.last_seen
-        );
-    }
-    panic!(
-        "never marked exactly {want:?} (stream time {}): {last}",
-        sim.stream_time
-    );
+            agreed = 0;
+            last = format!(
+                "API marked {marked:?}, page {shown:?}, caught up: {}",
+                seen == sim.last_seen
+            );
+            Err(last.clone())
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -262,20 +269,25 @@ impl HourlyTruth {
             "two closed hours of most stations: {}",
             self.must.len()
         );
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let out = emitted(env, range.0, range.1);
-            let missing: Vec<_> = self
-                .must
-                .iter()
-                .filter(|w| !out.iter().any(|(o, _)| o == *w))
-                .collect();
-            if missing.is_empty() {
-                return out;
-            }
-            assert!(Instant::now() < deadline, "missing windows: {missing:?}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        eventually(
+            "every closed window on the topic",
+            Duration::from_secs(90),
+            async || {
+                let out = emitted(env, range.0, range.1);
+                let missing: Vec<(i32, i64)> = self
+                    .must
+                    .iter()
+                    .filter(|w| !out.iter().any(|(o, _)| o == *w))
+                    .copied()
+                    .collect();
+                if missing.is_empty() {
+                    Ok(out)
+                } else {
+                    Err(format!("missing windows: {missing:?}"))
+                }
+            },
+        )
+        .await
     }
 
     /// Every window in `out` was closed and has the count of its entries; returns how many

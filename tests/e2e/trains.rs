@@ -9,11 +9,11 @@ mod common;
 
 use common::stepped::SteppedSim;
 use common::*;
-use cta_stream::stream::testing::eventually;
+use cta_stream::stream::testing::{eventually, unique_name};
 use cta_stream::transit::models::train_status;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An occupied platform: (line, station, direction, train).
 type Occupied = BTreeSet<(String, i32, String, String)>;
@@ -114,38 +114,57 @@ async fn fetch(url: &str) -> Option<String> {
     r.text().await.ok()
 }
 
+/// How what a worker shows differs from the truth, one line each for its API, its diagrams
+/// (SVG) and its table.
+struct Differences(String);
+
+impl std::fmt::Debug for Differences {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Differences {
+    /// `shown`: the API's, the SVG's and the table's occupied platforms.
+    fn of(truth: &Occupied, shown: &(Occupied, Occupied, Occupied)) -> Self {
+        let missing: Vec<_> = truth.difference(&shown.0).collect();
+        let extra: Vec<_> = shown.0.difference(truth).collect();
+        Differences(format!(
+            "\nAPI missing {missing:?}\nAPI extra {extra:?}\nSVG {:?}\ntable {:?}",
+            shown.1.symmetric_difference(truth).collect::<Vec<_>>(),
+            shown.2.symmetric_difference(truth).collect::<Vec<_>>()
+        ))
+    }
+}
+
 /// Waits until the worker at `base` shows exactly `truth`, in its API and its page.
 async fn wait_for_truth(base: &str, truth: &Occupied, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
     let mut last = (Occupied::new(), Occupied::new(), Occupied::new());
-    while Instant::now() < deadline {
-        // A restarting worker refuses connections for a moment: not yet, not a failure.
-        let Some(status) = fetch(&format!("{base}/api/status")).await else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        let api = shown_in_api(&serde_json::from_str(&status).unwrap_or_default());
-        if &api == truth {
-            let Some(page) = fetch(base).await else {
-                continue;
+    eventually(
+        &format!("{base} shows the trains where they are"),
+        timeout,
+        async || {
+            // A restarting worker refuses connections for a moment: not yet, not a failure.
+            let Some(status) = fetch(&format!("{base}/api/status")).await else {
+                return Err(Differences::of(truth, &last));
             };
-            let (svg, table) = shown_in_html(&page);
-            if &svg == truth && &table == truth {
-                return;
+            let api = shown_in_api(&serde_json::from_str(&status).unwrap_or_default());
+            if &api == truth {
+                let Some(page) = fetch(base).await else {
+                    return Err(Differences::of(truth, &last));
+                };
+                let (svg, table) = shown_in_html(&page);
+                if &svg == truth && &table == truth {
+                    return Ok(());
+                }
+                last = (api, svg, table);
+            } else {
+                last.0 = api;
             }
-            last = (api, svg, table);
-        } else {
-            last.0 = api;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let missing: Vec<_> = truth.difference(&last.0).collect();
-    let extra: Vec<_> = last.0.difference(truth).collect();
-    panic!(
-        "{base} never showed the trains where they are.\nAPI missing {missing:?}\nAPI extra {extra:?}\nSVG {:?}\ntable {:?}",
-        last.1.symmetric_difference(truth).collect::<Vec<_>>(),
-        last.2.symmetric_difference(truth).collect::<Vec<_>>()
-    );
+            Err(Differences::of(truth, &last))
+        },
+    )
+    .await
 }
 
 /// A worker process killed (SIGKILL) when dropped, also when the test fails.
@@ -165,7 +184,7 @@ impl Drop for Killed {
 }
 
 fn fresh_app(env: &TestEnv, tag: &str) -> String {
-    let app_id = format!("cta-trains-{tag}-{}", std::process::id());
+    let app_id = unique_name(&format!("cta-trains-{tag}"));
     create_all_topics(env, &app_id);
     app_id
 }

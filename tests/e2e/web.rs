@@ -6,11 +6,12 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::{eventually, unique_name};
 use cta_stream::transit::models::topics;
 use cta_stream::transit::simulation::{self, SimConfig};
 use cta_stream::transit::stations::Dataset;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const EVIL: &str = "<script>alert(1)</script> & Co";
@@ -36,23 +37,20 @@ async fn scrape_until(
     timeout: Duration,
     done: impl Fn(&prometheus_parse::Scrape) -> bool,
 ) -> prometheus_parse::Scrape {
-    let deadline = Instant::now() + timeout;
-    loop {
+    eventually(&format!("metrics show {what}"), timeout, async || {
         let s = scrape(base).await;
         if done(&s) {
-            return s;
+            return Ok(s);
         }
-        assert!(
-            Instant::now() < deadline,
-            "metrics never showed {what}; last scrape: {:#?}",
-            s.samples
-                .iter()
-                .filter(|x| x.metric.starts_with("cta_") && !x.metric.starts_with("cta_http"))
-                .map(|x| (&x.metric, &x.labels, &x.value))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        // The last scrape's own samples (not the HTTP ones).
+        Err(s
+            .samples
+            .into_iter()
+            .filter(|x| x.metric.starts_with("cta_") && !x.metric.starts_with("cta_http"))
+            .map(|x| (x.metric, x.labels, x.value))
+            .collect::<Vec<_>>())
+    })
+    .await
 }
 
 /// Decodes HTML character references (named for the five specials, and numeric).
@@ -104,7 +102,7 @@ fn http_count(s: &prometheus_parse::Scrape, route: &str, status: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_match_independent_counts_and_values_are_escaped() {
     let env = env().await;
-    let app_id = format!("cta-web-metrics-{}", std::process::id());
+    let app_id = unique_name("cta-web-metrics");
     create_all_topics(&env, &app_id);
     env.create_topics(&[format!("{}.dlq", topics::TURNSTILE)], 4);
     let report = simulation::run(
@@ -259,14 +257,20 @@ async fn metrics_match_independent_counts_and_values_are_escaped() {
     // The markup in the station name reaches the page as text, escaped; the API keeps it.
     let marker = format!("<tr data-station=\"{EVIL_ID}\">");
     let mut page = page;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !page.contains(&marker) {
-        assert!(
-            Instant::now() < deadline,
-            "station {EVIL_ID} never reached the page"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        page = reqwest::get(&w.base).await.unwrap().text().await.unwrap();
+    if !page.contains(&marker) {
+        page = eventually(
+            &format!("station {EVIL_ID} reaches the page"),
+            Duration::from_secs(30),
+            async || {
+                let page = reqwest::get(&w.base).await.unwrap().text().await.unwrap();
+                if page.contains(&marker) {
+                    Ok(page)
+                } else {
+                    Err(format!("a page of {} bytes without {marker}", page.len()))
+                }
+            },
+        )
+        .await;
     }
     let row = &page[page.find(&marker).unwrap()..];
     let row = &row[..row.find("</tr>").unwrap()];
@@ -441,7 +445,7 @@ const QUERY_PARTS: &[&str] = &[
 async fn fuzzed_paths_never_fail_the_server() {
     use rand::{Rng, SeedableRng};
     let env = env().await;
-    let app_id = format!("cta-web-fuzz-{}", std::process::id());
+    let app_id = unique_name("cta-web-fuzz");
     create_all_topics(&env, &app_id);
     simulation::run(
         Dataset::builtin(),
@@ -456,19 +460,16 @@ async fn fuzzed_paths_never_fail_the_server() {
     let w = spawn_worker(&env, dir.path(), &app_id).await;
     // While it restores its tables the worker answers 503 "recovering" on purpose; fuzz the
     // steady state.
-    let ready = std::time::Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{}/api/turnstile", w.base))
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(
-            std::time::Instant::now() < ready,
-            "worker never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the worker answers /api/turnstile with 200 (ready)",
+        Duration::from_secs(60),
+        async || match reqwest::get(format!("{}/api/turnstile", w.base)).await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
     let assets = [
         include_str!("../../static/style.css").as_bytes(),
         include_str!("../../static/live.js").as_bytes(),

@@ -8,9 +8,10 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::{eventually, unique_name};
 use rand::SeedableRng;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Checkpoint interval of the worker processes.
 const COMMIT_INTERVAL: &str = "100ms";
@@ -57,18 +58,19 @@ async fn app_with_entries(
 /// Waits until both workers own some of the 16 source partitions (4 topics x 4) and
 /// together all of them.
 async fn wait_shared(base_a: &str, base_b: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (na, nb) = (assigned_count(base_a).await, assigned_count(base_b).await);
-        if na > 0 && nb > 0 && na + nb == 16 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partitions never shared: {na} + {nb}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "both workers own partitions, all 16 together",
+        Duration::from_secs(60),
+        async || {
+            let (na, nb) = (assigned_count(base_a).await, assigned_count(base_b).await);
+            if na > 0 && nb > 0 && na + nb == 16 {
+                Ok(())
+            } else {
+                Err(format!("{na} + {nb}"))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,7 +89,7 @@ async fn share_route_and_fail_over(protocol: GroupProtocol) {
         eprintln!("skipped: KIP-848 groups are checked on the embedded broker only (the broker under test may not speak them)");
         return;
     }
-    let app_id = format!("pair-{protocol:?}-{}", std::process::id());
+    let app_id = unique_name(&format!("pair-{protocol:?}"));
     let (producer, mut rng, mut expected) = app_with_entries(&env, &app_id, 5, 40_000).await;
 
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -193,7 +195,7 @@ async fn standby_copies_make_fail_over_replay_nothing() {
         eprintln!("skipped: checked with KIP-848 groups on the embedded broker only");
         return;
     }
-    let app_id = format!("standby-{}", std::process::id());
+    let app_id = unique_name("standby");
     let (producer, mut rng, mut expected) = app_with_entries(&env, &app_id, 8, 20_000).await;
 
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -233,14 +235,23 @@ async fn standby_copies_make_fail_over_replay_nothing() {
     }
     wait_for_counts(&base_a, &expected, Duration::from_secs(60)).await;
     // A keeps copies of B's partitions and catches them up (every 0.5 s).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&log_a)
-        .unwrap_or_default()
-        .contains("keeping a standby copy")
-    {
-        assert!(Instant::now() < deadline, "A never kept a standby copy");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "A keeps a standby copy",
+        Duration::from_secs(30),
+        async || {
+            let log = std::fs::read_to_string(&log_a).unwrap_or_default();
+            if log.contains("keeping a standby copy") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "A's log has {} lines, the last: {:?}",
+                    log.lines().count(),
+                    log.lines().last()
+                ))
+            }
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let before_kill = std::fs::read_to_string(&log_a).unwrap().len();
@@ -281,7 +292,7 @@ async fn standby_copies_stay_exact_through_kills_under_load() {
         eprintln!("skipped: checked with KIP-848 groups on the embedded broker only");
         return;
     }
-    let app_id = format!("standby-kill-{}", std::process::id());
+    let app_id = unique_name("standby-kill");
     let (producer, mut rng, mut expected) = app_with_entries(&env, &app_id, 9, 5_000).await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let addrs = [free_addr(), free_addr()];

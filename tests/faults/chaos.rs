@@ -10,6 +10,7 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::unique_name;
 use cta_stream::transit::models::topics;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -91,7 +92,7 @@ fn worker(standby: bool) -> Worker {
             one partition, not explained yet (see README, Failure behaviour)"]
 async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
     let env = env().await;
-    let app_id = format!("chaos-{}", std::process::id());
+    let app_id = unique_name("chaos");
     let sources = cta_stream::transit::simulation::topic_specs(PARTITIONS);
     if env.platform.is_some() {
         // The mock has no CreateTopics: every topic of the pipeline is made here.

@@ -9,6 +9,7 @@ mod common;
 
 use common::kills::*;
 use common::*;
+use cta_stream::stream::testing::unique_name;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn counts_are_exact_after_repeated_kill_9() {
@@ -19,7 +20,7 @@ async fn counts_are_exact_after_repeated_kill_9() {
         worker_flags: &[],
     };
     let env = env().await;
-    let app_id = format!("crash-{}", std::process::id());
+    let app_id = unique_name("crash");
     create_all_topics(&env, &app_id);
     let producer = TurnstileProducer::new(&env).await;
     kill_run_is_exact(&env, &app_id, plan, producer, 99).await;

@@ -14,6 +14,7 @@ mod common;
 use common::noida::{env_on, Noida};
 use common::*;
 use cta_stream::stream::kafka::{ensure_topics, TopicSpec};
+use cta_stream::stream::testing::unique_name;
 use cta_stream::transit::models::topics;
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -137,7 +138,7 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     let (platform, env) = env_on(&noida).await;
     let specs: Vec<TopicSpec> = cta_stream::transit::simulation::topic_specs(4);
     ensure_topics(&env.kafka, &specs).await.unwrap();
-    let app_id = format!("eos-{}", std::process::id());
+    let app_id = unique_name("eos");
     let dir = tempfile::tempdir().unwrap();
     // Static membership (the worker's default, tests/faults/static_membership.rs) lets a restarted
     // worker take its partitions back at once.
@@ -285,7 +286,7 @@ async fn a_fenced_worker_exits_non_zero_and_a_restart_resumes() {
     ensure_topics(&env.kafka, &cta_stream::transit::simulation::topic_specs(4))
         .await
         .unwrap();
-    let app_id = format!("fenced-{}", std::process::id());
+    let app_id = unique_name("fenced");
     let eos = ["--processing-guarantee", "exactly-once"];
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 

@@ -15,6 +15,7 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::{eventually, unique_name};
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::simulation::{self, SimConfig, SimReport};
 use cta_stream::transit::stations::Dataset;
@@ -121,7 +122,7 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
     }
     let _one = ONE_OUTAGE_AT_A_TIME.lock().await;
     let env = env().await;
-    let app_id = format!("outage-{}", std::process::id());
+    let app_id = unique_name("outage");
     create_all_topics(&env, &app_id);
     let dir = tempfile::tempdir().unwrap();
     let worker = spawn_worker(&env, dir.path(), &app_id).await;
@@ -130,16 +131,18 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
     let sim = OutageSim::start(&env, 30);
 
     // Records flow and are counted before the outage.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let before = loop {
-        let (_, st) = get_json(&format!("{base}/api/status")).await;
-        let total = st["total_entries"].as_i64().unwrap_or(0);
-        if total > 2_000 {
-            break total;
-        }
-        assert!(Instant::now() < deadline, "no entries counted: {st}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let before = eventually(
+        "over 2000 entries counted",
+        Duration::from_secs(60),
+        async || {
+            let (_, st) = get_json(&format!("{base}/api/status")).await;
+            match st["total_entries"].as_i64() {
+                Some(total) if total > 2_000 => Ok(total),
+                _ => Err(st),
+            }
+        },
+    )
+    .await;
     let (_, st) = get_json(&format!("{base}/api/status")).await;
     assert_eq!(
         st["worker"]["stale"], false,
@@ -197,23 +200,29 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
     let listening = accepts_connections(broker.bootstrap_servers(), Duration::from_secs(10)).await;
 
     // The marker clears once the brokers answer again.
-    loop {
-        let (code, st) = get_json(&format!("{base}/api/status")).await;
-        assert_eq!(code, 200);
-        let html = get_text(&format!("{base}/")).await.1;
-        if st["worker"]["stale"] == false && st["worker"]["stale_since_ms"].is_null() {
-            assert!(stale_banner(&html).is_none(), "banner gone with the marker");
-            break;
-        }
-        assert!(
-            up.elapsed() < Duration::from_secs(30),
-            "still stale {:?} after the brokers returned (broker accepted a connection within 10 s of coming up: {listening}; worker ended: {}): {}",
-            up.elapsed(),
-            worker.has_ended(),
-            st["worker"]
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        &format!(
+            "the stale marker cleared within 30 s of the brokers' return (broker accepted a \
+             connection within 10 s of coming up: {listening})"
+        ),
+        Duration::from_secs(30).saturating_sub(up.elapsed()),
+        async || {
+            let (code, st) = get_json(&format!("{base}/api/status")).await;
+            assert_eq!(code, 200);
+            let html = get_text(&format!("{base}/")).await.1;
+            if st["worker"]["stale"] == false && st["worker"]["stale_since_ms"].is_null() {
+                assert!(stale_banner(&html).is_none(), "banner gone with the marker");
+                return Ok(());
+            }
+            Err(format!(
+                "still stale {:?} after the brokers returned (worker ended: {}): {}",
+                up.elapsed(),
+                worker.has_ended(),
+                st["worker"]
+            ))
+        },
+    )
+    .await;
     eprintln!(
         "stale marker cleared {:?} after the brokers returned",
         up.elapsed()
@@ -221,11 +230,18 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
 
     // The simulation carries on after the outage, then stops and flushes.
     let after_outage = count_total(&base).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count_total(&base).await <= after_outage + 1_000 {
-        assert!(Instant::now() < deadline, "no progress after the outage");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        &format!(
+            "progress after the outage: over {} counted",
+            after_outage + 1_000
+        ),
+        Duration::from_secs(60),
+        async || match count_total(&base).await {
+            n if n > after_outage + 1_000 => Ok(()),
+            n => Err(n),
+        },
+    )
+    .await;
     let report = sim.finish().await;
 
     // No loss and no duplicates: the topic read back independently holds exactly what the
@@ -296,7 +312,7 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
     }
     let _one = ONE_OUTAGE_AT_A_TIME.lock().await;
     let env = env().await;
-    let app_id = format!("long-outage-{}", std::process::id());
+    let app_id = unique_name("long-outage");
     create_all_topics(&env, &app_id);
     let dir = tempfile::tempdir().unwrap();
 
@@ -311,34 +327,45 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
         .spawn()
         .unwrap();
     // At least one completed checkpoint, then records consumed after it.
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut commits = 0.0;
-    while commits < 1.0 || consumed(&base).await.unwrap_or(0.0) < 2_000.0 {
-        assert!(Instant::now() < deadline, "no checkpoint with entries");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if reqwest::get(format!("{base}/metrics")).await.is_ok() {
-            commits = sample(&scrape(&base).await, "cta_commits_total", &[]).unwrap_or(0.0);
-        }
-    }
+    eventually(
+        "a checkpoint completed, and 2000 entries consumed",
+        Duration::from_secs(60),
+        async || {
+            if reqwest::get(format!("{base}/metrics")).await.is_ok() {
+                commits = sample(&scrape(&base).await, "cta_commits_total", &[]).unwrap_or(0.0);
+            }
+            let consumed = consumed(&base).await.unwrap_or(0.0);
+            if commits >= 1.0 && consumed >= 2_000.0 {
+                Ok(())
+            } else {
+                Err(format!("{commits} checkpoints, {consumed} consumed"))
+            }
+        },
+    )
+    .await;
 
     let broker = &env.platform.as_ref().expect("embedded platform").broker;
     broker.broker_down(1).unwrap();
     let down = Instant::now();
     let mut last_consumed = 0.0;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            down.elapsed() < LONG_OUTAGE,
-            "the worker still runs {:?} into the outage",
-            down.elapsed()
-        );
-        if let Some(c) = consumed(&base).await {
-            last_consumed = c;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let status = eventually(
+        "the worker stops during the outage",
+        LONG_OUTAGE,
+        async || {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Ok(status);
+            }
+            if let Some(c) = consumed(&base).await {
+                last_consumed = c;
+            }
+            Err(format!(
+                "still runs {:?} into the outage, {last_consumed} consumed",
+                down.elapsed()
+            ))
+        },
+    )
+    .await;
     let stopped_after = down.elapsed();
     let log = std::fs::read_to_string(&log_path).unwrap();
     eprintln!(
@@ -376,14 +403,15 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
     let addr = free_addr();
     let base = format!("http://{addr}");
     let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, "200ms");
-    let resumed = Instant::now();
-    while consumed(&base).await.unwrap_or(0.0) < 1_000.0 {
-        assert!(
-            resumed.elapsed() < Duration::from_secs(60),
-            "no progress after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        "progress after the restart: 1000 entries consumed",
+        Duration::from_secs(60),
+        async || match consumed(&base).await {
+            Some(c) if c >= 1_000.0 => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
     let report = sim.finish().await;
     let on_topic = count_turnstile(&env).await;
     let produced: BTreeMap<i32, i64> = report

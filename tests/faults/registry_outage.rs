@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use cta_stream::platform::schema_registry::SchemaRegistry;
 use cta_stream::platform::EmbeddedBroker;
+use cta_stream::stream::testing::unique_name;
 use cta_stream::stream::{KafkaConfig, RegistryConfig};
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -43,7 +44,7 @@ async fn worker_waits_for_the_registry_and_loses_nothing() {
         kafka: KafkaConfig::new(broker.bootstrap_servers()),
         registry: RegistryConfig::new(format!("http://{reg_addr}")),
     };
-    let app_id = format!("outage-{}", std::process::id());
+    let app_id = unique_name("outage");
     for n in cta_topics(&app_id, 4) {
         broker.create_topic(&n, 4).unwrap();
     }
@@ -97,7 +98,7 @@ async fn simulation_waits_for_the_registry_while_a_worker_with_cached_schemas_co
         kafka,
         registry: RegistryConfig::new(format!("http://{reg_addr}")),
     };
-    let app_id = format!("sim-outage-{}", std::process::id());
+    let app_id = unique_name("sim-outage");
     for n in cta_topics(&app_id, 4) {
         broker.create_topic(&n, 4).unwrap();
     }

@@ -19,6 +19,7 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::unique_name;
 use cta_stream::transit::models::topics;
 use rand::SeedableRng;
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -145,7 +146,7 @@ async fn truncate_past(env: &TestEnv, topic: &str, past: &[i64]) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_changelog_truncated_past_the_local_checkpoint_is_restored_from_what_remains() {
     let env = env().await;
-    let app_id = format!("truncated-{}", std::process::id());
+    let app_id = unique_name("truncated");
     create_all_topics(&env, &app_id);
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(30);
@@ -232,7 +233,7 @@ fn commit_ends(env: &TestEnv, group: &str) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_changelog_is_logged_and_the_worker_resumes_at_the_committed_offsets() {
     let env = env().await;
-    let app_id = format!("missing-{}", std::process::id());
+    let app_id = unique_name("missing");
     create_all_topics(&env, &app_id);
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
@@ -272,7 +273,7 @@ async fn a_restore_that_receives_nothing_stops_the_worker_naming_the_offset() {
         eprintln!("skipped: needs the embedded broker's fault injection (CTA_TEST_BROKERS is set)");
         return;
     };
-    let app_id = format!("stall-{}", std::process::id());
+    let app_id = unique_name("stall");
     create_all_topics(&env, &app_id);
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(32);

@@ -13,6 +13,7 @@ mod common;
 use common::noida::{env_on, Noida};
 use common::*;
 use cta_stream::stream::kafka::ensure_topics;
+use cta_stream::stream::testing::unique_name;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +50,7 @@ async fn a_killed_worker_restarted_takes_its_partitions_back_at_once() {
     ensure_topics(&env.kafka, &cta_stream::transit::simulation::topic_specs(4))
         .await
         .unwrap();
-    let app_id = format!("static-{}", std::process::id());
+    let app_id = unique_name("static");
     let dir = tempfile::tempdir().unwrap();
     let id_file = dir.path().join(format!("{app_id}.group-instance-id"));
 

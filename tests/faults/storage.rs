@@ -18,6 +18,7 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::{eventually, unique_name};
 use cta_stream::transit::models::topics;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -81,20 +82,21 @@ impl Drop for Immutable {
 }
 
 async fn wait_committed(env: &TestEnv, app_id: &str, total: i64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got: i64 = group_committed(env, app_id, topics::TURNSTILE)
-            .values()
-            .sum();
-        if got == total {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "group committed {got}, want {total}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &format!("the group committed {total}"),
+        Duration::from_secs(30),
+        async || {
+            let got: i64 = group_committed(env, app_id, topics::TURNSTILE)
+                .values()
+                .sum();
+            if got == total {
+                Ok(())
+            } else {
+                Err(format!("group committed {got}"))
+            }
+        },
+    )
+    .await
 }
 
 /// The `error:` lines of a worker's stderr.
@@ -114,7 +116,7 @@ async fn a_store_write_error_stops_the_worker_and_a_restart_is_exact() {
         return;
     }
     let env = env().await;
-    let app_id = format!("storage-{}", std::process::id());
+    let app_id = unique_name("storage");
     create_all_topics(&env, &app_id);
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -178,7 +180,7 @@ async fn a_store_write_error_stops_the_worker_and_a_restart_is_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupt_store_is_refused_and_reset_state_rebuilds_it() {
     let env = env().await;
-    let app_id = format!("corrupt-{}", std::process::id());
+    let app_id = unique_name("corrupt");
     create_all_topics(&env, &app_id);
     let dir = tempfile::tempdir().unwrap();
     let producer = TurnstileProducer::new(&env).await;
@@ -312,7 +314,7 @@ async fn a_full_disk_stops_the_worker_with_its_stores_behind_the_group() {
     let data = tmpfs.0.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let env = env().await;
-    let app_id = format!("enospc-{}", std::process::id());
+    let app_id = unique_name("enospc");
     create_all_topics(&env, &app_id);
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
@@ -326,17 +328,24 @@ async fn a_full_disk_stops_the_worker_with_its_stores_behind_the_group() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while api_turnstile(&base).await.as_ref() != Some(&expected) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "worker exited {status} before counting; log:\n{}",
-                std::fs::read_to_string(&log_path).unwrap()
-            );
-        }
-        assert!(Instant::now() < deadline, "the first 20k never counted");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the first 20k counted",
+        Duration::from_secs(60),
+        async || {
+            let got = api_turnstile(&base).await;
+            if got.as_ref() == Some(&expected) {
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "worker exited {status} before counting; log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap()
+                );
+            }
+            Err(got.map(|m| format!("{} counted", m.values().sum::<i64>())))
+        },
+    )
+    .await;
     wait_committed(&env, &app_id, 20_000).await;
     let before = free_bytes(&tmpfs.0);
 

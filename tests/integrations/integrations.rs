@@ -8,6 +8,7 @@ mod stub;
 
 use common::*;
 use cta_stream::runner::{run_simulation, SimIntegrations, WorkerIntegrations};
+use cta_stream::stream::testing::eventually;
 use cta_stream::stream::Shutdown;
 use cta_stream::transit::models::WeatherStatus;
 use cta_stream::transit::simulation::{self, SimConfig, Simulation};
@@ -562,14 +563,18 @@ async fn ksql_mode_answers_like_the_native_worker() {
     .await;
     let ksql_base = ksql_worker.base.clone();
     wait_for_counts(&ksql_base, &expected, Duration::from_secs(60)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !stations_loaded(&ksql_base).await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "stations never loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the stations loaded, on every line",
+        Duration::from_secs(60),
+        async || {
+            if stations_loaded(&ksql_base).await {
+                Ok(())
+            } else {
+                Err("no answer, or a line without stations")
+            }
+        },
+    )
+    .await;
     // In ksqlDB mode the worker counts nothing itself: TURNSTILE_SUMMARY is ksqlDB's.
     assert!(read_all(&env.kafka.brokers, "TURNSTILE_SUMMARY").is_empty());
     let reqs: Vec<String> = stub
@@ -863,14 +868,10 @@ async fn registry_tls_trusts_the_given_ca_file() {
             .spawn()
             .unwrap(),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "s_server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("s_server listens", Duration::from_secs(20), async || {
+        std::net::TcpStream::connect(addr)
+    })
+    .await;
     let url = format!("https://{addr}");
 
     let mut registry = cta_stream::stream::RegistryConfig::new(url.clone());

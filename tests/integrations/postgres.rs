@@ -8,11 +8,12 @@
 mod common;
 
 use common::*;
+use cta_stream::stream::testing::eventually;
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Directory of initdb / pg_ctl / psql: the newest /usr/lib/postgresql/*/bin, else PATH.
 fn pg_bin(name: &str) -> PathBuf {
@@ -338,16 +339,19 @@ async fn stations_round_trip_through_postgres() {
     }
     let dir = tempfile::tempdir().unwrap();
     let worker = spawn_worker(&env, dir.path(), app_id).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got = BTreeMap::new();
-    while Instant::now() < deadline {
-        // The server may not listen yet: a refused connection is just "not yet".
-        let answer = match reqwest::get(format!("{}/api/status", worker.base)).await {
-            Ok(r) if r.status() == 200 => r.json::<serde_json::Value>().await.ok(),
-            _ => None,
-        };
-        if let Some(v) = answer {
-            got = BTreeMap::new();
+    let got = eventually(
+        "the worker's stations equal the Postgres table's",
+        Duration::from_secs(60),
+        async || {
+            // The server may not listen yet: a refused connection is just "not yet".
+            let answer = match reqwest::get(format!("{}/api/status", worker.base)).await {
+                Ok(r) if r.status() == 200 => r.json::<serde_json::Value>().await.ok(),
+                _ => None,
+            };
+            let Some(v) = answer else {
+                return Err(None);
+            };
+            let mut got = BTreeMap::new();
             for line in v["lines"].as_array().unwrap() {
                 for st in line["stations"].as_array().unwrap() {
                     got.insert(
@@ -363,11 +367,13 @@ async fn stations_round_trip_through_postgres() {
                 }
             }
             if got == expected {
-                break;
+                Ok(got)
+            } else {
+                Err(Some(got))
             }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        },
+    )
+    .await;
     worker.stop().await;
     assert_eq!(got, expected);
     assert_eq!(

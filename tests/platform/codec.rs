@@ -5,13 +5,14 @@
 mod common;
 
 use cta_stream::stream::codec::confluent::SubjectSchema;
+use cta_stream::stream::testing::unique_name;
 use cta_stream::stream::{AvroDecoder, AvroEncoder, DecodeError};
 use cta_stream::transit::models::{schemas, Arrival, Weather, WeatherStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_round_trip_and_bad_payloads() {
     let env = common::env().await;
-    let topic = format!("codec-test-{}", cta_stream::stream::now_ms());
+    let topic = unique_name("codec-test");
     let enc = AvroEncoder::new(&env.registry).unwrap();
     let arrival = Arrival {
         station_id: 40380,
