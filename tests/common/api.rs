@@ -14,7 +14,16 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
 
 /// The turnstile table from the API as station → count.
 pub async fn api_turnstile(base: &str) -> Option<BTreeMap<i32, i64>> {
-    let r = reqwest::get(format!("{base}/api/turnstile")).await.ok()?;
+    turnstile_at(&format!("{base}/api/turnstile")).await
+}
+
+/// The worker's own part of the turnstile table (`?scope=local`) as station → count.
+pub async fn local_turnstile(base: &str) -> Option<BTreeMap<i32, i64>> {
+    turnstile_at(&format!("{base}/api/turnstile?scope=local")).await
+}
+
+async fn turnstile_at(url: &str) -> Option<BTreeMap<i32, i64>> {
+    let r = reqwest::get(url).await.ok()?;
     let v: Vec<serde_json::Value> = r.json().await.ok()?;
     Some(
         v.iter()

@@ -28,20 +28,24 @@ pub async fn env() -> TestEnv {
             kafka: KafkaConfig::new(b),
             registry: RegistryConfig::new(u),
         },
-        _ => {
-            let platform = Platform::start("127.0.0.1:0".parse().unwrap(), None)
-                .await
-                .unwrap();
-            let mut kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
-            // As the demo and `cta platform` discovery do: the mock has no CreateTopics.
-            kafka.topics_created_on_first_use();
-            let registry = RegistryConfig::new(platform.registry_url.clone());
-            TestEnv {
-                platform: Some(platform),
-                kafka,
-                registry,
-            }
-        }
+        _ => embedded_env().await,
+    }
+}
+
+/// A private embedded platform (broker and registry in this process), whatever
+/// `CTA_TEST_BROKERS` says.
+pub async fn embedded_env() -> TestEnv {
+    let platform = Platform::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let mut kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
+    // As the demo and `cta platform` discovery do: the mock has no CreateTopics.
+    kafka.topics_created_on_first_use();
+    let registry = RegistryConfig::new(platform.registry_url.clone());
+    TestEnv {
+        platform: Some(platform),
+        kafka,
+        registry,
     }
 }
 

@@ -16,25 +16,6 @@ use std::time::Duration;
 /// Checkpoint interval of the worker processes.
 const COMMIT_INTERVAL: &str = "100ms";
 
-async fn local_counts(base: &str) -> Option<BTreeMap<i32, i64>> {
-    let v: Vec<serde_json::Value> = reqwest::get(format!("{base}/api/turnstile?scope=local"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    Some(
-        v.iter()
-            .map(|o| {
-                (
-                    o["STATION_ID"].as_i64().unwrap() as i32,
-                    o["COUNT"].as_i64().unwrap(),
-                )
-            })
-            .collect(),
-    )
-}
-
 /// Topics of `app_id` (its directory included) and `n` turnstile entries drawn with `seed`.
 async fn app_with_entries(
     env: &TestEnv,
@@ -109,8 +90,8 @@ async fn share_route_and_fail_over(protocol: GroupProtocol) {
     wait_for_counts(&base_b, &expected, Duration::from_secs(30)).await;
     // Each one's local part is a proper subset, and together they are the whole.
     let (la, lb) = (
-        local_counts(&base_a).await.unwrap(),
-        local_counts(&base_b).await.unwrap(),
+        local_turnstile(&base_a).await.unwrap(),
+        local_turnstile(&base_b).await.unwrap(),
     );
     assert!(!la.is_empty() && !lb.is_empty());
     assert!(
@@ -180,7 +161,7 @@ async fn share_route_and_fail_over(protocol: GroupProtocol) {
     producer.send(10_000, &mut rng, &mut expected);
     wait_for_counts(&base_a, &expected, Duration::from_secs(90)).await;
     assert_eq!(assigned_count(&base_a).await, 16);
-    assert_eq!(local_counts(&base_a).await.unwrap(), expected);
+    assert_eq!(local_turnstile(&base_a).await.unwrap(), expected);
     a.kill().unwrap();
     a.wait().unwrap();
 }
@@ -260,7 +241,7 @@ async fn standby_copies_make_fail_over_replay_nothing() {
     producer.send(5_000, &mut rng, &mut expected);
     wait_for_counts(&base_a, &expected, Duration::from_secs(90)).await;
     assert_eq!(assigned_count(&base_a).await, 16);
-    assert_eq!(local_counts(&base_a).await.unwrap(), expected);
+    assert_eq!(local_turnstile(&base_a).await.unwrap(), expected);
     a.kill().unwrap();
     a.wait().unwrap();
 
@@ -329,8 +310,8 @@ async fn standby_copies_stay_exact_through_kills_under_load() {
         wait_shared(&bases[0], &bases[1]).await;
     }
     wait_for_counts(&bases[0], &expected, Duration::from_secs(60)).await;
-    let mut union = local_counts(&bases[0]).await.unwrap();
-    union.extend(local_counts(&bases[1]).await.unwrap());
+    let mut union = local_turnstile(&bases[0]).await.unwrap();
+    union.extend(local_turnstile(&bases[1]).await.unwrap());
     assert_eq!(union, expected);
     for w in workers.iter_mut() {
         w.kill().unwrap();

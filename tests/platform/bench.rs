@@ -6,9 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::{count_turnstile, TestEnv};
-use cta_stream::platform::Platform;
-use cta_stream::stream::{KafkaConfig, RegistryConfig};
+use common::{count_turnstile, embedded_env};
 use cta_stream_bench::env::BrokerChoice;
 use cta_stream_bench::recovery::{self, Build, RecoveryOptions};
 use cta_stream_bench::throughput::{self, ThroughputOptions};
@@ -16,25 +14,9 @@ use cta_stream_bench::workload::counts_checksum;
 use cta_stream_bench::BenchError;
 use std::time::Duration;
 
-/// Always a private embedded platform: the benchmark needs an empty turnstile topic.
-async fn own_platform() -> TestEnv {
-    let platform = Platform::start("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let mut kafka = KafkaConfig::new(platform.broker.bootstrap_servers());
-    // The embedded broker has no CreateTopics: it creates a topic when asked for it by name.
-    kafka.topics_created_on_first_use();
-    let registry = RegistryConfig::new(platform.registry_url.clone());
-    TestEnv {
-        platform: Some(platform),
-        kafka,
-        registry,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn throughput_counts_match_the_topic_and_a_full_topic_is_refused() {
-    let env = own_platform().await;
+    let env = embedded_env().await;
     let choice = BrokerChoice::External {
         kafka: env.kafka.clone(),
         registry: env.registry.clone(),
@@ -113,7 +95,7 @@ async fn recovery_restores_exact_counts_from_a_seeded_changelog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_run_counts_every_round_exactly() {
     use cta_stream_bench::memory::{self, MemoryOptions};
-    let env = own_platform().await;
+    let env = embedded_env().await;
     let choice = BrokerChoice::External {
         kafka: env.kafka.clone(),
         registry: env.registry.clone(),

@@ -123,7 +123,7 @@ impl Follower {
             .name(name.into())
             .spawn(move || {
                 while !shutdown.is_triggered() {
-                    if let Err(e) = self.round() {
+                    if let Err(e) = self.round(&shutdown) {
                         tracing::warn!(error = %e, "copies' catch-up failed; retrying");
                     }
                     let until = Instant::now() + ROUND;
@@ -139,10 +139,15 @@ impl Follower {
             .map_err(|e| StreamError::Config(format!("cannot start the {name} thread: {e}")))
     }
 
-    /// Opens the wanted copies, closes the others, and catches the open ones up.
-    pub(crate) fn round(&mut self) -> Result<()> {
+    /// Opens the wanted copies, closes the others, and catches the open ones up. Nothing is
+    /// caught up while the group's committed offsets cannot be read (the brokers are away):
+    /// the round ends there, so a worker stopping meanwhile waits for one request at most.
+    /// Stops between partitions once `shutdown` is triggered.
+    pub(crate) fn round(&mut self, shutdown: &Shutdown) -> Result<()> {
         let wanted = self.wanted()?;
-        let committed = self.committed(&wanted);
+        let Some(committed) = self.committed(&wanted) else {
+            return Ok(());
+        };
         let shared = self.state.clone();
         let mut state = lock(&shared);
         for sp in state.open.clone() {
@@ -150,7 +155,20 @@ impl Follower {
                 state.close(&sp);
             }
         }
+        let changelogs: Vec<(String, i32)> = wanted
+            .iter()
+            .filter(|sp| !state.owned.contains(*sp))
+            .flat_map(|sp| {
+                let of_topic = state.handles.iter().filter(|t| t.source_topic() == sp.0);
+                of_topic.map(|t| (t.changelog_topic().to_string(), sp.1))
+            })
+            .collect();
+        // One round trip for all of them instead of one after another.
+        self.restorer.prefetch_watermarks(&changelogs);
         for sp in wanted {
+            if shutdown.is_triggered() {
+                break;
+            }
             if state.owned.contains(&sp) {
                 continue;
             }
@@ -225,14 +243,21 @@ impl Follower {
         Ok(n)
     }
 
-    /// The group's committed offsets of `partitions` (missing ones: none committed yet).
-    fn committed(&self, partitions: &BTreeSet<SourcePartition>) -> HashMap<SourcePartition, i64> {
+    /// The group's committed offsets of `partitions` (missing ones: none committed yet), or
+    /// `None` when they cannot be read.
+    fn committed(
+        &self,
+        partitions: &BTreeSet<SourcePartition>,
+    ) -> Option<HashMap<SourcePartition, i64>> {
         if partitions.is_empty() {
-            return HashMap::new();
+            return Some(HashMap::new());
         }
-        committed_offsets(&self.offsets, partitions).unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "committed offsets unavailable; copies wait");
-            HashMap::new()
-        })
+        match committed_offsets(&self.offsets, partitions) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::debug!(error = %e, "committed offsets unavailable; copies wait");
+                None
+            }
+        }
     }
 }

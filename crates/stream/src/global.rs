@@ -105,7 +105,7 @@ pub(crate) fn follow(
     let restore_as = names::global_app_id(app_id);
     let mut follower = Follower::new(kafka, app_id, &restore_as, state, Copies::All)?;
     let began = std::time::Instant::now();
-    match follower.round() {
+    match follower.round(&shutdown) {
         Ok(()) => tracing::info!(
             tables = copies.len(),
             secs = format!("{:.2}", began.elapsed().as_secs_f64()),
