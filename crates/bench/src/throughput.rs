@@ -398,7 +398,11 @@ async fn measure_worker(
         opts.timeout,
         Duration::from_millis(2),
         &mut w,
-        |w| Ok(w.durable_source_offsets()? >= n),
+        // The checkpoint that wrote the stores counts itself a moment later.
+        |w| {
+            let counted = w.status.commits.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            Ok(counted && w.durable_source_offsets()? >= n)
+        },
         |w| {
             format!(
                 "stored source offsets {:?} of {n}",
