@@ -372,34 +372,6 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
         Ok(())
     }
 
-    /// Another handle on this table with no partition open, its stores under `dir`: for
-    /// copies kept by following the changelog (a standby's at the owner's own paths, a global
-    /// table's at paths of its own).
-    fn copy_at(&self, dir: PathBuf) -> Table<K, V> {
-        let i = &self.inner;
-        Table {
-            inner: Arc::new(Inner {
-                name: i.name.clone(),
-                app_id: i.app_id.clone(),
-                source_topic: i.source_topic.clone(),
-                changelog_topic: i.changelog_topic.clone(),
-                dir,
-                parts: Partitions::none_open(),
-                routing: i.routing.clone(),
-            }),
-        }
-    }
-
-    /// The copy of every partition a global table keeps ([`crate::global`]), in
-    /// `{data_dir}/{app_id}/{name}.global`.
-    pub(crate) fn global_copy(&self) -> Table<K, V> {
-        let dir = self
-            .inner
-            .dir
-            .with_file_name(crate::names::global_copy_dir(&self.inner.name));
-        self.copy_at(dir)
-    }
-
     /// Type-erased handle for the runtime.
     pub fn runtime(&self) -> Arc<dyn TableRuntime> {
         Arc::new(self.clone())

@@ -1,6 +1,6 @@
 //! How the runtime drives a table whatever its key and value types: the [`TableRuntime`]
 //! implementation of [`Table`] (open and close partitions, restore batches, hand the pending
-//! changes to the checkpoint and commit them, standby handles). Typed reads and writes are
+//! changes to the checkpoint and commit them, the copies standby replicas and global tables keep). Typed reads and writes are
 //! the parent module's; the commit order is [`crate::checkpoint`]'s.
 
 use super::store::{Change, PartitionStore, StoreIdentity, StoreOffsets};
@@ -165,5 +165,35 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
 
     fn entry_count(&self) -> usize {
         self.items_shared().map(|v| v.len()).unwrap_or(0)
+    }
+}
+
+impl<K: TableKey, V: TableValue> Table<K, V> {
+    /// Another handle on this table with no partition open, its stores under `dir`: for
+    /// copies kept by following the changelog (a standby's at the owner's own paths, a global
+    /// table's at paths of its own).
+    fn copy_at(&self, dir: PathBuf) -> Table<K, V> {
+        let i = &self.inner;
+        Table {
+            inner: Arc::new(Inner {
+                name: i.name.clone(),
+                app_id: i.app_id.clone(),
+                source_topic: i.source_topic.clone(),
+                changelog_topic: i.changelog_topic.clone(),
+                dir,
+                parts: Partitions::none_open(),
+                routing: i.routing.clone(),
+            }),
+        }
+    }
+
+    /// The copy of every partition a global table keeps ([`crate::global`]), in
+    /// `{data_dir}/{app_id}/{name}.global`.
+    pub(crate) fn global_copy(&self) -> Table<K, V> {
+        let dir = self
+            .inner
+            .dir
+            .with_file_name(crate::names::global_copy_dir(&self.inner.name));
+        self.copy_at(dir)
     }
 }
