@@ -1,11 +1,13 @@
-//! The worker's agents: station rows → stations table; arrivals → each train's latest
-//! position (the page places trains from it: a train stands at the platform of its latest
-//! arrival, so the platform it left is free again); turnstile entries → per-station count
+//! The worker's agents: station rows → stations table; arrivals, joined with the stations
+//! for the station's name and order → each train's latest position (the page places trains
+//! from it: a train stands at the platform of its latest arrival, so the platform it left is
+//! free again); turnstile entries → per-station count
 //! (ksqlDB's TURNSTILE_SUMMARY); weather → latest reading.
 
 use crate::stream::codec::json;
 use crate::stream::{
-    Agent, AvroDecoder, DecodeError, GlobalTable, Record, Result, Table, Tick, WindowedTable,
+    Agent, AvroDecoder, DecodeError, GlobalTable, JoinTable, Record, Result, Table, Tick,
+    WindowedTable,
 };
 use crate::transit::lines::Line;
 use crate::transit::models::*;
@@ -47,6 +49,8 @@ pub struct ArrivalChecks {
     pub without_previous: std::sync::atomic::AtomicU64,
     /// A train this worker has no earlier sighting of, in the partitions it holds.
     pub first_seen: std::sync::atomic::AtomicU64,
+    /// An arrival at a station the stations table had no row for (yet) when it was joined.
+    pub station_unknown: std::sync::atomic::AtomicU64,
 }
 
 /// Where the per-station turnstile counts (TURNSTILE_SUMMARY) come from.
@@ -140,7 +144,19 @@ impl Agent for ArrivalsAgent {
             checks.first_seen.fetch_add(1, Relaxed);
             tracing::debug!(train = %a.train_id, "first arrival of a train seen here");
         }
+        // Joined with the stations (this worker's copy of the whole table): the station's
+        // name and stop order travel with the sighting; None while the row is not there yet.
+        let key = StationKey {
+            line: a.line.clone(),
+            station_id: a.station_id,
+        };
+        let station = self.tables.stations_everywhere.lookup(record, &key)?;
+        if station.is_none() {
+            checks.station_unknown.fetch_add(1, Relaxed);
+        }
         let sighting = TrainSighting {
+            station_name: station.as_ref().map(|s| s.station_name.clone()),
+            order: station.map(|s| s.order),
             train_id: a.train_id.clone(),
             line: a.line,
             station_id: a.station_id,

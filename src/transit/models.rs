@@ -127,6 +127,14 @@ pub struct TrainSighting {
     /// arrival.
     #[serde(default)]
     pub not_reporting: bool,
+    /// The station's name and stop order, joined from the stations table when the arrival was
+    /// processed (a stream-table join with this worker's global copy of the stations; see
+    /// `agents::ArrivalsAgent`). `None` when the station's row had not reached the copy yet: a
+    /// join looks up, it does not wait, and a later row does not change an earlier sighting.
+    #[serde(default)]
+    pub station_name: Option<String>,
+    #[serde(default)]
+    pub order: Option<i32>,
 }
 
 /// One row of ksqlDB's TURNSTILE_SUMMARY table.

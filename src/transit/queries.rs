@@ -367,6 +367,8 @@ mod tests {
             train_status: status.into(),
             timestamp: ts,
             not_reporting: false,
+            station_name: None,
+            order: None,
         }
     }
 

@@ -249,7 +249,8 @@ fn train_markers(st: &StationStatus, x: i32, y: i32) -> Vec<TrainMarker> {
                 } else {
                     ""
                 },
-                st.station_name,
+                // The name the arrival was joined with; the platform's own before the join.
+                t.station_name.as_deref().unwrap_or(&st.station_name),
                 t.direction
             ),
         });
@@ -324,6 +325,8 @@ mod tests {
                     train_status: st.into(),
                     timestamp: 1,
                     not_reporting: false,
+                    station_name: None,
+                    order: None,
                 })
                 .collect(),
         };

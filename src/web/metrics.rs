@@ -268,6 +268,11 @@ fn register_arrival_checks(
             "Arrivals of a train with no earlier sighting in this worker's partitions",
             checks.first_seen.load(Relaxed),
         ),
+        (
+            "cta_arrivals_station_unknown_total",
+            "Arrivals joined before their station's row reached this worker (no name, no order)",
+            checks.station_unknown.load(Relaxed),
+        ),
     ] {
         let c = IntCounter::new(name, help)?;
         c.inc_by(v);

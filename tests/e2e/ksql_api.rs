@@ -284,6 +284,20 @@ async fn entity_tables(base: &str) {
             _ => "green",
         };
         assert_eq!(r[1], line, "{r}");
+        // The station's name, joined from the stations table: the dataset's, or null when
+        // the arrival came before the station's row.
+        if !r[6].is_null() {
+            let want = Dataset::builtin()
+                .rows()
+                .iter()
+                .find(|s| s.line.as_str() == line && Some(s.station_id as i64) == r[2].as_i64())
+                .map(|s| (s.station_name.clone(), s.order as i32));
+            let got = (
+                r[6].as_str().unwrap().to_string(),
+                r[7].as_i64().unwrap() as i32,
+            );
+            assert_eq!(Some(got), want, "{r}");
+        }
     }
     let sql = "SELECT TRAIN_ID, STATION_ID FROM TRAIN_POSITIONS WHERE TRAIN_ID IN ('RL002', 'BL001', 'XX9');";
     let (status, two) = query(sql.into()).await;

@@ -204,12 +204,69 @@ async fn one_worker_shows_every_train_where_the_simulation_has_it() {
         "the simulation's trains never leave service: {truth:?}"
     );
     wait_for_truth(&worker.base, &truth, Duration::from_secs(60)).await;
+    // Arrivals are joined with the worker's copy of the stations: once every station is in
+    // it, each later arrival carries its station's name and stop order.
+    wait_for_every_station(&worker.base).await;
     // The trains move on: a later snapshot is right again, and differs.
     sim.steps(7).await;
     let later = sim.truth();
     assert_ne!(later, truth, "trains moved");
     wait_for_truth(&worker.base, &later, Duration::from_secs(60)).await;
+    let moved: BTreeSet<&String> = later
+        .difference(&truth)
+        .map(|(_, _, _, train)| train)
+        .collect();
+    assert!(!moved.is_empty());
+    let (_, status) = get_json(&format!("{}/api/status", worker.base)).await;
+    let dataset = cta_stream::transit::stations::Dataset::builtin();
+    for t in status["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["trains"].as_array().unwrap())
+    {
+        let id = t["train_id"].as_str().unwrap().to_string();
+        let row = dataset
+            .rows()
+            .iter()
+            .find(|r| r.line.as_str() == t["line"] && i64::from(r.station_id) == t["station_id"]);
+        let want = row.map(|r| (Value::from(r.station_name.clone()), Value::from(r.order)));
+        let got = (t["station_name"].clone(), t["order"].clone());
+        if moved.contains(&id) || !got.0.is_null() {
+            assert_eq!(Some(got), want, "{id}: {t}");
+        }
+    }
     worker.stop().await;
+}
+
+/// Waits until the worker lists every station of the dataset from its own copy.
+async fn wait_for_every_station(base: &str) {
+    let dataset = cta_stream::transit::stations::Dataset::builtin();
+    let want = dataset
+        .rows()
+        .iter()
+        .map(|r| (r.line, r.station_id))
+        .collect::<BTreeSet<_>>()
+        .len();
+    eventually(
+        "every station in the worker's copy",
+        Duration::from_secs(30),
+        async || {
+            let (_, local) = get_json(&format!("{base}/api/status?scope=local")).await;
+            let listed: usize = local["lines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| l["stations"].as_array().map_or(0, Vec::len))
+                .sum();
+            if listed == want {
+                Ok(())
+            } else {
+                Err(listed)
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

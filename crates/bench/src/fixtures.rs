@@ -29,6 +29,8 @@ fn sighting(line: Line, station_id: i32, direction: &str, n: usize) -> TrainSigh
         .to_string(),
         timestamp: 1_795_500_000_000 + n as i64,
         not_reporting: false,
+        station_name: None,
+        order: None,
     }
 }
 

@@ -114,13 +114,16 @@ const STATION_COLUMNS: [Column; 4] = [
     col("STATION_NAME", SqlType::String, false, Role::Field),
     col("STOP_ORDER", SqlType::Integer, false, Role::Field),
 ];
-const TRAIN_COLUMNS: [Column; 6] = [
+const TRAIN_COLUMNS: [Column; 8] = [
     col("TRAIN_ID", SqlType::String, true, Role::Field),
     col("LINE", SqlType::String, false, Role::Field),
     col("STATION_ID", SqlType::Integer, false, Role::Field),
     col("DIRECTION", SqlType::String, false, Role::Field),
     col("TRAIN_STATUS", SqlType::String, false, Role::Field),
     col("EVENT_TIME", SqlType::Bigint, false, Role::Field),
+    // From the stations table, joined when the arrival was processed (null before its row).
+    col("STATION_NAME", SqlType::String, false, Role::Field),
+    col("STOP_ORDER", SqlType::Integer, false, Role::Field),
 ];
 const WEATHER_COLUMNS: [Column; 4] = [
     col("ID", SqlType::String, true, Role::Field),

@@ -39,6 +39,8 @@ fn entity_rows(entity: Entity, status: &TransitStatus) -> Vec<BTreeMap<&'static 
                     ("DIRECTION", json!(t.direction)),
                     ("TRAIN_STATUS", json!(t.train_status)),
                     ("EVENT_TIME", json!(t.timestamp)),
+                    ("STATION_NAME", json!(t.station_name)),
+                    ("STOP_ORDER", json!(t.order)),
                 ])
             })
             .collect(),
