@@ -82,6 +82,12 @@ impl<K: TableKey, V: TableValue> GlobalTable<K, V> {
         self.copy.items_shared()
     }
 
+    /// How many changelog records this worker's copy has applied since the app was built (a
+    /// warm restart replays only what the changelog gained while the worker was away).
+    pub fn restored(&self) -> u64 {
+        self.copy.restored()
+    }
+
     /// The partitions the copy holds (all of the source topic's, once followed).
     pub fn partitions(&self) -> Vec<i32> {
         let mut p = self.copy.open_partitions();

@@ -2,7 +2,8 @@
 //! the partitions it owns into a table; each also keeps a global copy of that table, which
 //! must end equal to the counts of everything produced, on both workers. Then one worker stops
 //! and restarts on its data dir (its copy restored from the changelog on start, only the
-//! tail replayed), more records arrive, and both copies end equal to the new totals.
+//! tail replayed: the copy counts the changelog records it read, checked against the
+//! changelog's length), more records arrive, and both copies end equal to the new totals.
 
 mod common;
 
@@ -68,6 +69,23 @@ async fn wait_global(w: &Worker, expected: &BTreeMap<String, i64>, who: &str) {
     .await
 }
 
+/// The records `topic`'s 4 partitions hold (the embedded broker deletes none).
+fn changelog_len(env: &TestEnv, topic: &str) -> u64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka.brokers)
+        .create()
+        .unwrap();
+    (0..4)
+        .map(|p| {
+            let (low, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            (high - low) as u64
+        })
+        .sum()
+}
+
 async fn stop(w: Worker) {
     w.shutdown.trigger();
     w.task.await.unwrap().unwrap();
@@ -98,6 +116,14 @@ async fn every_worker_holds_the_whole_table() {
         *own.entry(k).or_insert(0) += v;
     }
     assert_eq!(own, expected, "the owners' tables, summed");
+    // A cold start reads the whole changelog into the copy.
+    let changelog = cta_stream_core::names::changelog_topic(&app_id, "counts");
+    let whole = changelog_len(&env, &changelog);
+    assert_eq!(
+        b.global.restored(),
+        whole,
+        "b's copy read the whole changelog"
+    );
 
     stop(b).await;
     let more = produce(&env.kafka.brokers, &topic, 5_000, 64);
@@ -107,6 +133,14 @@ async fn every_worker_holds_the_whole_table() {
     let b = start(&env, &app_id, &topic, dir_b.path());
     wait_global(&a, &expected, "a").await;
     wait_global(&b, &expected, "b after its restart").await;
+    // A warm restart reads only what the changelog gained while b was away.
+    let tail = changelog_len(&env, &changelog) - whole;
+    assert!(tail > 0 && tail < whole, "tail {tail} of {whole}");
+    assert_eq!(
+        b.global.restored(),
+        tail,
+        "b's copy after its restart read only the tail"
+    );
     stop(a).await;
     stop(b).await;
 }

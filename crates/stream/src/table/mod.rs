@@ -72,6 +72,8 @@ pub trait TableRuntime: Send + Sync {
     /// Why a changelog entry (key, value or tombstone) cannot be an entry of this table, if
     /// it cannot: the restore skips such records instead of writing them to the store.
     fn check_change(&self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), String>;
+    /// Counts `n` changelog records a restore read for this table ([`Table::restored`]).
+    fn note_restored(&self, n: u64);
     /// Applies restored changelog entries straight to the store.
     fn restore_batch(
         &self,
@@ -146,6 +148,8 @@ struct Inner<K, V> {
     dir: PathBuf,
     parts: Mutex<Partitions<K, V>>,
     routing: Arc<route::Routing<K>>,
+    /// Changelog records restores have read for this handle's stores since it was made.
+    restored: std::sync::atomic::AtomicU64,
 }
 
 /// A typed table. Clones share the same state.
@@ -197,6 +201,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 changelog_topic,
                 parts: Partitions::none_open(),
                 routing: Arc::default(),
+                restored: Default::default(),
             }),
         }
     }
@@ -208,6 +213,15 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
 
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// How many changelog records restores (start-up, rebalance, standby or global copy
+    /// following) have read for this table since the app was built: after a warm restart,
+    /// only the changelog's tail.
+    pub fn restored(&self) -> u64 {
+        self.inner
+            .restored
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The committed entries of a partition, read from the store on first use; `None` when

@@ -79,6 +79,12 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
         }
     }
 
+    fn note_restored(&self, n: u64) {
+        self.inner
+            .restored
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn restore_batch(
         &self,
         partition: i32,
@@ -183,6 +189,7 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
                 dir,
                 parts: Partitions::none_open(),
                 routing: i.routing.clone(),
+                restored: Default::default(),
             }),
         }
     }
