@@ -9,6 +9,7 @@ use crate::agent::Agent;
 use crate::app::App;
 use crate::error::{DecodeError, Result};
 use crate::record::Record;
+use crate::session::{SessionTable, Sessions};
 use crate::shutdown::Shutdown;
 use crate::table::{Table, TableKey, TableSpec, TableValue};
 use crate::window::{WindowedTable, Windows};
@@ -86,6 +87,21 @@ impl App {
             changelog_topic: None,
         };
         self.windowed_table(spec, windows)
+    }
+
+    /// Declares the session table `name` fed by `source_topic`.
+    pub fn session_table_on<K: TableKey, V: TableValue>(
+        &mut self,
+        name: &str,
+        source_topic: &str,
+        sessions: Sessions,
+    ) -> SessionTable<K, V> {
+        let spec = TableSpec {
+            name: name.to_string(),
+            source_topic: source_topic.to_string(),
+            changelog_topic: None,
+        };
+        self.session_table(spec, sessions)
     }
 }
 

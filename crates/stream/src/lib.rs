@@ -30,6 +30,8 @@
 //!   followed from its changelog (Faust's GlobalTable, Kafka Streams' GlobalKTable).
 //! - `join`: `App::join(topic, &table, key, f)`, a stream-table (left) join with a
 //!   co-partitioned [`Table`] or a [`GlobalTable`] ([`JoinTable`]).
+//! - [`session`]: `App::session_table(spec, sessions)`, session windows per key (records at
+//!   most a gap apart form one session; a record bridging two merges them).
 //! - [`timer`]: `App::timer(topic, schedule, callback)` runs a callback per owned partition
 //!   on a wall-clock interval or as stream time passes ([`Schedule`], [`Tick`]), on the poll
 //!   thread, its table writes checkpointed like an agent's.
@@ -74,6 +76,7 @@ pub mod names;
 mod record;
 mod repartition;
 mod sensor;
+pub mod session;
 mod shutdown;
 mod sink;
 mod standby;
@@ -96,6 +99,7 @@ pub use join::JoinTable;
 pub use record::Record;
 pub use repartition::{Repartition, Through};
 pub use sensor::{Status, StatusSnapshot};
+pub use session::{Session, SessionTable, Sessions};
 pub use shutdown::{Shutdown, GRACEFUL_DEADLINE};
 pub use sink::Guarantee;
 pub use table::{Table, TableSpec};

@@ -1,14 +1,16 @@
 //! Windowed tables on a real broker: out-of-order records inside the grace period are counted,
 //! records beyond it are dropped, expired windows are deleted from the store and tombstoned in
-//! the changelog; hopping windows count a record in every window containing it.
+//! the changelog; hopping windows count a record in every window containing it. Session
+//! windows merge across a bridging record, and a worker on an empty data dir restores them
+//! from the changelog.
 
 mod common;
 
 use common::*;
 use cta_stream_core::testing::{eventually, read_topic, unique_name};
 use cta_stream_core::{
-    Agent, App, AppConfig, Record, Result as SResult, Shutdown, TableSpec, WindowKey,
-    WindowedTable, Windows,
+    Agent, App, AppConfig, Record, Result as SResult, Session, SessionTable, Sessions, Shutdown,
+    TableSpec, WindowKey, WindowedTable, Windows,
 };
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -176,4 +178,104 @@ async fn out_of_order_late_and_expired_windows() {
         .find(|r| r.key.as_deref() == Some(&a0[..]))
         .expect("window [0,10) of a in changelog");
     assert!(last_a0.value.is_none(), "expired window tombstoned");
+}
+
+struct SessionWorker {
+    table: SessionTable<String, i64>,
+    status: std::sync::Arc<cta_stream_core::Status>,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<SResult<()>>,
+}
+
+/// A worker counting `topic`'s records in 5 s sessions, its stores in `dir`.
+fn session_worker(
+    env: &TestEnv,
+    app_id: &str,
+    topic: &str,
+    dir: &std::path::Path,
+) -> SessionWorker {
+    let mut config = AppConfig::new(app_id, env.kafka.clone(), dir);
+    config.commit_interval = Duration::from_millis(100);
+    let mut app = App::new(config);
+    let sessions = Sessions::with_gap(Duration::from_secs(5)).grace(Duration::from_secs(100));
+    let table = app.session_table_on::<String, i64>("visits", topic, sessions);
+    let t = table.clone();
+    app.agent_fn(topic, move |r| {
+        let key: String = cta_stream_core::codec::json::decode(r.payload)?;
+        t.update(r, key, |c| c.unwrap_or(0) + 1, |a, b| a + b)
+    });
+    let status = app.status();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    SessionWorker {
+        table,
+        status,
+        shutdown,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_merge_and_are_restored_from_the_changelog() {
+    let env = env();
+    let id = unique_name("s");
+    let topic = format!("session-src-{id}");
+    let app_id = format!("session-app-{id}");
+    let names: Vec<String> = std::iter::once(topic.clone())
+        .chain(
+            ["visits", "visits-stream-time"]
+                .iter()
+                .map(|t| cta_stream_core::names::changelog_topic(&app_id, t)),
+        )
+        .collect();
+    env.create_topics(&names, 1);
+    let base = 1_800_000_000_000i64;
+    let s = |secs: i64| base + secs * 1000;
+    // a: 1, 3 | 12 — then 7, within 5 s of both: one session [1, 12] of 4. b: one at 2.
+    let events = [
+        ("a", s(1)),
+        ("b", s(2)),
+        ("a", s(3)),
+        ("a", s(12)),
+        ("a", s(7)),
+    ];
+    produce(&env.kafka.brokers, &topic, &events);
+    let want = vec![
+        (
+            "a".to_string(),
+            Session {
+                start: s(1),
+                end: s(12),
+                value: 4,
+            },
+        ),
+        (
+            "b".to_string(),
+            Session {
+                start: s(2),
+                end: s(2),
+                value: 1,
+            },
+        ),
+    ];
+    for (round, consumed) in [("counted", 5), ("restored on an empty data dir", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let w = session_worker(&env, &app_id, &topic, dir.path());
+        let _guard = StopOnDrop(w.shutdown.clone());
+        eventually(round, Duration::from_secs(30), async || {
+            let got = w.table.items().unwrap();
+            if got == want {
+                Ok(())
+            } else {
+                Err(got)
+            }
+        })
+        .await;
+        // The second worker reads nothing from the source (its offsets were committed): the
+        // sessions came from the changelog.
+        let read = w.status.consumed.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(read, consumed, "{round}");
+        w.shutdown.trigger();
+        w.task.await.unwrap().unwrap();
+    }
 }

@@ -34,6 +34,7 @@ use crate::global::GlobalTable;
 use crate::names;
 use crate::repartition::RepartitionSpec;
 use crate::sensor::Status;
+use crate::session::{SessionTable, Sessions};
 use crate::table::{Table, TableKey, TableRuntime, TableSpec, TableValue};
 use crate::timer::Timers;
 use crate::window::{WindowedTable, Windows};
@@ -101,6 +102,23 @@ impl App {
         let table = self.table(spec);
         let time = self.table(time_spec);
         WindowedTable::new(table, time, windows)
+    }
+
+    /// A table of session windows per key ([`crate::session`]), with its stream time kept in
+    /// a table of its own, as for [`App::windowed_table`].
+    pub fn session_table<K: TableKey, V: TableValue>(
+        &mut self,
+        spec: TableSpec,
+        sessions: Sessions,
+    ) -> SessionTable<K, V> {
+        let time_spec = TableSpec {
+            name: names::stream_time_table(&spec.name),
+            source_topic: spec.source_topic.clone(),
+            changelog_topic: None,
+        };
+        let table = self.table(spec);
+        let time = self.table(time_spec);
+        SessionTable::new(table, time, sessions)
     }
 
     /// Keeps a copy of the whole of `table` on every worker, followed from its changelog

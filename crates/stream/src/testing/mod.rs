@@ -360,6 +360,8 @@ impl Drop for TestDriver {
 #[cfg(test)]
 mod repartition_tests;
 #[cfg(test)]
+mod session_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod timer_tests;
