@@ -17,6 +17,12 @@ if ! noida-db version >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check --force-reinstall 'noida-db==0.2.2'
   hash -r
 fi
+# tansu 0.6 (crates.io), optional: tests/faults/static_membership.rs runs kill -9 restarts on it
+# when scripts/tansu.sh has installed it (a 20-minute build) or CTA_TEST_TANSU names a binary.
+TANSU="${CTA_TANSU_ROOT:-/var/cache/cta-stream/tansu}/bin/tansu"
+if [ -z "${CTA_TEST_TANSU:-}" ] && [ -x "$TANSU" ]; then
+  export CTA_TEST_TANSU="$TANSU"
+fi
 # ksql-python-ng (PyPI): a ksqlDB client library that tests/e2e/ksql_api.rs runs against the
 # worker's ksqlDB-compatible endpoint, in its own virtualenv (found through CTA_KSQL_PYTHON).
 # httpx 0.28 dropped the `cert` argument that ksql-python-ng 0.29 passes, hence the pin.

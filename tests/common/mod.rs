@@ -5,7 +5,7 @@
 //! One file per concern, all re-exported here (tests `use common::*;`): `env` (the broker
 //! and registry), `topics`, `avro` (the independent reader), `producer`, `workers` (in this
 //! process or as binaries), `api` (what a worker's HTTP API shows, and the waits for it),
-//! `stores` (what was checkpointed and committed). `kills`, `noida` and `stepped` hold runs
+//! `stores` (what was checkpointed and committed). `kills`, `local_broker` and `stepped` hold runs
 //! and setups some tests share.
 #![allow(dead_code)]
 
@@ -13,7 +13,7 @@ mod api;
 mod avro;
 mod env;
 pub mod kills;
-pub mod noida;
+pub mod local_broker;
 mod producer;
 pub mod stepped;
 mod stores;

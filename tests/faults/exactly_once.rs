@@ -11,7 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::noida::{env_on, Noida};
+use common::local_broker::{env_on, LocalBroker};
 use common::*;
 use cta_stream::stream::kafka::{ensure_topics, TopicSpec};
 use cta_stream::stream::testing::unique_name;
@@ -131,7 +131,7 @@ fn summary_sequences(records: &[KeyValue]) -> BTreeMap<i64, Vec<i64>> {
             needs glibc 2.39, and 0.1.3-0.2.2 neither replace a restarted static member nor \
             expire a dead one (2026-12-02); run with --ignored against a broker that does"]
 async fn read_committed_readers_see_each_output_once_across_kill_9() {
-    let Some(noida) = Noida::start() else {
+    let Some(noida) = LocalBroker::noida() else {
         return;
     };
     // The registry of the embedded platform; the broker is noida-db's.
@@ -279,7 +279,7 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
             needs glibc 2.39, and 0.1.3-0.2.2 neither replace a restarted static member nor \
             expire a dead one (2026-12-02); run with --ignored against a broker that does"]
 async fn a_fenced_worker_exits_non_zero_and_a_restart_resumes() {
-    let Some(noida) = Noida::start() else {
+    let Some(noida) = LocalBroker::noida() else {
         return;
     };
     let (platform, env) = env_on(&noida).await;
