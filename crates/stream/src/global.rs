@@ -82,8 +82,8 @@ impl<K: TableKey, V: TableValue> GlobalTable<K, V> {
         self.copy.items_shared()
     }
 
-    /// How many changelog records this worker's copy has applied since the app was built (a
-    /// warm restart replays only what the changelog gained while the worker was away).
+    /// How many changelog records this worker's copy has read since the app was built (a warm
+    /// restart replays only what the changelog gained while the worker was away).
     pub fn restored(&self) -> u64 {
         self.copy.restored()
     }

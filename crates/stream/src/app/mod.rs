@@ -94,14 +94,21 @@ impl App {
         spec: TableSpec,
         windows: Windows,
     ) -> WindowedTable<K, V> {
+        let (table, time) = self.table_with_stream_time(spec);
+        WindowedTable::new(table, time, windows)
+    }
+
+    /// The table `spec` names and the table of its partitions' stream time (same source).
+    fn table_with_stream_time<K: TableKey, V: TableValue>(
+        &mut self,
+        spec: TableSpec,
+    ) -> (Table<K, V>, Table<String, i64>) {
         let time_spec = TableSpec {
             name: names::stream_time_table(&spec.name),
             source_topic: spec.source_topic.clone(),
             changelog_topic: None,
         };
-        let table = self.table(spec);
-        let time = self.table(time_spec);
-        WindowedTable::new(table, time, windows)
+        (self.table(spec), self.table(time_spec))
     }
 
     /// A table of session windows per key ([`crate::session`]), with its stream time kept in
@@ -111,13 +118,7 @@ impl App {
         spec: TableSpec,
         sessions: Sessions,
     ) -> SessionTable<K, V> {
-        let time_spec = TableSpec {
-            name: names::stream_time_table(&spec.name),
-            source_topic: spec.source_topic.clone(),
-            changelog_topic: None,
-        };
-        let table = self.table(spec);
-        let time = self.table(time_spec);
+        let (table, time) = self.table_with_stream_time(spec);
         SessionTable::new(table, time, sessions)
     }
 

@@ -171,6 +171,7 @@ impl Restorer {
         };
         self.begin(&run)?;
         let (next, mut batch) = self.read_changelog(&run, &mut report)?;
+        table.note_restored(report.read);
         let _ = self.consumer.unassign();
         if !follow {
             // Offsets that carry no record for a reader (transaction markers, records of

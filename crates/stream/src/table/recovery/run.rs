@@ -63,7 +63,6 @@ impl Run<'_> {
         }
         report.read += 1;
         self.status.restore_done.fetch_add(1, Ordering::Relaxed);
-        self.table.note_restored(1);
         if fenced {
             report.skipped += 1;
             report.fenced += 1;
