@@ -239,30 +239,46 @@ async fn one_worker_shows_every_train_where_the_simulation_has_it() {
     worker.stop().await;
 }
 
-/// Waits until the worker lists every station of the dataset from its own copy.
-async fn wait_for_every_station(base: &str) {
+/// Every (line, station id) of the built-in dataset.
+fn dataset_stations() -> BTreeSet<(String, i64)> {
     let dataset = cta_stream::transit::stations::Dataset::builtin();
-    let want = dataset
+    dataset
         .rows()
         .iter()
-        .map(|r| (r.line, r.station_id))
-        .collect::<BTreeSet<_>>()
-        .len();
+        .map(|r| (r.line.as_str().to_string(), i64::from(r.station_id)))
+        .collect()
+}
+
+/// Every (line, station id) a status lists.
+fn listed_stations(status: &Value) -> BTreeSet<(String, i64)> {
+    status["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| {
+            let line = l["line"].as_str().unwrap_or_default().to_string();
+            l["stations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |s| (line.clone(), s["station_id"].as_i64().unwrap_or(-1)))
+        })
+        .collect()
+}
+
+/// Waits until the worker lists every station of the dataset from its own copy.
+async fn wait_for_every_station(base: &str) {
+    let want = dataset_stations();
     eventually(
         "every station in the worker's copy",
         Duration::from_secs(30),
         async || {
             let (_, local) = get_json(&format!("{base}/api/status?scope=local")).await;
-            let listed: usize = local["lines"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|l| l["stations"].as_array().map_or(0, Vec::len))
-                .sum();
+            let listed = listed_stations(&local);
             if listed == want {
                 Ok(())
             } else {
-                Err(listed)
+                Err(listed.len())
             }
         },
     )
@@ -316,29 +332,12 @@ async fn two_workers_sharing_the_partitions_both_show_the_truth() {
     assert!(owned > 0, "worker 1 owns partitions: {}", local["worker"]);
     // ...but each lists every station of every line and the weather from its own copy of the
     // whole stations and weather tables (global tables), without asking the other.
-    let dataset = cta_stream::transit::stations::Dataset::builtin();
-    let want: BTreeSet<(String, i64)> = dataset
-        .rows()
-        .iter()
-        .map(|r| (r.line.as_str().to_string(), i64::from(r.station_id)))
-        .collect();
+    let want = dataset_stations();
     for w in [&w1, &w2] {
         let what = format!("every station and the weather on {} alone", w.base);
         eventually(&what, Duration::from_secs(30), async || {
             let (_, local) = get_json(&format!("{}/api/status?scope=local", w.base)).await;
-            let listed: BTreeSet<(String, i64)> = local["lines"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|l| {
-                    let line = l["line"].as_str().unwrap_or_default().to_string();
-                    l["stations"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(move |s| (line.clone(), s["station_id"].as_i64().unwrap_or(-1)))
-                })
-                .collect();
+            let listed = listed_stations(&local);
             match listed == want && local["weather"].is_object() {
                 true => Ok(()),
                 false => Err((listed.len(), local["weather"].clone())),

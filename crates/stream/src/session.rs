@@ -73,6 +73,8 @@ const STREAM_TIME: &str = "stream_time";
 pub struct SessionTable<K, V> {
     table: Table<K, Vec<Session<V>>>,
     time: Table<String, i64>,
+    /// The stream-time key, allocated once.
+    time_key: String,
     sessions: Sessions,
     late: Arc<AtomicU64>,
 }
@@ -82,6 +84,7 @@ impl<K, V> Clone for SessionTable<K, V> {
         Self {
             table: self.table.clone(),
             time: self.time.clone(),
+            time_key: self.time_key.clone(),
             sessions: self.sessions,
             late: self.late.clone(),
         }
@@ -99,6 +102,7 @@ impl<K: TableKey, V: TableValue> SessionTable<K, V> {
         Self {
             table,
             time,
+            time_key: STREAM_TIME.to_string(),
             sessions,
             late: Arc::default(),
         }
@@ -124,11 +128,10 @@ impl<K: TableKey, V: TableValue> SessionTable<K, V> {
         merge: impl Fn(V, V) -> V,
     ) -> Result<()> {
         let t = record.timestamp.unwrap_or_else(crate::now_ms);
-        let previous = self.time.get(record, &STREAM_TIME.to_string())?;
+        let previous = self.time.get(record, &self.time_key)?;
         let stream_time = previous.map_or(t, |p| p.max(t));
         if previous != Some(stream_time) {
-            self.time
-                .put(record, STREAM_TIME.to_string(), stream_time)?;
+            self.time.put(record, self.time_key.clone(), stream_time)?;
         }
         let gap = self.sessions.gap_ms;
         let list = self.table.get(record, &key)?.unwrap_or_default();
