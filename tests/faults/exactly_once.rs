@@ -5,6 +5,11 @@
 //! sees every station's count rise strictly, one output per committed checkpoint and none
 //! twice, ending at the count of what was produced; the API's counts are exact too.
 //!
+//! noida-db never expires a dead group member (nor replaces a restarted static one), so the
+//! tests restart the broker (SIGTERM, same data dir: logs, offsets and open transactions kept,
+//! the members gone) before a killed or stopped worker's partitions must go to another
+//! process; the producer of entries pauses meanwhile.
+//!
 //! Needs `noida-db` on PATH (`scripts/test.sh` installs it with pip). Without it the test is
 //! skipped with a message, unless `CI` is set.
 
@@ -24,7 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Kills at least; more (up to [`MAX_KILLS`]) until one lands inside an open transaction.
 const KILLS: usize = 8;
+const MAX_KILLS: usize = 24;
 const CHUNK: usize = 400;
 
 /// A record's partition and offset.
@@ -81,6 +88,50 @@ fn read_at(brokers: &str, topic: &str, isolation: &str) -> Vec<(At, KeyValue)> {
     out
 }
 
+/// Freezes the worker `pid` (SIGSTOP) at random moments until `topic` has an open
+/// transaction while it is frozen: some partition's last stable offset (the end a
+/// `read_committed` reader is given) is below its high watermark. Leaves it frozen then and
+/// says after how many tries; otherwise lets it run again and gives up after `tries`.
+fn freeze_inside_transaction(
+    brokers: &str,
+    topic: &str,
+    pid: u32,
+    tries: usize,
+    rng: &mut impl Rng,
+) -> String {
+    let client = |isolation: &str| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "transaction-probe")
+            .set("isolation.level", isolation)
+            .create()
+            .unwrap()
+    };
+    let (uncommitted, committed) = (client("read_uncommitted"), client("read_committed"));
+    let partitions = uncommitted
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap()
+        .topics()[0]
+        .partitions()
+        .len() as i32;
+    let t = Duration::from_secs(5);
+    for attempt in 1..=tries {
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..60)));
+        // SAFETY: plain kill(2) of the worker's process.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        let open = (0..partitions).find(|&p| {
+            let (_, high) = uncommitted.fetch_watermarks(topic, p, t).unwrap();
+            let (_, stable) = committed.fetch_watermarks(topic, p, t).unwrap();
+            stable < high
+        });
+        if let Some(p) = open {
+            return format!("frozen inside a transaction (partition {p}) at try {attempt}");
+        }
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    }
+    format!("no transaction open in {tries} freezes")
+}
+
 /// Where the records of `topic` are that a `read_committed` reader does not see yet (or
 /// never will): those of open and aborted transactions.
 fn not_committed(brokers: &str, topic: &str) -> BTreeSet<At> {
@@ -127,11 +178,8 @@ fn summary_sequences(records: &[KeyValue]) -> BTreeMap<i64, Vec<i64>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "on this machine no noida-db release hands a restarted worker its partitions: 0.2.3 \
-            needs glibc 2.39, and 0.1.3-0.2.2 neither replace a restarted static member nor \
-            expire a dead one (2026-12-02); run with --ignored against a broker that does"]
 async fn read_committed_readers_see_each_output_once_across_kill_9() {
-    let Some(noida) = LocalBroker::noida() else {
+    let Some(mut noida) = LocalBroker::noida() else {
         return;
     };
     // The registry of the embedded platform; the broker is noida-db's.
@@ -140,20 +188,22 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     ensure_topics(&env.kafka, &specs).await.unwrap();
     let app_id = unique_name("eos");
     let dir = tempfile::tempdir().unwrap();
-    // Static membership (the worker's default, tests/faults/static_membership.rs) lets a restarted
-    // worker take its partitions back at once.
     let eos = ["--processing-guarantee", "exactly-once"];
 
-    // Entries stream in all along, so the kills land while transactions are open.
+    // Entries stream in all along, so the kills land while transactions are open; the producer
+    // pauses while the broker restarts (`gate`).
     let stop = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
     let producing = {
-        let (env, stop) = (env.clone_clients(), stop.clone());
+        let (env, stop, gate) = (env.clone_clients(), stop.clone(), gate.clone());
         tokio::spawn(async move {
             let producer = TurnstileProducer::new(&env).await;
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
             let mut tally = BTreeMap::new();
             while !stop.load(Ordering::SeqCst) {
+                let _open = gate.lock().await;
                 producer.send(CHUNK, &mut rng, &mut tally);
+                drop(_open);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             tally
@@ -161,13 +211,29 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     };
     let mut kill_rng = rand_chacha::ChaCha8Rng::seed_from_u64(2027);
     let mut left_open: Vec<BTreeSet<At>> = Vec::new();
-    for kill in 0..KILLS {
+    let mut kill = 0;
+    while kill < KILLS || (left_open.iter().all(BTreeSet::is_empty) && kill < MAX_KILLS) {
         let addr = free_addr();
         let mut child = spawn_worker_binary_with(&env, dir.path(), &app_id, addr, "100ms", &eos);
         wait_assigned(&format!("http://{addr}"), Duration::from_secs(90)).await;
-        let wait = Duration::from_millis(kill_rng.random_range(50..1500));
-        tokio::time::sleep(wait).await;
-        child.kill().unwrap(); // SIGKILL
+        // A transaction is open only while a checkpoint writes it (a few ms of each 100 ms):
+        // even kills come at a random time, odd ones once the worker, frozen at random
+        // moments, was caught with a transaction open (the kills go on, up to MAX_KILLS,
+        // until one left an open transaction).
+        let when = if kill % 2 == 0 {
+            let wait = Duration::from_millis(kill_rng.random_range(50..1500));
+            tokio::time::sleep(wait).await;
+            format!("after {wait:?}")
+        } else {
+            let (brokers, pid) = (env.kafka.brokers.clone(), child.id());
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(kill as u64);
+            tokio::task::spawn_blocking(move || {
+                freeze_inside_transaction(&brokers, topics::TURNSTILE_SUMMARY, pid, 200, &mut rng)
+            })
+            .await
+            .unwrap()
+        };
+        child.kill().unwrap(); // SIGKILL (a frozen process too)
         child.wait().unwrap();
         // Changelog records the killed worker left in its open transaction: not visible to
         // read_committed now (the transaction is neither committed nor aborted until the
@@ -177,10 +243,15 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
             open.retain(|at| !earlier.contains(at));
         }
         eprintln!(
-            "kill {kill} after {wait:?}: {} changelog records in its open transaction",
+            "kill {kill} {when}: {} changelog records in its open transaction",
             open.len()
         );
         left_open.push(open);
+        // noida-db never expires the killed worker's member: restart the broker (its data
+        // kept, the open transaction included) so the restart gets the partitions.
+        let _paused = gate.lock().await;
+        noida.restart();
+        kill += 1;
     }
     stop.store(true, Ordering::SeqCst);
     let expected: BTreeMap<i32, i64> = producing.await.unwrap();
@@ -196,6 +267,8 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     .await;
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success(), "graceful stop exits 0");
+    // No broker restart here: a worker stopped with SIGTERM leaves the group (it unsubscribes
+    // before it closes), so the cold restore below, another member, gets every partition.
 
     // What a downstream read_committed consumer sees on the output topic.
     let committed = read_to_end(
@@ -238,7 +311,7 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
         "read_uncommitted",
     );
     eprintln!(
-        "changelog records: {} committed, {} including aborted transactions; {} entries produced; {aborted} of {KILLS} kills aborted an open transaction (records per kill {per_kill:?})",
+        "changelog records: {} committed, {} including aborted transactions; {} entries produced; {aborted} of {kill} kills aborted an open transaction (records per kill {per_kill:?})",
         committed.len(),
         all.len(),
         expected.values().sum::<i64>()
@@ -270,16 +343,14 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
 /// A transaction that cannot commit: a second worker started with the first one's
 /// transactional id (what a restarted instance does) fences the first one's producer. The
 /// first worker's next transaction fails: it stops and exits non-zero with one error line, and
-/// commits nothing more; the second one carries on. A restart of the first one (its own data
-/// dir, whose store is only written after a transaction commits) resumes from the last
-/// committed transaction: the counts are exact and a `read_committed` reader sees each
-/// station's count rise strictly, none twice.
+/// commits nothing more, and its error line says it was fenced; the second one, restarted
+/// after a broker restart (noida-db never expires the first one's member), counts everything.
+/// A restart of the first one (its own data dir, whose store is only written after a
+/// transaction commits) resumes from the last committed transaction: the counts are exact and
+/// a `read_committed` reader sees each station's count rise strictly, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "on this machine no noida-db release hands a restarted worker its partitions: 0.2.3 \
-            needs glibc 2.39, and 0.1.3-0.2.2 neither replace a restarted static member nor \
-            expire a dead one (2026-12-02); run with --ignored against a broker that does"]
 async fn a_fenced_worker_exits_non_zero_and_a_restart_resumes() {
-    let Some(noida) = LocalBroker::noida() else {
+    let Some(mut noida) = LocalBroker::noida() else {
         return;
     };
     let (platform, env) = env_on(&noida).await;
@@ -335,11 +406,17 @@ async fn a_fenced_worker_exits_non_zero_and_a_restart_resumes() {
         "says it was fenced: {}",
         errors[0]
     );
-    // B carries on with every partition.
-    wait_assigned(&format!("http://{addr_b}"), Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::SeqCst);
     let expected: BTreeMap<i32, i64> = producing.await.unwrap();
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    assert!(b.wait().unwrap().success(), "B stops cleanly");
+
+    // noida-db never expires A's member (A, fenced, did not leave), so B gets A's partitions
+    // only after a broker restart; B restarted then counts everything.
+    noida.restart();
+    let addr_b = free_addr();
+    let mut b = spawn_worker_binary_with(&env, dir_b.path(), &app_id, addr_b, "100ms", &eos);
     wait_for_counts(
         &format!("http://{addr_b}"),
         &expected,
@@ -347,7 +424,10 @@ async fn a_fenced_worker_exits_non_zero_and_a_restart_resumes() {
     )
     .await;
     unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
-    assert!(b.wait().unwrap().success(), "B stops cleanly");
+    assert!(
+        b.wait().unwrap().success(),
+        "B stops cleanly (and leaves the group)"
+    );
 
     // A restarted on its own data dir resumes from the last committed transaction.
     let addr = free_addr();

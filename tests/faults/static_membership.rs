@@ -7,6 +7,9 @@
 //!
 //! On tansu (skipped when it is not installed, see tests/common/local_broker.rs) and on
 //! noida-db (ignored: 0.2.2 does not replace a restarted static member either).
+//!
+//! A worker stopped with SIGTERM leaves the group instead, static or not: another worker gets
+//! its partitions at once (on noida-db and on tansu).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -138,5 +141,51 @@ async fn restarts_take_their_partitions_back(broker: &LocalBroker) {
         "{} entries counted exactly after {RESTARTS} kill -9 restarts",
         expected.values().sum::<i64>()
     );
+    platform.stop().await;
+}
+
+/// A worker stopped with SIGTERM leaves the group (a static member too): another worker, with
+/// another instance id, owns every partition at once, on a broker that never expires members
+/// (before this was fixed, the stopped static member stayed in the group and the other worker
+/// got nothing for as long as it was watched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_noida_a_worker_stopped_with_sigterm_hands_its_partitions_over_at_once() {
+    if let Some(noida) = LocalBroker::noida() {
+        stopped_workers_hand_over(&noida).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_tansu_a_worker_stopped_with_sigterm_hands_its_partitions_over_at_once() {
+    if let Some(tansu) = LocalBroker::tansu() {
+        stopped_workers_hand_over(&tansu).await;
+    }
+}
+
+async fn stopped_workers_hand_over(broker: &LocalBroker) {
+    let (platform, env) = env_on(broker).await;
+    ensure_topics(&env.kafka, &cta_stream::transit::simulation::topic_specs(4))
+        .await
+        .unwrap();
+    let app_id = unique_name("handover");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let extra = ["-X", SESSION_TIMEOUT];
+    // Two workers of their own data dirs (so their own instance ids), taking turns.
+    for turn in 0..4 {
+        let addr = free_addr();
+        let started = Instant::now();
+        let dir = dirs[turn % 2].path();
+        let mut child = spawn_worker_binary_with(&env, dir, &app_id, addr, "100ms", &extra);
+        let took = time_to_own_all(&format!("http://{addr}"), started, BOUND).await;
+        if took.is_none() {
+            let _ = child.kill();
+        }
+        let took = took.unwrap_or_else(|| {
+            panic!("turn {turn}: the worker did not own all {PARTITIONS} partitions within {BOUND:?} of its start (session timeout 30 s)")
+        });
+        eprintln!("turn {turn}: owns all partitions {took:?} after its start");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert!(child.wait().unwrap().success(), "graceful stop exits 0");
+    }
     platform.stop().await;
 }

@@ -62,6 +62,14 @@ pub enum StreamError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// A client's fatal error (it can do nothing more), e.g. a producer fenced by a newer
+    /// instance with its transactional id.
+    #[error("kafka {op}: fatal error {code:?}: {reason}")]
+    KafkaFatal {
+        op: &'static str,
+        code: rdkafka::error::RDKafkaErrorCode,
+        reason: String,
+    },
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error("state store {path}: {source}")]
@@ -161,6 +169,7 @@ impl StreamError {
         match self {
             StreamError::Decode(_) => ErrorKind::Data,
             StreamError::Kafka { .. }
+            | StreamError::KafkaFatal { .. }
             | StreamError::Store { .. }
             | StreamError::StoreCorrupt { .. }
             | StreamError::Io { .. }

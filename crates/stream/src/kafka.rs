@@ -293,13 +293,24 @@ pub fn send_blocking(
                 record = r;
                 producer.poll(Duration::from_millis(10));
             }
-            Err((e, _)) => {
-                return Err(StreamError::Kafka {
-                    op: "produce",
-                    source: e,
-                })
-            }
+            Err((e, _)) => return Err(producer_error(producer, "produce", e)),
         }
+    }
+}
+
+/// `error` of a producer call as a [`StreamError`]; when it is librdkafka's generic "fatal
+/// error", the producer's recorded fatal error instead (e.g. `ProducerFenced` with its
+/// reason), so the one line a worker stops with says what happened.
+pub fn producer_error(
+    producer: &TrackedProducer,
+    op: &'static str,
+    error: rdkafka::error::KafkaError,
+) -> StreamError {
+    let fatal = error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+        || matches!(&error, rdkafka::error::KafkaError::Transaction(e) if e.is_fatal());
+    match producer.client().fatal_error() {
+        Some((code, reason)) if fatal => StreamError::KafkaFatal { op, code, reason },
+        _ => StreamError::Kafka { op, source: error },
     }
 }
 
@@ -319,6 +330,15 @@ pub fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_micros(500));
     }
     if let Some(e) = producer.context().take_error() {
+        // A fatal error (a fenced transactional producer) purges what was queued: say that,
+        // not the purge.
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            return Err(StreamError::KafkaFatal {
+                op: "deliver",
+                code,
+                reason,
+            });
+        }
         return Err(StreamError::Changelog {
             topic: "delivery".into(),
             reason: e,

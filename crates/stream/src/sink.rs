@@ -12,7 +12,7 @@
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
 use crate::identity::transactional_id;
-use crate::kafka::{tracked_producer_with, TrackedProducer};
+use crate::kafka::{producer_error, tracked_producer_with, TrackedProducer};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -75,9 +75,9 @@ impl Sink {
             Sink::Plain(p) => Ok(p),
             Sink::Transactional { producer, open } => {
                 if !*open {
-                    producer
-                        .begin_transaction()
-                        .map_err(StreamError::kafka("begin transaction"))?;
+                    if let Err(e) = producer.begin_transaction() {
+                        return Err(producer_error(producer, "begin transaction", e));
+                    }
                     *open = true;
                 }
                 Ok(producer)
@@ -148,6 +148,6 @@ impl Sink {
             }
             *open = false;
         }
-        StreamError::Kafka { op, source: error }
+        producer_error(self.tracker(), op, error)
     }
 }

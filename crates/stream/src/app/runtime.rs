@@ -118,7 +118,7 @@ impl App {
         // The fetch queue goes before its consumer: closing the consumer serves only the
         // consumer's own queue, and a queue must not outlive the client it belongs to.
         drop(fetch);
-        consumer.unsubscribe();
+        leave_group(&consumer, CLOSE_TIMEOUT);
         close_consumer(consumer, CLOSE_TIMEOUT);
         shutdown.trigger();
         if let Some(f) = follower {
@@ -281,17 +281,37 @@ async fn prepare_topics(
     .await
 }
 
-/// How long leaving the group may take when the worker stops. Well inside
-/// [`crate::GRACEFUL_DEADLINE`] (5 s): a close during a rebalance waits for the group (on the
+/// How long leaving the group, and then closing the consumer, may each take when the worker
+/// stops. Both well inside [`crate::GRACEFUL_DEADLINE`] (5 s): a close during a rebalance waits for the group (on the
 /// mock, for a killed member's session to expire), and the final checkpoint is done before it.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Leaves the group, waiting at most `limit`. rdkafka's drop waits for librdkafka's close
+/// Closes the consumer, waiting at most `limit`. rdkafka's drop waits for librdkafka's close
 /// without end, and that close waits for the group coordinator: with the brokers gone a
 /// stopping worker would never return. So the drop runs on a thread of its own; past the
 /// limit it is left to finish (or not) while the worker returns (its process is about to end,
 /// or the embedding program goes on without it). The next start is exact either way, since
 /// offsets live in the stores.
+/// Unsubscribes and serves the revoke that hands to the rebalance callback, until the consumer
+/// owns nothing (or `limit`): only then does librdkafka send LeaveGroup, for a static member
+/// too. Closed at once instead, a static member never leaves (librdkafka's close skips it),
+/// and its partitions wait for its session timeout, or for ever on a broker that never expires
+/// members.
+fn leave_group(consumer: &BaseConsumer<ConductorContext>, limit: Duration) {
+    consumer.unsubscribe();
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        // A record still queued is dropped unprocessed: its offset was not committed.
+        let _ = consumer.poll(Duration::from_millis(10));
+        if consumer.assignment().map_or(true, |a| a.count() == 0) {
+            // The LeaveGroup request is queued now; give it a moment to go out.
+            let _ = consumer.poll(Duration::from_millis(10));
+            return;
+        }
+    }
+    tracing::warn!("the consumer still owned partitions when it closed");
+}
+
 fn close_consumer(consumer: BaseConsumer<ConductorContext>, limit: Duration) {
     let (done, closed) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
