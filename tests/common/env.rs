@@ -59,11 +59,29 @@ impl TestEnv {
         }
     }
 
-    /// Creates topics on the embedded broker (a real broker gets them from the code under test).
-    pub fn create_topics(&self, names: &[String], partitions: i32) {
-        if let Some(p) = &self.platform {
-            for n in names {
-                p.broker.create_topic(n, partitions).unwrap();
+    /// Creates topics: on the embedded broker directly (it has no CreateTopics), elsewhere
+    /// with CreateTopics when missing (brokers without auto-creation, such as tansu, need
+    /// them before the first produce or subscription).
+    pub async fn create_topics(&self, names: &[String], partitions: i32) {
+        match &self.platform {
+            Some(p) => {
+                for n in names {
+                    p.broker.create_topic(n, partitions).unwrap();
+                }
+            }
+            None => {
+                let specs: Vec<cta_stream::stream::kafka::TopicSpec> = names
+                    .iter()
+                    .map(|n| cta_stream::stream::kafka::TopicSpec {
+                        name: n.clone(),
+                        partitions,
+                        // Short-lived topics: whether a changelog is compacted does not matter.
+                        compacted: false,
+                    })
+                    .collect();
+                cta_stream::stream::kafka::ensure_topics(&self.kafka, &specs)
+                    .await
+                    .unwrap();
             }
         }
     }

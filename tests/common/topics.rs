@@ -28,15 +28,16 @@ pub fn read_all_timed(brokers: &str, topic: &str) -> Vec<Timed> {
         .collect()
 }
 
-/// Topics the simulation writes plus the worker's changelogs, created on the embedded broker.
-pub fn create_all_topics(env: &TestEnv, app_id: &str) {
-    create_all_topics_with(env, app_id, 4);
+/// Topics the simulation writes plus the worker's changelogs, created (see [`TestEnv::create_topics`]).
+pub async fn create_all_topics(env: &TestEnv, app_id: &str) {
+    create_all_topics_with(env, app_id, 4).await;
 }
 
 /// [`create_all_topics`] with `partitions` each (the worker's changelog, repartition and
 /// output topics too).
-pub fn create_all_topics_with(env: &TestEnv, app_id: &str, partitions: i32) {
-    env.create_topics(&cta_topics(app_id, partitions), partitions);
+pub async fn create_all_topics_with(env: &TestEnv, app_id: &str, partitions: i32) {
+    env.create_topics(&cta_topics(app_id, partitions), partitions)
+        .await;
 }
 
 /// Every topic of a CTA pipeline of `app_id`: the simulation's and every topic the worker

@@ -168,16 +168,21 @@ pub fn worker_binary_in(
         .args(["--commit-interval", commit_interval]);
     match protocol {
         // A killed worker's partitions move on after the session timeout: short on the
-        // embedded broker, Kafka's minimum (group.min.session.timeout.ms) elsewhere.
+        // embedded broker, Kafka's minimum (group.min.session.timeout.ms) elsewhere, or
+        // `CTA_TEST_SESSION_TIMEOUT_MS` (tansu 0.6 needs more than the 6 s it takes to answer a
+        // join: with 6 s it drops the joining members, tests/faults/static_membership.rs).
         GroupProtocol::Classic => cmd.args([
-            "-X",
-            if env.platform.is_some() {
-                "session.timeout.ms=3000"
-            } else {
-                "session.timeout.ms=6000"
-            },
-            "-X",
-            "heartbeat.interval.ms=500",
+            "-X".to_string(),
+            format!(
+                "session.timeout.ms={}",
+                match std::env::var("CTA_TEST_SESSION_TIMEOUT_MS") {
+                    Ok(ms) => ms,
+                    Err(_) if env.platform.is_some() => "3000".into(),
+                    Err(_) => "6000".into(),
+                }
+            ),
+            "-X".into(),
+            "heartbeat.interval.ms=500".into(),
         ]),
         GroupProtocol::Consumer => cmd.args(["-X", "group.protocol=consumer"]),
     };

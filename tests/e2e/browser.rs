@@ -246,7 +246,7 @@ async fn page_updates_live_without_reload_and_stays_local() {
     };
     let env = env().await;
     let app_id = unique_name("cta-browser");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let start = 1_795_957_200_000;
     // Phase 1: some data before the page is opened.
     simulation::run(

@@ -30,7 +30,8 @@ async fn simulated(
     steps: u64,
 ) -> (TestEnv, BTreeMap<i32, i64>, BTreeMap<(i32, i64), i64>) {
     let env = env().await;
-    env.create_topics(&common::cta_topics_of(app_ids, 4), 4);
+    env.create_topics(&common::cta_topics_of(app_ids, 4), 4)
+        .await;
     simulation::run(
         Dataset::builtin(),
         sim_config_at(7, steps, START_MS),

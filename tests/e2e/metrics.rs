@@ -32,7 +32,7 @@ fn turnstile_lag(s: &prometheus_parse::Scrape) -> Option<f64> {
 async fn lag_rises_with_a_backlog_and_returns_to_zero_and_restore_counts_the_changelog() {
     let env = env().await;
     let app_id = unique_name("metrics");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
     let mut expected = BTreeMap::new();

@@ -30,7 +30,7 @@ fn sim_config(seed: u64, steps: u64, start_ms: i64) -> SimConfig {
 async fn pipeline_counts_are_exact_across_restart() {
     let env = env().await;
     let app_id = unique_name("cta-test");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let ds = Dataset::builtin();
     // 2026-11-29 07:00 Chicago (a Sunday morning), fixed for a reproducible run.
     let start = 1_795_957_200_000;

@@ -22,8 +22,9 @@ const BAD: usize = 10_000;
 async fn poison_records_go_to_the_dead_letter_topic() {
     let env = env().await;
     let app_id = unique_name("poison");
-    create_all_topics(&env, &app_id);
-    env.create_topics(&["org.chicago.cta.turnstile.v1.dlq".to_string()], 4);
+    create_all_topics(&env, &app_id).await;
+    env.create_topics(&["org.chicago.cta.turnstile.v1.dlq".to_string()], 4)
+        .await;
 
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);

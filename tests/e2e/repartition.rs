@@ -25,7 +25,7 @@ const OTHER_KEYS: &[&str] = &["--turnstile-keys", "other"];
 async fn entries_keyed_by_timestamp_are_counted_exactly_per_station() {
     let env = env().await;
     let app_id = unique_name("rekey");
-    create_all_topics_with(&env, &app_id, PARTITIONS);
+    create_all_topics_with(&env, &app_id, PARTITIONS).await;
     let producer = TurnstileProducer::original(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
     let mut expected = BTreeMap::new();
@@ -87,7 +87,7 @@ async fn repartitioned_counts_are_exact_after_repeated_kill_9() {
     };
     let env = env().await;
     let app_id = unique_name("rekey-crash");
-    create_all_topics_with(&env, &app_id, PARTITIONS);
+    create_all_topics_with(&env, &app_id, PARTITIONS).await;
     let producer = TurnstileProducer::original(&env).await;
     let expected = kill_run_is_exact(&env, &app_id, plan, producer, 7).await;
     // Every entry went through the repartition topic at least once; the ones killed workers
@@ -108,7 +108,7 @@ async fn a_repartition_topic_with_another_partition_count_is_refused_at_start() 
     // Created by hand on either broker: the embedded one first (no CreateTopics there).
     let specs = [(topics::TURNSTILE, PARTITIONS), (repartition.as_str(), 3)];
     for (name, partitions) in specs {
-        env.create_topics(&[name.to_string()], partitions);
+        env.create_topics(&[name.to_string()], partitions).await;
         let spec = TopicSpec {
             name: name.to_string(),
             partitions,

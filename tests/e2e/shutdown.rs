@@ -172,7 +172,7 @@ async fn graceful(env: &TestEnv, dir: &Path, app_id: &str, sig: i32, name: &str)
 async fn signals_stop_the_worker_cleanly_and_state_stays_exact() {
     let env = env().await;
     let app_id = unique_name("shutdown");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let dir = tempfile::tempdir().unwrap();
     let mut expected = BTreeMap::new();
 

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 const MIN: i64 = 60_000;
 
-fn fresh_app(env: &TestEnv, tag: &str) -> String {
+async fn fresh_app(env: &TestEnv, tag: &str) -> String {
     let app_id = unique_name(&format!("cta-timers-{tag}"));
-    create_all_topics(env, &app_id);
+    create_all_topics(env, &app_id).await;
     app_id
 }
 
@@ -169,7 +169,7 @@ async fn wait_for_marks(base: &str, sim: &Stepper) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_train_that_stops_reporting_is_marked_after_15_simulated_minutes_and_no_other() {
     let env = env().await;
-    let app_id = fresh_app(&env, "silent");
+    let app_id = fresh_app(&env, "silent").await;
     let dir = tempfile::tempdir().unwrap();
     // 2026-11-30 06:00 Chicago.
     let mut sim = Stepper::new(&env, 1_796_040_000_000).await;
@@ -312,7 +312,7 @@ impl HourlyTruth {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_closed_hourly_window_is_emitted_once_with_the_count_of_its_entries() {
     let env = env().await;
-    let app_id = fresh_app(&env, "hourly");
+    let app_id = fresh_app(&env, "hourly").await;
     let dir = tempfile::tempdir().unwrap();
     // 2026-11-24 06:00 Chicago (a Tuesday), whole hours in UTC as in Chicago.
     let start = 1_795_953_600_000;
@@ -334,7 +334,7 @@ async fn each_closed_hourly_window_is_emitted_once_with_the_count_of_its_entries
 async fn kill_9_loses_no_closed_window_and_never_emits_a_wrong_count() {
     use rand::Rng;
     let env = env().await;
-    let app_id = fresh_app(&env, "kills");
+    let app_id = fresh_app(&env, "kills").await;
     let dir = tempfile::tempdir().unwrap();
     // 2026-11-25 06:00 Chicago (a Wednesday).
     let start = 1_795_608_000_000;

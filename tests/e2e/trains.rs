@@ -183,16 +183,16 @@ impl Drop for Killed {
     }
 }
 
-fn fresh_app(env: &TestEnv, tag: &str) -> String {
+async fn fresh_app(env: &TestEnv, tag: &str) -> String {
     let app_id = unique_name(&format!("cta-trains-{tag}"));
-    create_all_topics(env, &app_id);
+    create_all_topics(env, &app_id).await;
     app_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_worker_shows_every_train_where_the_simulation_has_it() {
     let env = env().await;
-    let app_id = fresh_app(&env, "one");
+    let app_id = fresh_app(&env, "one").await;
     let mut sim = Stepper::new(&env, 11).await;
     let dir = tempfile::tempdir().unwrap();
     let worker = spawn_worker(&env, dir.path(), &app_id).await;
@@ -288,7 +288,7 @@ async fn wait_for_every_station(base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_workers_sharing_the_partitions_both_show_the_truth() {
     let env = env().await;
-    let app_id = fresh_app(&env, "two");
+    let app_id = fresh_app(&env, "two").await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // One joins, then the other: a single rebalance shares the partitions (two classic-group
     // members joining at once can rebalance for a long time on a busy machine).
@@ -352,7 +352,7 @@ async fn two_workers_sharing_the_partitions_both_show_the_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trains_stay_where_they_are_across_kill_9_and_a_cold_restore() {
     let env = env().await;
-    let app_id = fresh_app(&env, "kill");
+    let app_id = fresh_app(&env, "kill").await;
     let mut sim = Stepper::new(&env, 13).await;
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();

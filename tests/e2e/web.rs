@@ -103,8 +103,9 @@ fn http_count(s: &prometheus_parse::Scrape, route: &str, status: &str) -> f64 {
 async fn metrics_match_independent_counts_and_values_are_escaped() {
     let env = env().await;
     let app_id = unique_name("cta-web-metrics");
-    create_all_topics(&env, &app_id);
-    env.create_topics(&[format!("{}.dlq", topics::TURNSTILE)], 4);
+    create_all_topics(&env, &app_id).await;
+    env.create_topics(&[format!("{}.dlq", topics::TURNSTILE)], 4)
+        .await;
     let report = simulation::run(
         Dataset::builtin(),
         sim_config(11, 4, 1_795_957_200_000),
@@ -446,7 +447,7 @@ async fn fuzzed_paths_never_fail_the_server() {
     use rand::{Rng, SeedableRng};
     let env = env().await;
     let app_id = unique_name("cta-web-fuzz");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     simulation::run(
         Dataset::builtin(),
         sim_config(5, 1, 1_795_957_200_000),

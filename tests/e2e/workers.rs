@@ -27,8 +27,9 @@ async fn app_with_entries(
     rand_chacha::ChaCha8Rng,
     BTreeMap<i32, i64>,
 ) {
-    create_all_topics(env, app_id);
-    env.create_topics(&[cta_stream::stream::names::directory_topic(app_id)], 1);
+    create_all_topics(env, app_id).await;
+    env.create_topics(&[cta_stream::stream::names::directory_topic(app_id)], 1)
+        .await;
     let producer = TurnstileProducer::new(env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut expected = BTreeMap::new();

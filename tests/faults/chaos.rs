@@ -96,8 +96,10 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
     let sources = cta_stream::transit::simulation::topic_specs(PARTITIONS);
     if env.platform.is_some() {
         // The mock has no CreateTopics: every topic of the pipeline is made here.
-        env.create_topics(&cta_topics(&app_id, PARTITIONS), PARTITIONS);
-        env.create_topics(&[cta_stream::stream::names::directory_topic(&app_id)], 1);
+        env.create_topics(&cta_topics(&app_id, PARTITIONS), PARTITIONS)
+            .await;
+        env.create_topics(&[cta_stream::stream::names::directory_topic(&app_id)], 1)
+            .await;
     } else {
         // The workers create their changelogs, output topic and directory like the sources.
         cta_stream::stream::kafka::ensure_topics(&env.kafka, &sources)

@@ -21,7 +21,7 @@ async fn counts_are_exact_after_repeated_kill_9() {
     };
     let env = env().await;
     let app_id = unique_name("crash");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let producer = TurnstileProducer::new(&env).await;
     kill_run_is_exact(&env, &app_id, plan, producer, 99).await;
 }

@@ -123,7 +123,7 @@ async fn a_30s_broker_outage_loses_nothing_and_the_page_says_stale() {
     let _one = ONE_OUTAGE_AT_A_TIME.lock().await;
     let env = env().await;
     let app_id = unique_name("outage");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let dir = tempfile::tempdir().unwrap();
     let worker = spawn_worker(&env, dir.path(), &app_id).await;
     let base = worker.base.clone();
@@ -313,7 +313,7 @@ async fn a_90s_outage_stops_the_worker_uncommitted_and_a_restart_is_exact() {
     let _one = ONE_OUTAGE_AT_A_TIME.lock().await;
     let env = env().await;
     let app_id = unique_name("long-outage");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let dir = tempfile::tempdir().unwrap();
 
     let sim = OutageSim::start(&env, 90);

@@ -147,7 +147,7 @@ async fn truncate_past(env: &TestEnv, topic: &str, past: &[i64]) -> Vec<i64> {
 async fn a_changelog_truncated_past_the_local_checkpoint_is_restored_from_what_remains() {
     let env = env().await;
     let app_id = unique_name("truncated");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(30);
     let mut expected = BTreeMap::new();
@@ -234,7 +234,7 @@ fn commit_ends(env: &TestEnv, group: &str) -> Vec<i64> {
 async fn a_missing_changelog_is_logged_and_the_worker_resumes_at_the_committed_offsets() {
     let env = env().await;
     let app_id = unique_name("missing");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
     let mut before = BTreeMap::new();
@@ -274,7 +274,7 @@ async fn a_restore_that_receives_nothing_stops_the_worker_naming_the_offset() {
         return;
     };
     let app_id = unique_name("stall");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(32);
     let mut expected = BTreeMap::new();

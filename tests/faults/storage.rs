@@ -117,7 +117,7 @@ async fn a_store_write_error_stops_the_worker_and_a_restart_is_exact() {
     }
     let env = env().await;
     let app_id = unique_name("storage");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut expected = BTreeMap::new();
@@ -181,7 +181,7 @@ async fn a_store_write_error_stops_the_worker_and_a_restart_is_exact() {
 async fn a_corrupt_store_is_refused_and_reset_state_rebuilds_it() {
     let env = env().await;
     let app_id = unique_name("corrupt");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let dir = tempfile::tempdir().unwrap();
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
@@ -315,7 +315,7 @@ async fn a_full_disk_stops_the_worker_with_its_stores_behind_the_group() {
     std::fs::create_dir_all(&data).unwrap();
     let env = env().await;
     let app_id = unique_name("enospc");
-    create_all_topics(&env, &app_id);
+    create_all_topics(&env, &app_id).await;
     let producer = TurnstileProducer::new(&env).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
     let mut expected = BTreeMap::new();

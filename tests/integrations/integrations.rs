@@ -29,7 +29,8 @@ fn sim_config(seed: u64, steps: u64) -> SimConfig {
 
 async fn setup(app_ids: &[&str]) -> TestEnv {
     let env = env().await;
-    env.create_topics(&common::cta_topics_of(app_ids, 4), 4);
+    env.create_topics(&common::cta_topics_of(app_ids, 4), 4)
+        .await;
     env
 }
 

@@ -257,7 +257,7 @@ async fn stations_round_trip_through_postgres() {
     let sql = root.join("load_stations.sql");
     let env = env().await;
     let app_id = "cta-pg-test";
-    env.create_topics(&common::cta_topics(app_id, 4), 4);
+    env.create_topics(&common::cta_topics(app_id, 4), 4).await;
 
     // 1. A malformed row: nothing is published, the row is named, exit non-zero.
     let text = std::fs::read_to_string(&sql).unwrap();
