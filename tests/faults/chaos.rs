@@ -88,7 +88,7 @@ fn worker(standby: bool) -> Worker {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "23 of 24 runs exact on 2026-12-02 after the checkpoint fix; one lost 3,984 entries of \
+#[ignore = "24 of 25 runs exact since the checkpoint fix (2026-12-02/03); one lost 3,984 entries of \
             one partition, not explained yet (see README, Failure behaviour)"]
 async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
     let env = env().await;
