@@ -308,10 +308,16 @@ pub fn producer_error(
 ) -> StreamError {
     let fatal = error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
         || matches!(&error, rdkafka::error::KafkaError::Transaction(e) if e.is_fatal());
-    match producer.client().fatal_error() {
-        Some((code, reason)) if fatal => StreamError::KafkaFatal { op, code, reason },
-        _ => StreamError::Kafka { op, source: error },
-    }
+    fatal
+        .then(|| fatal_error(producer, op))
+        .flatten()
+        .unwrap_or(StreamError::Kafka { op, source: error })
+}
+
+/// The producer's fatal error, if it has had one.
+fn fatal_error(producer: &TrackedProducer, op: &'static str) -> Option<StreamError> {
+    let (code, reason) = producer.client().fatal_error()?;
+    Some(StreamError::KafkaFatal { op, code, reason })
 }
 
 /// Waits until every record sent so far is delivered, then reports the first failure.
@@ -332,12 +338,8 @@ pub fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<()> {
     if let Some(e) = producer.context().take_error() {
         // A fatal error (a fenced transactional producer) purges what was queued: say that,
         // not the purge.
-        if let Some((code, reason)) = producer.client().fatal_error() {
-            return Err(StreamError::KafkaFatal {
-                op: "deliver",
-                code,
-                reason,
-            });
+        if let Some(fatal) = fatal_error(producer, "deliver") {
+            return Err(fatal);
         }
         return Err(StreamError::Changelog {
             topic: "delivery".into(),

@@ -282,17 +282,12 @@ async fn prepare_topics(
 }
 
 /// How long leaving the group, and then closing the consumer, may each take when the worker
-/// stops. Both well inside [`crate::GRACEFUL_DEADLINE`] (5 s): a close during a rebalance waits for the group (on the
-/// mock, for a killed member's session to expire), and the final checkpoint is done before it.
+/// stops: together within [`crate::GRACEFUL_DEADLINE`] (5 s). A close during a rebalance waits
+/// for the group (on the mock, for a killed member's session to expire), and the final
+/// checkpoint is done before both.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Closes the consumer, waiting at most `limit`. rdkafka's drop waits for librdkafka's close
-/// without end, and that close waits for the group coordinator: with the brokers gone a
-/// stopping worker would never return. So the drop runs on a thread of its own; past the
-/// limit it is left to finish (or not) while the worker returns (its process is about to end,
-/// or the embedding program goes on without it). The next start is exact either way, since
-/// offsets live in the stores.
-/// Unsubscribes and serves the revoke that hands to the rebalance callback, until the consumer
+/// Unsubscribes and serves the revoke that follows (the rebalance callback), until the consumer
 /// owns nothing (or `limit`): only then does librdkafka send LeaveGroup, for a static member
 /// too. Closed at once instead, a static member never leaves (librdkafka's close skips it),
 /// and its partitions wait for its session timeout, or for ever on a broker that never expires
@@ -312,6 +307,12 @@ fn leave_group(consumer: &BaseConsumer<ConductorContext>, limit: Duration) {
     tracing::warn!("the consumer still owned partitions when it closed");
 }
 
+/// Closes the consumer, waiting at most `limit`. rdkafka's drop waits for librdkafka's close
+/// without end, and that close waits for the group coordinator: with the brokers gone a
+/// stopping worker would never return. So the drop runs on a thread of its own; past the
+/// limit it is left to finish (or not) while the worker returns (its process is about to end,
+/// or the embedding program goes on without it). The next start is exact either way, since
+/// offsets live in the stores.
 fn close_consumer(consumer: BaseConsumer<ConductorContext>, limit: Duration) {
     let (done, closed) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
