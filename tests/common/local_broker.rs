@@ -178,7 +178,7 @@ impl Drop for LocalBroker {
 }
 
 /// A test environment with `broker` and the embedded platform's schema registry (returned
-/// too: it stops when dropped).
+/// too: it stops when dropped), the simulation's topics (4 partitions each) created there.
 pub async fn env_on(broker: &LocalBroker) -> (cta_stream::platform::Platform, super::TestEnv) {
     let platform = cta_stream::platform::Platform::start("127.0.0.1:0".parse().unwrap(), None)
         .await
@@ -188,5 +188,9 @@ pub async fn env_on(broker: &LocalBroker) -> (cta_stream::platform::Platform, su
         kafka: cta_stream::stream::KafkaConfig::new(broker.brokers.clone()),
         registry: cta_stream::stream::RegistryConfig::new(platform.registry_url.clone()),
     };
+    let topics = cta_stream::transit::simulation::topic_specs(4);
+    cta_stream::stream::kafka::ensure_topics(&env.kafka, &topics)
+        .await
+        .unwrap();
     (platform, env)
 }

@@ -18,7 +18,6 @@ mod common;
 
 use common::local_broker::{env_on, LocalBroker};
 use common::*;
-use cta_stream::stream::kafka::{ensure_topics, TopicSpec};
 use cta_stream::stream::testing::unique_name;
 use cta_stream::transit::models::topics;
 use rand::{Rng, SeedableRng};
@@ -184,8 +183,6 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     };
     // The registry of the embedded platform; the broker is noida-db's.
     let (platform, env) = env_on(&noida).await;
-    let specs: Vec<TopicSpec> = cta_stream::transit::simulation::topic_specs(4);
-    ensure_topics(&env.kafka, &specs).await.unwrap();
     let app_id = unique_name("eos");
     let dir = tempfile::tempdir().unwrap();
     let eos = ["--processing-guarantee", "exactly-once"];
@@ -354,9 +351,6 @@ async fn a_fenced_worker_exits_non_zero_and_a_restart_resumes() {
         return;
     };
     let (platform, env) = env_on(&noida).await;
-    ensure_topics(&env.kafka, &cta_stream::transit::simulation::topic_specs(4))
-        .await
-        .unwrap();
     let app_id = unique_name("fenced");
     let eos = ["--processing-guarantee", "exactly-once"];
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

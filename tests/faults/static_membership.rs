@@ -16,7 +16,6 @@ mod common;
 
 use common::local_broker::{env_on, Kind, LocalBroker};
 use common::*;
-use cta_stream::stream::kafka::ensure_topics;
 use cta_stream::stream::testing::unique_name;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -62,9 +61,6 @@ async fn on_noida_a_killed_worker_restarted_takes_its_partitions_back_at_once() 
 
 async fn restarts_take_their_partitions_back(broker: &LocalBroker) {
     let (platform, env) = env_on(broker).await;
-    ensure_topics(&env.kafka, &cta_stream::transit::simulation::topic_specs(4))
-        .await
-        .unwrap();
     let app_id = unique_name("static");
     let dir = tempfile::tempdir().unwrap();
     let id_file = dir.path().join(format!("{app_id}.group-instance-id"));
@@ -164,9 +160,6 @@ async fn on_tansu_a_worker_stopped_with_sigterm_hands_its_partitions_over_at_onc
 
 async fn stopped_workers_hand_over(broker: &LocalBroker) {
     let (platform, env) = env_on(broker).await;
-    ensure_topics(&env.kafka, &cta_stream::transit::simulation::topic_specs(4))
-        .await
-        .unwrap();
     let app_id = unique_name("handover");
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let extra = ["-X", SESSION_TIMEOUT];
