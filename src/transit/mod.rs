@@ -179,7 +179,7 @@ fn rekey_turnstile(
             Some(
                 app.group_by(TURNSTILE_BY_STATION, topics::TURNSTILE, move |r| {
                     // The key the tables route by: the station id's JSON (its digits).
-                    let id = checked_entry(&decoder, r)?.station_id;
+                    let id = checked_station(&decoder, r)?;
                     Ok(Some(id.to_string().into_bytes()))
                 }),
             )

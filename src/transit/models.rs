@@ -59,6 +59,38 @@ pub struct TurnstileEntry {
     pub line: String,
 }
 
+/// A turnstile entry as the counting reads it: the station id, with the name and line checked
+/// (present, strings, UTF-8) as for a [`TurnstileEntry`] but not copied out of the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct TurnstileStation {
+    #[serde(deserialize_with = "int_or_digits")]
+    pub station_id: i32,
+    #[serde(rename = "station_name")]
+    _station_name: CheckedStr,
+    #[serde(rename = "line")]
+    _line: CheckedStr,
+}
+
+/// A string field read and checked, not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CheckedStr;
+
+impl<'de> Deserialize<'de> for CheckedStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AnyStr;
+        impl serde::de::Visitor<'_> for AnyStr {
+            type Value = CheckedStr;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<CheckedStr, E> {
+                Ok(CheckedStr)
+            }
+        }
+        d.deserialize_str(AnyStr)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeatherStatus {

@@ -14,14 +14,15 @@ use cta_stream::platform::Platform;
 use cta_stream::stream::codec::confluent::SubjectSchema;
 use cta_stream::stream::codec::json;
 use cta_stream::stream::table::store::StoreOffsets;
-use cta_stream::stream::table::TableRuntime;
+use cta_stream::stream::table::{TableKey, TableRuntime, TableValue};
 use cta_stream::stream::{
-    App, AppConfig, AvroDecoder, AvroEncoder, KafkaConfig, Record, RegistryConfig, Status,
-    TableSpec,
+    Agent, App, AppConfig, AvroDecoder, AvroEncoder, KafkaConfig, Record, RegistryConfig, Status,
+    TableSpec, WindowedTable, Windows,
 };
-use cta_stream::transit::agents::{TransitTables, TurnstileCounts};
+use cta_stream::transit::agents::{TransitTables, TurnstileAgent, TurnstileCounts};
 use cta_stream::transit::models::{
-    schemas, topics, Arrival, Station, StationKey, TurnstileEntry, TurnstileSummary,
+    schemas, topics, Arrival, Station, StationKey, TurnstileEntry, TurnstileStation,
+    TurnstileSummary,
 };
 use cta_stream::transit::stations::Dataset;
 use cta_stream::web::templates::StatusPage;
@@ -71,6 +72,16 @@ fn avro(c: &mut Criterion) {
             v
         })
     });
+    g.bench_function(
+        "AvroDecoder::decode turnstile, station only (what counting reads)",
+        |b| {
+            b.iter(|| {
+                let v: TurnstileStation =
+                    decoder.decode(Some(black_box(&turnstile))).expect("decode");
+                v
+            })
+        },
+    );
     g.bench_function("AvroDecoder::decode arrival", |b| {
         b.iter(|| {
             let v: Arrival = decoder.decode(Some(black_box(&arrival))).expect("decode");
@@ -101,7 +112,51 @@ fn avro(c: &mut Criterion) {
         b.iter(|| apache_avro::from_value::<TurnstileEntry>(black_box(&value)).expect("from"))
     });
     g.finish();
+    agent(c, &rt, &encoder, &ts_schema, &decoder);
     rt.block_on(platform.stop());
+}
+
+/// One turnstile record through the counting agent: decode, the summary count and the hourly
+/// and recent windows (the poll loop's work per record, without librdkafka's).
+fn agent(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    encoder: &AvroEncoder,
+    schema: &SubjectSchema,
+    decoder: &AvroDecoder,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payloads: Vec<Vec<u8>> = fixtures::turnstile_rows(&Dataset::builtin())
+        .iter()
+        .map(|r| {
+            let entry = TurnstileEntry {
+                station_id: r.station_id,
+                ..fixtures::sample_turnstile_entry()
+            };
+            rt.block_on(encoder.encode(&entry, schema)).expect("encode")
+        })
+        .collect();
+    let mut agent = TurnstileAgent {
+        tables: tables(dir.path()),
+        decoder: decoder.clone(),
+    };
+    let mut offset = 0i64;
+    let mut g = c.benchmark_group("agent");
+    g.bench_function(
+        "TurnstileAgent::process (decode + summary + 2 windowed tables)",
+        |b| {
+            b.iter(|| {
+                offset += 1;
+                let payload = &payloads[(offset as usize) % payloads.len()];
+                let r = Record {
+                    payload: Some(black_box(payload)),
+                    ..record(0, offset)
+                };
+                agent.process(&r).expect("process")
+            })
+        },
+    );
+    g.finish();
 }
 
 /// The worker's tables in a scratch dir, with all four partitions open.
@@ -121,16 +176,15 @@ fn tables(dir: &std::path::Path) -> TransitTables {
         stations,
         trains: app.table(spec("train-positions")),
         turnstile: TurnstileCounts::Native(app.table(spec("turnstile-summary"))),
-        turnstile_hourly: app.windowed_table(
-            spec("turnstile-hourly"),
-            cta_stream::stream::Windows::tumbling(std::time::Duration::from_secs(3600)),
+        turnstile_hourly: windowed(
+            &mut app,
+            "turnstile-hourly",
+            Windows::tumbling(Duration::from_secs(3600)),
         ),
-        turnstile_recent: app.windowed_table(
-            spec("turnstile-recent"),
-            cta_stream::stream::Windows::hopping(
-                std::time::Duration::from_secs(900),
-                std::time::Duration::from_secs(300),
-            ),
+        turnstile_recent: windowed(
+            &mut app,
+            "turnstile-recent",
+            Windows::hopping(Duration::from_secs(900), Duration::from_secs(300)),
         ),
         weather,
         arrival_checks: Default::default(),
@@ -142,6 +196,26 @@ fn tables(dir: &std::path::Path) -> TransitTables {
         TableRuntime::open_partition(&t.weather, p, 4).expect("open");
     }
     t
+}
+
+/// A windowed table whose window and stream-time tables have all four partitions open.
+fn windowed<K: TableKey, V: TableValue>(
+    app: &mut App,
+    name: &str,
+    windows: Windows,
+) -> WindowedTable<K, V> {
+    let spec = |name: String| TableSpec {
+        name,
+        source_topic: "bench-turnstile".to_string(),
+        changelog_topic: None,
+    };
+    let table = app.table(spec(name.to_string()));
+    let time = app.table(spec(format!("{name}-time")));
+    for p in 0..4 {
+        TableRuntime::open_partition(&table, p, 4).expect("open");
+        TableRuntime::open_partition(&time, p, 4).expect("open");
+    }
+    WindowedTable::new(table, time, windows)
 }
 
 /// The turnstile summary table of [`tables`].

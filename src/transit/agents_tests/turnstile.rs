@@ -163,3 +163,71 @@ fn entries_keyed_by_timestamp_as_the_original_producers_write_them_count_exactly
         "{errors:?}"
     );
 }
+
+/// An entry under a schema whose `line` is no string, or that has no `station_name`: a data
+/// error, dead-lettered and counted nowhere (the counting keeps only the station id, but
+/// checks the rest of the entry as a whole decode would).
+#[test]
+fn entries_without_a_station_name_or_with_a_line_that_is_no_string_are_dead_lettered() {
+    let mut f = fixture();
+    let clark = 40_380;
+    f.turnstile(clark, START_MS);
+    let line_int = r#"{"type":"record","name":"turnstile_value","namespace":"com.udacity",
+      "fields":[{"name":"station_id","type":"int"},{"name":"station_name","type":"string"},
+      {"name":"line","type":"int"}]}"#;
+    let no_name = r#"{"type":"record","name":"turnstile_value","namespace":"com.udacity",
+      "fields":[{"name":"station_id","type":"int"},{"name":"line","type":"string"}]}"#;
+    #[derive(Serialize)]
+    struct LineInt {
+        station_id: i32,
+        station_name: String,
+        line: i32,
+    }
+    #[derive(Serialize)]
+    struct NoName {
+        station_id: i32,
+        line: String,
+    }
+    // Registered under subjects of their own (the turnstile subject only takes compatible
+    // changes); the decoder finds a schema by the id in the frame.
+    let bad = [
+        f.avro(
+            "turnstile-line-int",
+            line_int,
+            &LineInt {
+                station_id: clark,
+                station_name: "Clark/Lake".into(),
+                line: 3,
+            },
+        ),
+        f.avro(
+            "turnstile-no-name",
+            no_name,
+            &NoName {
+                station_id: clark,
+                line: "blue".into(),
+            },
+        ),
+    ];
+    for value in bad {
+        f.driver
+            .pipe(TestRecord::new(topics::TURNSTILE).key("k").value(value))
+            .unwrap();
+    }
+    f.turnstile(clark, START_MS + MIN);
+    let counts = f.tables.turnstile_all().unwrap();
+    assert_eq!(
+        counts
+            .iter()
+            .map(|s| (s.station_id, s.count))
+            .collect::<Vec<_>>(),
+        vec![(clark, 2)]
+    );
+    assert_eq!(
+        f.tables.turnstile_hourly.get(&clark, START_MS).unwrap(),
+        Some(2)
+    );
+    let errors = f.dead_letter_errors(topics::TURNSTILE);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[1].contains("station_name"), "{errors:?}");
+}

@@ -10,6 +10,7 @@ use crate::error::{DecodeError, StreamError};
 use apache_avro::Schema;
 
 use crate::codec::avro_plan::Plan;
+use crate::FastMap;
 
 type DatumReader = apache_avro::reader::datum::GenericDatumReader<'static>;
 
@@ -124,9 +125,10 @@ pub fn split_frame(payload: Option<&[u8]>) -> Result<(u32, &[u8]), DecodeError> 
 pub struct AvroDecoder {
     cache: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
     /// Ready readers per schema id. A reader borrows its schema and resolves the schema's
-    /// names once; the schema is leaked to live for the process (one per schema id the
-    /// registry knows, so bounded) instead of re-resolving names on every record.
-    readers: Arc<RwLock<HashMap<u32, Arc<Reading>>>>,
+    /// names once; schema and reader are leaked to live for the process (one per schema id
+    /// the registry knows, so bounded) instead of re-resolving names on every record, and a
+    /// record's look-up copies a reference (no reference count to move).
+    readers: Arc<RwLock<FastMap<u32, &'static Reading>>>,
     registry: Arc<SrcDecoder>,
     runtime: tokio::runtime::Handle,
     url: String,
@@ -180,14 +182,14 @@ impl AvroDecoder {
         Ok(schema)
     }
 
-    fn reader(&self, id: u32) -> Result<Arc<Reading>, DecodeError> {
-        if let Some(r) = self
+    fn reader(&self, id: u32) -> Result<&'static Reading, DecodeError> {
+        if let Some(&r) = self
             .readers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
         {
-            return Ok(r.clone());
+            return Ok(r);
         }
         let schema: &'static Schema = Box::leak(Box::new((*self.schema(id)?).clone()));
         let reader = DatumReader::builder(schema)
@@ -196,14 +198,14 @@ impl AvroDecoder {
                 id,
                 reason: e.to_string(),
             })?;
-        let reader = Arc::new(Reading {
-            plan: Plan::compile(schema),
-            generic: reader,
+        let mut readers = self.readers.write().unwrap_or_else(|p| p.into_inner());
+        // Another thread may have built it meanwhile: keep the first, so one leaks per id.
+        let reader = *readers.entry(id).or_insert_with(|| {
+            Box::leak(Box::new(Reading {
+                plan: Plan::compile(schema),
+                generic: reader,
+            }))
         });
-        self.readers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, reader.clone());
         Ok(reader)
     }
 
