@@ -191,21 +191,24 @@ impl AvroDecoder {
         {
             return Ok(r);
         }
-        let schema: &'static Schema = Box::leak(Box::new((*self.schema(id)?).clone()));
-        let reader = DatumReader::builder(schema)
+        // May wait for the registry: before taking the lock.
+        let schema = self.schema(id)?;
+        let mut readers = self.readers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(&r) = readers.get(&id) {
+            return Ok(r); // another thread built it meanwhile
+        }
+        let schema: &'static Schema = Box::leak(Box::new((*schema).clone()));
+        let generic = DatumReader::builder(schema)
             .build()
             .map_err(|e| DecodeError::Avro {
                 id,
                 reason: e.to_string(),
             })?;
-        let mut readers = self.readers.write().unwrap_or_else(|p| p.into_inner());
-        // Another thread may have built it meanwhile: keep the first, so one leaks per id.
-        let reader = *readers.entry(id).or_insert_with(|| {
-            Box::leak(Box::new(Reading {
-                plan: Plan::compile(schema),
-                generic: reader,
-            }))
-        });
+        let reader: &'static Reading = Box::leak(Box::new(Reading {
+            plan: Plan::compile(schema),
+            generic,
+        }));
+        readers.insert(id, reader);
         Ok(reader)
     }
 
