@@ -4,7 +4,8 @@
 //! for a while and leaves. At the end every worker's `/api/turnstile` (its own partitions plus
 //! the others', routed) equals the producer's own tally of what it sent: no entry lost or
 //! doubled. Topics are created with 16 partitions on the embedded broker, or through the
-//! admin API on another (`CTA_TEST_BROKERS`).
+//! admin API on another (`CTA_TEST_BROKERS`). A second test adds pauses past the session
+//! timeout (SIGSTOP, then SIGCONT) to the kills and stops.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -33,6 +34,9 @@ struct Worker {
     base: String,
     child: Option<Child>,
     standby: bool,
+    /// Where every run of this worker writes its output (kept after the test, named in a
+    /// failure's report).
+    log: std::path::PathBuf,
 }
 
 impl Worker {
@@ -41,14 +45,21 @@ impl Worker {
         self.base = format!("http://{addr}");
         let standby = ["--standby-replicas", "1"];
         let extra: &[&str] = if self.standby { &standby } else { &[] };
-        self.child = Some(spawn_worker_binary_with(
-            env,
-            self.dir.path(),
-            app_id,
-            addr,
-            "200ms",
-            extra,
-        ));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            worker_binary(env, self.dir.path(), app_id, addr, "200ms")
+                .args(extra)
+                // The file holds what a failure's reader needs: restores, assignments, commits.
+                .env("RUST_LOG", "info,librdkafka=warn")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start worker binary"),
+        );
     }
 
     /// SIGKILL, or SIGTERM and a graceful stop (exit 0 within 10 s).
@@ -69,6 +80,18 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Freezes the worker (SIGSTOP) for `d`, then lets it go on (SIGCONT).
+    async fn pause(&mut self, d: Duration) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: signalling a child process this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        tokio::time::sleep(d).await;
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
@@ -78,19 +101,41 @@ impl Drop for Worker {
     }
 }
 
-fn worker(standby: bool) -> Worker {
+fn worker(logs: &std::path::Path, name: &str, standby: bool) -> Worker {
     Worker {
         dir: tempfile::tempdir().unwrap(),
         base: String::new(),
         child: None,
         standby,
+        log: logs.join(format!("{name}.log")),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "24 of 25 runs exact since the checkpoint fix (2026-12-02/03); one lost 3,984 entries of \
+#[ignore = "30 of 31 runs exact since the checkpoint fix (2026-12-02/03); one lost 3,984 entries of \
             one partition, not explained yet (see README, Failure behaviour)"]
 async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
+    chaos(Events::KillsAndStops).await
+}
+
+/// The same with a third kind of event: a worker frozen (SIGSTOP) for 4-7 s, past its 3 s
+/// session timeout, then let go on (SIGCONT) without a restart, as a long pause would: the group
+/// removes it meanwhile, and it wakes up still holding work for partitions that moved on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "loses entries: 59,405 of 1M on its first run (2026-12-03), the cause not found yet \
+            (see README, Failure behaviour)"]
+async fn three_workers_stay_exact_through_kills_stops_and_pauses_past_the_session_timeout() {
+    chaos(Events::KillsStopsAndPauses).await
+}
+
+/// What the chaos loop does to the workers.
+#[derive(Clone, Copy, PartialEq)]
+enum Events {
+    KillsAndStops,
+    KillsStopsAndPauses,
+}
+
+async fn chaos(kinds: Events) {
     let env = env().await;
     let app_id = unique_name("chaos");
     let sources = cta_stream::transit::simulation::topic_specs(PARTITIONS);
@@ -127,11 +172,18 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
     };
 
     let started = Instant::now();
-    let mut workers = vec![worker(false), worker(false), worker(true)];
+    // Each worker's output in a file of its own, kept for a failure's reader.
+    let logs = std::env::temp_dir().join(&app_id);
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut workers = vec![
+        worker(&logs, "worker-0", false),
+        worker(&logs, "worker-1", false),
+        worker(&logs, "worker-2-standby", true),
+    ];
     for w in workers.iter_mut() {
         w.start(&env, &app_id);
     }
-    let mut fourth = worker(false);
+    let mut fourth = worker(&logs, "worker-3-fourth", false);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let mut events = Vec::new();
     while !done.load(Ordering::SeqCst) || events.len() < MIN_EVENTS {
@@ -142,10 +194,16 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
         );
         tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..5_000))).await;
         let i = rng.random_range(0..workers.len());
-        let kill = rng.random_bool(0.5);
-        workers[i].stop(kill);
-        workers[i].start(&env, &app_id);
-        events.push((i, if kill { "SIGKILL" } else { "SIGTERM" }));
+        if kinds == Events::KillsStopsAndPauses && rng.random_ratio(1, 3) {
+            let pause = Duration::from_millis(rng.random_range(4_000..7_000));
+            workers[i].pause(pause).await;
+            events.push((i, "SIGSTOP"));
+        } else {
+            let kill = rng.random_bool(0.5);
+            workers[i].stop(kill);
+            workers[i].start(&env, &app_id);
+            events.push((i, if kill { "SIGKILL" } else { "SIGTERM" }));
+        }
         match events.len() {
             5 => fourth.start(&env, &app_id),
             12 => fourth.stop(false),
@@ -161,6 +219,7 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
         started.elapsed()
     );
     assert!(events.iter().any(|e| e.1 == "SIGKILL") && events.iter().any(|e| e.1 == "SIGTERM"));
+    assert!(kinds == Events::KillsAndStops || events.iter().any(|e| e.1 == "SIGSTOP"));
     assert!(
         events.iter().any(|e| e.0 == 2),
         "the worker with standby copies was among those stopped"
@@ -173,8 +232,9 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
                 let got = api_turnstile(&w.base).await.unwrap_or_default();
                 let (_, status) = get_json(&format!("{}/api/status?scope=local", w.base)).await;
                 report += &format!(
-                    "worker {i} at {}: total {}, assigned {}\n",
+                    "worker {i} at {} (output in {}): total {}, assigned {}\n",
                     w.base,
+                    w.log.display(),
                     total(&got),
                     status["worker"]["assigned"]
                 );
