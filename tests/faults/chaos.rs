@@ -34,8 +34,8 @@ struct Worker {
     base: String,
     child: Option<Child>,
     standby: bool,
-    /// Where every run of this worker writes its output (kept after the test, named in a
-    /// failure's report).
+    /// Where every run of this worker writes its output (kept after a failure, named in its
+    /// report).
     log: std::path::PathBuf,
 }
 
@@ -62,6 +62,16 @@ impl Worker {
         );
     }
 
+    /// Freezes the worker (SIGSTOP) for `d`, then lets it go on (SIGCONT).
+    async fn pause(&mut self, d: Duration) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: signalling a child process this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        tokio::time::sleep(d).await;
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    }
+
     /// SIGKILL, or SIGTERM and a graceful stop (exit 0 within 10 s).
     fn stop(&mut self, kill: bool) {
         let mut child = self.child.take().expect("running");
@@ -77,18 +87,6 @@ impl Worker {
             });
             assert!(status.success(), "graceful stop: {status}");
         }
-    }
-}
-
-impl Worker {
-    /// Freezes the worker (SIGSTOP) for `d`, then lets it go on (SIGCONT).
-    async fn pause(&mut self, d: Duration) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
-        // SAFETY: signalling a child process this test started.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        tokio::time::sleep(d).await;
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGCONT) };
     }
 }
 
@@ -112,7 +110,7 @@ fn worker(logs: &std::path::Path, name: &str, standby: bool) -> Worker {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "30 of 31 runs exact since the checkpoint fix (2026-12-02/03); one lost 3,984 entries of \
+#[ignore = "31 of 32 runs exact since the checkpoint fix (2026-12-02/03); one lost 3,984 entries of \
             one partition, not explained yet (see README, Failure behaviour)"]
 async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
     chaos(Events::KillsAndStops).await
@@ -172,7 +170,7 @@ async fn chaos(kinds: Events) {
     };
 
     let started = Instant::now();
-    // Each worker's output in a file of its own, kept for a failure's reader.
+    // Each worker's output in a file of its own, for a failure's reader.
     let logs = std::env::temp_dir().join(&app_id);
     std::fs::create_dir_all(&logs).unwrap();
     let mut workers = vec![
@@ -276,6 +274,8 @@ async fn chaos(kinds: Events) {
         "all three workers answer the exact counts after {:?}",
         started.elapsed()
     );
+    // Kept only for a failure's reader.
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 /// Whether the worker at `base` answers exactly `expected` within `timeout`.
