@@ -192,6 +192,22 @@ pub fn worker_binary_in(
     cmd
 }
 
+/// Sends the worker's output (at info: restores, assignments, commits) to the file `log`,
+/// appended, instead of the test's stderr: what a failure's reader needs, one file per worker.
+pub fn log_to<'a>(
+    cmd: &'a mut std::process::Command,
+    log: &std::path::Path,
+) -> &'a mut std::process::Command {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+    cmd.env("RUST_LOG", "info,librdkafka=warn")
+        .stdout(file.try_clone().expect("log file handle"))
+        .stderr(file)
+}
+
 /// Waits up to `timeout` for a child process to exit; `None` if it is still running.
 pub fn wait_exit(
     child: &mut std::process::Child,

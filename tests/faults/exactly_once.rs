@@ -176,6 +176,22 @@ fn summary_sequences(records: &[KeyValue]) -> BTreeMap<i64, Vec<i64>> {
     seqs
 }
 
+/// Starts an exactly-once worker whose output (info) goes to `<logs>/worker-<n>.log`.
+fn spawn_logged(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    app_id: &str,
+    addr: std::net::SocketAddr,
+    logs: &std::path::Path,
+    n: usize,
+) -> std::process::Child {
+    let mut cmd = worker_binary(env, dir, app_id, addr, "100ms");
+    cmd.args(["--processing-guarantee", "exactly-once"]);
+    log_to(&mut cmd, &logs.join(format!("worker-{n}.log")))
+        .spawn()
+        .expect("start worker binary")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_committed_readers_see_each_output_once_across_kill_9() {
     let Some(mut noida) = LocalBroker::noida() else {
@@ -185,7 +201,10 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     let (platform, env) = env_on(&noida).await;
     let app_id = unique_name("eos");
     let dir = tempfile::tempdir().unwrap();
-    let eos = ["--processing-guarantee", "exactly-once"];
+    // Each worker's log, kept when the test fails (named in its output), removed otherwise.
+    let logs = std::env::temp_dir().join(&app_id);
+    std::fs::create_dir_all(&logs).unwrap();
+    eprintln!("worker logs in {}", logs.display());
 
     // Entries stream in all along, so the kills land while transactions are open; the producer
     // pauses while the broker restarts (`gate`).
@@ -211,7 +230,7 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     let mut kill = 0;
     while kill < KILLS || (left_open.iter().all(BTreeSet::is_empty) && kill < MAX_KILLS) {
         let addr = free_addr();
-        let mut child = spawn_worker_binary_with(&env, dir.path(), &app_id, addr, "100ms", &eos);
+        let mut child = spawn_logged(&env, dir.path(), &app_id, addr, &logs, kill);
         wait_assigned(&format!("http://{addr}"), Duration::from_secs(90)).await;
         // A transaction is open only while a checkpoint writes it (a few ms of each 100 ms):
         // even kills come at a random time, odd ones once the worker, frozen at random
@@ -252,10 +271,17 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     }
     stop.store(true, Ordering::SeqCst);
     let expected: BTreeMap<i32, i64> = producing.await.unwrap();
+    // The broker kept every entry it acknowledged across its restarts: a shortfall below is
+    // the worker's.
+    assert_eq!(
+        count_turnstile(&env).await,
+        expected,
+        "entries on the topic (read back) against entries produced"
+    );
 
     // An undisturbed run reaches the exact counts and stops cleanly.
     let addr = free_addr();
-    let mut child = spawn_worker_binary_with(&env, dir.path(), &app_id, addr, "100ms", &eos);
+    let mut child = spawn_logged(&env, dir.path(), &app_id, addr, &logs, kill);
     wait_for_counts(
         &format!("http://{addr}"),
         &expected,
@@ -319,7 +345,7 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     let cold = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let base = format!("http://{addr}");
-    let mut child = spawn_worker_binary_with(&env, cold.path(), &app_id, addr, "100ms", &eos);
+    let mut child = spawn_logged(&env, cold.path(), &app_id, addr, &logs, kill + 1);
     wait_for_counts(&base, &expected, Duration::from_secs(120)).await;
     let length = changelog_offsets(&env, &app_id);
     let s = scrape(&base).await;
@@ -335,6 +361,7 @@ async fn read_committed_readers_see_each_output_once_across_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
     platform.stop().await;
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 /// A transaction that cannot commit: a second worker started with the first one's

@@ -16,7 +16,8 @@
 //!    [`Outcome::Fenced`]; for any other reason (a rebalance in progress, a timeout):
 //!    [`Outcome::NotCommitted`], and the write caches stay for the next checkpoint;
 //! 5. write each partition's changes to RocksDB in one batch together with the source offset,
-//!    the last changelog offset and the writer epoch (the warm-restart checkpoint).
+//!    the last changelog offset and the writer epoch the group confirmed (the warm-restart
+//!    checkpoint).
 
 use crate::emit::Outbox;
 use crate::error::{Result, StreamError};
@@ -53,7 +54,7 @@ pub enum Outcome {
 }
 
 /// Group errors that mean another member may own this worker's partitions now.
-fn fenced(code: RDKafkaErrorCode) -> bool {
+pub(crate) fn fenced(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::UnknownMemberId
@@ -189,7 +190,8 @@ fn write_stores(prepared: &[Prepared], sink: &Sink) -> Result<()> {
             StoreOffsets {
                 source: Some(p.source),
                 changelog,
-                epoch: None,
+                // Committed under it: the store's fence from now on.
+                epoch: Some(p.table.writer_epoch(p.partition)).filter(|e| *e > 0),
             },
         )?;
     }

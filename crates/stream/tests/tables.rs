@@ -254,30 +254,113 @@ async fn a_cold_restore_skips_changelog_records_that_do_not_decode() {
 /// apply the later owner's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restore_skips_a_zombie_s_late_changelog_records() {
-    use cta_stream_core::names::{HEADER_SOURCE_OFFSET, HEADER_WRITER_EPOCH};
-    use rdkafka::message::{Header, OwnedHeaders};
     let env = env();
-    let id = unique_name("t");
-    let topic = format!("zombie-src-{id}");
-    let app_id = format!("zombie-app-{id}");
-    let changelog = cta_stream_core::names::changelog_topic(&app_id, "counts");
-    env.create_topics(&[topic.clone(), changelog.clone()], 4);
-    let mut expected = produce(&env.kafka.brokers, &topic, 4_000, 40);
-
-    let dir = tempfile::tempdir().unwrap();
-    let r = start(&env, &app_id, &topic, dir.path());
-    wait_equal(&r, &expected, Duration::from_secs(60)).await;
+    let run = first_run(&env, "zombie").await;
+    let (topic, app_id, changelog, dir) = (run.topic, run.app_id, run.changelog, run.dir);
+    let (mut expected, items) = (run.expected, run.items);
     let mut per_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for (p, k, _) in r.table.items().unwrap() {
+    for (p, k, _) in items {
         per_partition.entry(p).or_default().push(k);
     }
-    stop(r).await;
 
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &env.kafka.brokers)
-        .create()
-        .unwrap();
+    let p = ChangelogWriter::new(&env, &changelog);
     let send = |partition: i32, key: &str, value: i64, epoch: i64| {
+        p.send(partition, key, value, epoch);
+    };
+    for (partition, keys) in &per_partition {
+        send(*partition, &keys[0], 1, 1);
+    }
+    let (partition, keys) = per_partition.iter().next().unwrap();
+    let successor = keys.last().unwrap();
+    assert_ne!(successor, &keys[0]);
+    send(*partition, successor, 777, cta_stream_core::now_ms() * 2);
+    expected.insert(successor.clone(), 777);
+    p.flush();
+
+    for data_dir in [dir, tempfile::tempdir().unwrap()] {
+        let r = start(&env, &app_id, &topic, data_dir.path());
+        wait_equal(&r, &expected, Duration::from_secs(60)).await;
+        stop(r).await;
+    }
+}
+
+/// A worker the group removed while it restored must not outrank the worker the group gave
+/// its partitions to. The worker here restores for an assignment whose first commit the group
+/// answers, 3 s later, with ILLEGAL_GENERATION (as to a worker frozen during a rebalance that
+/// wakes in a generation already replaced). Meanwhile "the rightful owner" writes a changelog
+/// record by hand, with a writer epoch it took before that restore. When the group assigns
+/// the partitions to the worker again, its restore must apply that record: the stale restore's
+/// epoch, above it, was never confirmed, so it fences nothing (it once did, and every record
+/// of the rightful owner after it was lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_the_group_refuses_does_not_fence_the_rightful_owner() {
+    let env = env();
+    let Some(broker) = env.embedded() else {
+        eprintln!("skipped: needs the embedded broker's fault injection");
+        return;
+    };
+    let run = first_run(&env, "stale").await;
+    let (topic, app_id, changelog, dir) = (run.topic, run.app_id, run.changelog, run.dir);
+    let (mut expected, items) = (run.expected, run.items);
+    let (partition, key, _) = items[0].clone();
+
+    // The rightful owner's restore, before the stale one: its epoch is below the stale one's.
+    let owner_epoch = cta_stream_core::now_ms();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    broker.refuse_next_commit(1, Duration::from_secs(3));
+    let r = start(&env, &app_id, &topic, dir.path());
+    // The stale restore is done when its commit reached the broker (whose answer waits 3 s);
+    // the worker has not taken the partitions yet.
+    eventually(
+        "the stale assignment's commit",
+        Duration::from_secs(30),
+        async || {
+            let sent =
+                r.status.assignment_began_at().is_some() && broker.commit_refusals_pending(1) == 0;
+            sent.then_some(()).ok_or(())
+        },
+    )
+    .await;
+    let sent = std::time::Instant::now();
+    assert!(
+        r.status.snapshot().assigned.is_empty(),
+        "waits for the answer"
+    );
+    let p = ChangelogWriter::new(&env, &changelog);
+    p.send(partition, &key, 777, owner_epoch);
+    p.flush();
+    expected.insert(key, 777);
+    // Once the worker has had its answer, its next heartbeat tells it the group moved on (a
+    // heartbeat while it waits would be ignored: it is rebalancing already).
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(sent.elapsed())).await;
+    broker.rebalance_at_next_heartbeat(1);
+
+    wait_equal(&r, &expected, Duration::from_secs(60)).await;
+    stop(r).await;
+}
+
+/// Writes changelog records of the `counts` table by hand, as another worker would: a
+/// station's count with the source-offset header 1 and a writer epoch of the caller's choice.
+struct ChangelogWriter {
+    producer: BaseProducer,
+    topic: String,
+}
+
+impl ChangelogWriter {
+    fn new(env: &TestEnv, topic: &str) -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &env.kafka.brokers)
+            .create()
+            .unwrap();
+        Self {
+            producer,
+            topic: topic.to_string(),
+        }
+    }
+
+    fn send(&self, partition: i32, key: &str, value: i64, epoch: i64) {
+        use cta_stream_core::names::{HEADER_SOURCE_OFFSET, HEADER_WRITER_EPOCH};
+        use rdkafka::message::{Header, OwnedHeaders};
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: HEADER_SOURCE_OFFSET,
@@ -289,28 +372,52 @@ async fn a_restore_skips_a_zombie_s_late_changelog_records() {
             });
         let key = serde_json::to_vec(key).unwrap();
         let value = serde_json::to_vec(&value).unwrap();
-        p.send(
-            BaseRecord::to(&changelog)
-                .partition(partition)
-                .key(&key)
-                .payload(&value)
-                .headers(headers),
-        )
-        .unwrap();
-    };
-    for (partition, keys) in &per_partition {
-        send(*partition, &keys[0], 1, 1);
+        self.producer
+            .send(
+                BaseRecord::to(&self.topic)
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&value)
+                    .headers(headers),
+            )
+            .unwrap();
     }
-    let (partition, keys) = per_partition.iter().next().unwrap();
-    let successor = keys.last().unwrap();
-    assert_ne!(successor, &keys[0]);
-    send(*partition, successor, 777, cta_stream_core::now_ms() * 2);
-    expected.insert(successor.clone(), 777);
-    p.flush(Duration::from_secs(30)).unwrap();
 
-    for data_dir in [dir, tempfile::tempdir().unwrap()] {
-        let r = start(&env, &app_id, &topic, data_dir.path());
-        wait_equal(&r, &expected, Duration::from_secs(60)).await;
-        stop(r).await;
+    fn flush(&self) {
+        self.producer.flush(Duration::from_secs(30)).unwrap();
+    }
+}
+
+/// What [`first_run`] leaves: its topics, what it counted, its data dir and table entries.
+struct FirstRun {
+    topic: String,
+    app_id: String,
+    changelog: String,
+    expected: BTreeMap<String, i64>,
+    dir: tempfile::TempDir,
+    items: Vec<(i32, String, i64)>,
+}
+
+/// A counting app of its own (topics named after `name`) that counts 4,000 records over 40
+/// keys into its table and stops.
+async fn first_run(env: &TestEnv, name: &str) -> FirstRun {
+    let id = unique_name("t");
+    let topic = format!("{name}-src-{id}");
+    let app_id = format!("{name}-app-{id}");
+    let changelog = cta_stream_core::names::changelog_topic(&app_id, "counts");
+    env.create_topics(&[topic.clone(), changelog.clone()], 4);
+    let expected = produce(&env.kafka.brokers, &topic, 4_000, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let r = start(env, &app_id, &topic, dir.path());
+    wait_equal(&r, &expected, Duration::from_secs(60)).await;
+    let items = r.table.items().unwrap().as_ref().clone();
+    stop(r).await;
+    FirstRun {
+        topic,
+        app_id,
+        changelog,
+        expected,
+        dir,
+        items,
     }
 }

@@ -18,6 +18,7 @@
 //! (`crate::config`).
 
 mod config;
+mod confirm;
 mod dead_letter;
 mod poll;
 mod rebalance;

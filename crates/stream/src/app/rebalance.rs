@@ -1,10 +1,12 @@
 //! Rebalances: what happens when the group assigns partitions to this worker or takes them
 //! away. On assignment, stores of partitions no longer owned close, the added partitions'
 //! stores open and their changelogs are replayed ([`crate::table::recovery`]) before the source
-//! is fetched, and each source partition resumes at the offset stored with the data. On
+//! is fetched, the group confirms this worker still owns them (`confirm`), and each source
+//! partition resumes at the offset stored with the data. On
 //! revocation, everything processed so far is checkpointed first. The directory advert and
 //! standby copies follow the assignment. The poll loop itself is `runtime`'s.
 
+use super::confirm::Proposed;
 use super::state::WorkerState;
 use crate::error::{Result, StreamError};
 use crate::fetch::FetchHandle;
@@ -48,8 +50,12 @@ impl WorkerState {
         // so a rebalance with warm stores does not make queries wait.
         let started = Instant::now();
         self.open_stores(consumer, added, started)?;
-        let resume = self.restore(consumer, added, &committed)?;
+        let (resume, proposed) = self.restore(consumer, added, &committed)?;
+        let owner = self.confirm_ownership(consumer, &resume, &proposed)?;
         self.status.recovering.store(false, Ordering::Relaxed);
+        if !owner {
+            return Ok(resume);
+        }
         tracing::info!(partitions = assigned.len(), added = added.len(), secs = format!("{:.3}", started.elapsed().as_secs_f64()), app_id = %self.app_id, "partitions assigned and tables ready");
         self.status.set_assigned(assigned.clone());
         if let Some(d) = &self.directory {
@@ -140,15 +146,16 @@ impl WorkerState {
 
     /// Replays the changelogs of the `added` partitions' tables up to the furthest offset the
     /// partition's stores or the group's committed offset reflect, and returns where each
-    /// source partition resumes: that offset (the lowest its tables then reflect), else the
-    /// beginning.
+    /// source partition resumes (that offset, the lowest its tables then reflect, else the
+    /// beginning) and the writer epochs the restores proposed.
     fn restore<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         added: &[(String, i32)],
         committed: &HashMap<(String, i32), i64>,
-    ) -> Result<HashMap<(String, i32), Offset>> {
+    ) -> Result<(HashMap<(String, i32), Offset>, Vec<Proposed>)> {
         let mut resume = HashMap::new();
+        let mut proposed = Vec::new();
         for (topic, p) in added {
             let key = (topic.clone(), *p);
             let committed = committed.get(&key).copied();
@@ -179,6 +186,11 @@ impl WorkerState {
                         .replay(t.as_ref(), *p, target, &self.status, Replay::Restore)?;
                 start =
                     Some(start.map_or(report.source_offset, |s: i64| s.min(report.source_offset)));
+                proposed.push(Proposed {
+                    table: t,
+                    partition: *p,
+                    epoch: report.owner_epoch,
+                });
             }
             let offset = match start.or(committed) {
                 Some(o) => {
@@ -192,7 +204,7 @@ impl WorkerState {
             };
             resume.insert(key, offset);
         }
-        Ok(resume)
+        Ok((resume, proposed))
     }
 
     /// Checkpoints everything processed so far before `revoked` move to another worker. Eager

@@ -7,6 +7,7 @@
 //! partitions on first use), no compaction, `read_committed` not honoured, data kept in memory.
 
 use rdkafka::bindings as rd;
+use rdkafka::bindings::rd_kafka_resp_err_t as RdErr;
 use rdkafka::client::Client;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::DefaultProducerContext;
@@ -115,8 +116,10 @@ impl EmbeddedBroker {
     }
 }
 
-/// Kafka's API key of Fetch requests.
+/// Kafka's API keys of Fetch, OffsetCommit and Heartbeat requests.
 const FETCH: i16 = 1;
+const OFFSET_COMMIT: i16 = 8;
+const HEARTBEAT: i16 = 12;
 
 impl EmbeddedBroker {
     /// Fault injection (tests): the next `count` Fetch requests, from any client, fail with a
@@ -132,6 +135,56 @@ impl EmbeddedBroker {
                 errors.as_ptr(),
             )
         };
+    }
+
+    /// Fault injection (tests): the next OffsetCommit request broker `id` receives is answered
+    /// after `delay` with ILLEGAL_GENERATION, as the group answers a member it removed (one
+    /// frozen past its session timeout, say) that did not notice yet.
+    pub fn refuse_next_commit(&self, id: i32, delay: std::time::Duration) {
+        let rtt_ms = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
+        self.push_error(
+            id,
+            OFFSET_COMMIT,
+            RdErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
+            rtt_ms,
+        );
+    }
+
+    /// Fault injection (tests): the next Heartbeat request broker `id` receives is answered
+    /// with REBALANCE_IN_PROGRESS, so the member joins the group again (after
+    /// [`EmbeddedBroker::refuse_next_commit`]: how a removed member learns it).
+    pub fn rebalance_at_next_heartbeat(&self, id: i32) {
+        self.push_error(
+            id,
+            HEARTBEAT,
+            RdErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+            0,
+        );
+    }
+
+    fn push_error(&self, id: i32, api: i16, err: RdErr, rtt_ms: i32) {
+        // SAFETY: valid cluster handle; one (error, rtt) pair of C ints as the count says.
+        unsafe {
+            rd::rd_kafka_mock_broker_push_request_error_rtts(
+                self.cluster,
+                id,
+                api,
+                1,
+                err as i32,
+                rtt_ms,
+            )
+        };
+    }
+
+    /// How many of the errors [`EmbeddedBroker::refuse_next_commit`] queued on broker `id` are
+    /// still to be answered.
+    pub fn commit_refusals_pending(&self, id: i32) -> usize {
+        let mut count = 0usize;
+        // SAFETY: valid cluster handle; `count` outlives the call. An unknown broker leaves it 0.
+        unsafe {
+            rd::rd_kafka_mock_broker_error_stack_cnt(self.cluster, id, OFFSET_COMMIT, &mut count)
+        };
+        count
     }
 
     /// Ends [`EmbeddedBroker::fail_fetches`]: Fetch requests are served again.

@@ -91,9 +91,12 @@ pub trait TableRuntime: Send + Sync {
         changes: &[Change],
         offsets: StoreOffsets,
     ) -> Result<()>;
-    /// The writer epoch this worker puts on the partition's changelog records (the store's,
-    /// set by the restore that made this worker the owner; 0 for a partition not open).
+    /// The writer epoch this worker puts on the partition's changelog records: the one its
+    /// restore proposed, once the group confirmed this worker as the owner
+    /// ([`TableRuntime::confirm_writer`]); 0 before that and for a partition not open.
     fn writer_epoch(&self, partition: i32) -> i64;
+    /// Makes `epoch` the partition's writer epoch (the group confirmed this worker owns it).
+    fn confirm_writer(&self, partition: i32, epoch: i64);
     /// Number of keys (store plus cache) across open partitions.
     fn entry_count(&self) -> usize;
     /// A second handle on the same stores with partitions of its own (none open): what a
@@ -125,6 +128,8 @@ struct Partition<K, V> {
     stored_source: i64,
     /// The store's writer epoch ([`StoreOffsets::epoch`]).
     epoch: i64,
+    /// The epoch this worker writes with ([`TableRuntime::writer_epoch`]).
+    writer: i64,
     committed: CommittedCopy<K, V>,
 }
 

@@ -46,6 +46,7 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
                 order: Vec::new(),
                 stored_source: offsets.source.unwrap_or(0),
                 epoch: offsets.epoch.unwrap_or(0),
+                writer: 0,
                 committed: CommittedCopy::Unloaded,
             },
         );
@@ -166,7 +167,13 @@ impl<K: TableKey, V: TableValue> TableRuntime for Table<K, V> {
     }
 
     fn writer_epoch(&self, partition: i32) -> i64 {
-        self.parts().map.get(&partition).map_or(0, |p| p.epoch)
+        self.parts().map.get(&partition).map_or(0, |p| p.writer)
+    }
+
+    fn confirm_writer(&self, partition: i32, epoch: i64) {
+        if let Some(p) = self.parts().map.get_mut(&partition) {
+            p.writer = epoch;
+        }
     }
 
     fn entry_count(&self) -> usize {

@@ -27,8 +27,9 @@ pub struct StoreOffsets {
     pub source: Option<i64>,
     /// Last changelog offset whose effect is in the data.
     pub changelog: Option<i64>,
-    /// The highest writer epoch among the changelog records read into the data, or the
-    /// epoch this worker writes with while it owns the partition (see
+    /// The highest writer epoch among the changelog records up to `changelog`: those read
+    /// into the data, and this worker's own (confirmed) epoch once a checkpoint committed
+    /// under it; a restore skips later records below it (see
     /// [`crate::names::HEADER_WRITER_EPOCH`]).
     pub epoch: Option<i64>,
 }

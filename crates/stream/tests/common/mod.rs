@@ -15,6 +15,13 @@ pub struct TestEnv {
 }
 
 pub fn env() -> TestEnv {
+    // The core's own logs, with RUST_LOG set (e.g. `RUST_LOG=info cargo test -- --nocapture`).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     match std::env::var("CTA_TEST_BROKERS") {
         Ok(brokers) => TestEnv {
             embedded: None,
@@ -34,6 +41,11 @@ pub fn env() -> TestEnv {
 }
 
 impl TestEnv {
+    /// The embedded broker, for fault injection; `None` on an external one.
+    pub fn embedded(&self) -> Option<&EmbeddedBroker> {
+        self.embedded.as_ref()
+    }
+
     /// Creates topics on the embedded broker (a real broker gets them from the code under test).
     pub fn create_topics(&self, names: &[String], partitions: i32) {
         if let Some(b) = &self.embedded {

@@ -23,9 +23,11 @@ pub struct RestoreReport {
     /// worker that kept going after it lost the partition.
     pub fenced: u64,
     pub source_offset: i64,
-    /// The highest writer epoch read (or the store's); after an owner's restore, the epoch
-    /// it writes with.
+    /// The highest writer epoch read (or the store's): what the store keeps as its fence.
     pub epoch: i64,
+    /// After an owner's restore ([`super::Replay::Restore`]), the epoch it may write with once
+    /// the group confirms it owns the partition ([`super::owner_epoch`]); a standby's, 0.
+    pub owner_epoch: i64,
 }
 
 /// Changelog records read since the last write to the store. Only the latest entry of each

@@ -12,10 +12,18 @@
 //! Writer epochs fence zombies. A worker the group removed (it missed a rebalance) may still
 //! flush one checkpoint's changelog records after another worker took its partitions over;
 //! landing after the new owner's records, their older values would win. Every owner's
-//! restore therefore takes a writer epoch above every epoch it read (and above the clock in
-//! milliseconds, so an owner that read nothing of its predecessor still ranks above it), and
-//! a replay skips any record whose epoch is below one it has already seen. A record without
-//! the header (written before the epochs existed, or by another tool) is never skipped for it. A warm restart with nothing after C
+//! restore therefore proposes a writer epoch above every epoch it read and above the clock in
+//! milliseconds ([`owner_epoch`]), and a replay skips any record whose epoch is below one it
+//! has already seen. The epoch counts only once the group confirmed this worker as the owner,
+//! after the restore (the rebalance code commits the restored offsets first): a worker frozen
+//! during a rebalance may wake and restore for an assignment the group has already given to
+//! another worker, and the epoch it would take then is above the rightful owner's. Such an
+//! epoch is never written anywhere: the store keeps only the highest epoch read from the
+//! changelog (and, after each committed checkpoint, the confirmed epoch its records carry).
+//! So a later owner's epoch, taken after the group moved on from the last confirmed one, is
+//! always above it (one clock: the workers' clocks are assumed to agree to within a
+//! rebalance). A record without the header (written before the epochs existed, or by another
+//! tool) is never skipped for it. A warm restart with nothing after C
 //! reads no changelog record at all, so its cost does not grow with the changelog.
 
 mod batch;
@@ -62,7 +70,8 @@ pub enum Replay {
     Follow,
 }
 
-/// The epoch an owner writes with after reading up to `seen`: above it and above the clock.
+/// The epoch an owner writes with after reading up to `seen` (once the group confirms it):
+/// above it and above the clock.
 fn owner_epoch(seen: i64) -> i64 {
     seen.saturating_add(1).max(crate::now_ms())
 }
@@ -142,11 +151,16 @@ impl Restorer {
             epoch: offsets.epoch.unwrap_or(0),
             ..Default::default()
         };
-        // The owner takes its epoch once everything written before is read.
-        let final_epoch = |seen: i64| if follow { seen } else { owner_epoch(seen) };
+        // The owner proposes its epoch once everything written before is read; the store
+        // keeps what was read.
+        let propose = |report: &mut RestoreReport| {
+            if !follow {
+                report.owner_epoch = owner_epoch(report.epoch);
+            }
+        };
         let Some((start, high)) = self.range_to_read(table, partition, &topic, offsets, target)
         else {
-            report.epoch = final_epoch(report.epoch);
+            propose(&mut report);
             table.restore_batch(
                 partition,
                 &[],
@@ -181,7 +195,7 @@ impl Restorer {
             status.restore_done.fetch_add(gaps, Ordering::Relaxed);
         }
         let changes = batch.take(table, Skipped::new(&topic, partition, status), &mut report);
-        report.epoch = final_epoch(report.epoch);
+        propose(&mut report);
         table.restore_batch(
             partition,
             &changes,
