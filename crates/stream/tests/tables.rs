@@ -410,7 +410,7 @@ async fn first_run(env: &TestEnv, name: &str) -> FirstRun {
     let dir = tempfile::tempdir().unwrap();
     let r = start(env, &app_id, &topic, dir.path());
     wait_equal(&r, &expected, Duration::from_secs(60)).await;
-    let items = r.table.items().unwrap().as_ref().clone();
+    let items: Vec<(i32, String, i64)> = r.table.items().unwrap().to_vec();
     stop(r).await;
     FirstRun {
         topic,

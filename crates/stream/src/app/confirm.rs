@@ -10,6 +10,7 @@
 //! A later owner of these partitions restores only after the group moved on from that answer,
 //! so its epoch, from the clock then, is above the one confirmed here.
 
+use super::rebalance::Resume;
 use super::state::WorkerState;
 use crate::checkpoint::fenced;
 use crate::error::{Result, StreamError};
@@ -18,7 +19,6 @@ use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ impl WorkerState {
     pub(super) fn confirm_ownership<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        resume: &HashMap<(String, i32), Offset>,
+        resume: &Resume,
         proposed: &[Proposed],
     ) -> Result<bool> {
         let mut last: Option<String> = None;
@@ -92,7 +92,7 @@ enum Answer {
 
 fn commit_resume_offsets<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    resume: &HashMap<(String, i32), Offset>,
+    resume: &Resume,
 ) -> Answer {
     let answer = offsets_to_commit(consumer, resume).and_then(|offsets| {
         if offsets.count() == 0 {
@@ -120,7 +120,7 @@ fn commit_resume_offsets<C: ConsumerContext>(
 /// beginning (no offset anywhere) at its log start.
 fn offsets_to_commit<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    resume: &HashMap<(String, i32), Offset>,
+    resume: &Resume,
 ) -> Result<TopicPartitionList> {
     let mut tpl = TopicPartitionList::new();
     for ((topic, p), offset) in resume {

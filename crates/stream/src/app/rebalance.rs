@@ -20,6 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
+/// Where each assigned source partition resumes.
+pub(super) type Resume = HashMap<(String, i32), Offset>;
+
 impl WorkerState {
     /// Restores every table partition of the `added` source partitions and returns where each
     /// of them resumes. With the eager protocol `added` is the whole new assignment (partitions
@@ -30,7 +33,7 @@ impl WorkerState {
         consumer: &BaseConsumer<C>,
         added: &[(String, i32)],
         incremental: bool,
-    ) -> Result<HashMap<(String, i32), Offset>> {
+    ) -> Result<Resume> {
         self.status.assignment_began_now();
         self.fenced_since = None;
         // A standby copy of an added partition is closed so its store can open as ours.
@@ -153,7 +156,7 @@ impl WorkerState {
         consumer: &BaseConsumer<C>,
         added: &[(String, i32)],
         committed: &HashMap<(String, i32), i64>,
-    ) -> Result<(HashMap<(String, i32), Offset>, Vec<Proposed>)> {
+    ) -> Result<(Resume, Vec<Proposed>)> {
         let mut resume = HashMap::new();
         let mut proposed = Vec::new();
         for (topic, p) in added {
