@@ -177,22 +177,14 @@ async fn a_store_of_another_app_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cold_restore_skips_changelog_records_that_do_not_decode() {
     let env = env();
-    let id = unique_name("t");
-    let topic = format!("bad-changelog-src-{id}");
-    let app_id = format!("bad-changelog-app-{id}");
-    let changelog = cta_stream_core::names::changelog_topic(&app_id, "counts");
-    env.create_topics(&[topic.clone(), changelog.clone()], 4);
-    let expected = produce(&env.kafka.brokers, &topic, 4_000, 40);
-
-    let dir = tempfile::tempdir().unwrap();
-    let r = start(&env, &app_id, &topic, dir.path());
-    wait_equal(&r, &expected, Duration::from_secs(60)).await;
+    let run = first_run(&env, "bad-changelog").await;
+    let (topic, app_id, changelog) = (run.topic, run.app_id, run.changelog);
+    let expected = run.expected;
     // One key of each partition, for a garbage value in that partition's changelog.
     let mut per_partition: BTreeMap<i32, String> = BTreeMap::new();
-    for (p, k, _) in r.table.items().unwrap() {
+    for (p, k, _) in run.items {
         per_partition.entry(p).or_insert(k);
     }
-    stop(r).await;
 
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &env.kafka.brokers)
