@@ -264,6 +264,10 @@ struct ThroughputArgs {
     /// checkpoint.
     #[arg(long, value_parser = humantime::parse_duration)]
     commit_interval: Option<Duration>,
+    /// Run the worker's agents on its poll thread, not on a thread of their own (the worker's
+    /// way before the agents got one; to compare the two in one session).
+    #[arg(long)]
+    agents_inline: bool,
 }
 
 #[tokio::main]
@@ -283,6 +287,7 @@ async fn main() -> anyhow::Result<()> {
                 timeout: Duration::from_secs(a.timeout_secs),
                 perf_control: a.perf_control_fifo.clone(),
                 commit_interval: a.commit_interval,
+                agents_inline: a.agents_inline,
             };
             let report = throughput::run(&a.broker.choice(), &opts)
                 .await

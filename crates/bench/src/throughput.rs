@@ -56,6 +56,8 @@ pub struct ThroughputOptions {
     pub perf_control: Option<PathBuf>,
     /// The worker's checkpoint interval (`None`: the worker's default, as `worker` starts).
     pub commit_interval: Option<Duration>,
+    /// The worker's agents on its poll thread (`AppConfig::agent_thread` off).
+    pub agents_inline: bool,
 }
 
 /// Writes a `perf record --control` command; a profiler that is not listening is not an error.
@@ -303,10 +305,11 @@ fn raw_consume(
     let deadline = Instant::now() + timeout;
     let (mut seen, mut bytes) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
+    let mut batch = fetch.as_ref().map(FetchQueue::new_batch);
     while seen < n {
-        match &mut fetch {
-            Some(f) => {
-                let batch = f.drain(Duration::from_millis(100));
+        match (&mut fetch, &mut batch) {
+            (Some(f), Some(batch)) => {
+                f.drain(Duration::from_millis(100), batch);
                 for i in 0..batch.len() {
                     let m = batch.get(i);
                     if m.error().is_none() {
@@ -316,7 +319,7 @@ fn raw_consume(
                     }
                 }
             }
-            None => match consumer.poll(Duration::from_millis(100)) {
+            _ => match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     first.get_or_insert_with(Instant::now);
                     seen += 1;
@@ -338,6 +341,8 @@ fn raw_consume(
     }
     let last = Instant::now();
     let cost = meter.read();
+    // Messages go before their queue, the queue before its consumer.
+    drop(batch);
     drop(fetch);
     drop(consumer);
     let first = first.unwrap_or(last);
@@ -365,6 +370,7 @@ async fn measure_worker(
     if let Some(i) = opts.commit_interval {
         config.commit_interval = i;
     }
+    config.agent_thread = !opts.agents_inline;
     let commit_interval_ms = config.commit_interval.as_millis() as u64;
     let mut w = RunningWorker::start_keyed(config, &env.registry, keys)?;
     // Each probe reads the table (and holds its lock) briefly: 25 ms keeps the interference

@@ -38,7 +38,7 @@ struct Shared {
 pub struct FetchQueue {
     queue: NonNull<rd::rd_kafka_queue_t>,
     shared: Arc<Shared>,
-    buffer: Vec<*mut rd::rd_kafka_message_t>,
+    batch: usize,
 }
 
 /// Attaches partitions and wakes the batch wait; does nothing after the queue is gone.
@@ -60,7 +60,7 @@ impl FetchQueue {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Some(QueuePtr(queue))),
             }),
-            buffer: vec![std::ptr::null_mut(); batch.max(1)],
+            batch: batch.max(1),
         })
     }
 
@@ -70,39 +70,56 @@ impl FetchQueue {
         }
     }
 
-    /// Drains up to the batch size of queued messages without waiting; when none is queued,
-    /// waits up to `timeout` for the first one (or a wake-up) and returns what arrived.
-    pub fn drain(&mut self, timeout: Duration) -> Fetched<'_> {
-        let all = self.buffer.len();
-        let mut n = self.fill(0, all, 0);
-        if n == 0 {
-            n = self.fill(0, 1, i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX));
-            if n > 0 {
-                n += self.fill(n, all - n, 0);
-            }
-        }
-        Fetched {
-            messages: &mut self.buffer[..n],
+    /// An empty batch with room for one drain.
+    pub fn new_batch(&self) -> Batch {
+        Batch {
+            messages: Vec::with_capacity(self.batch),
         }
     }
 
-    /// Consumes up to `max` messages into `buffer[at..]`, waiting up to `timeout_ms` for them.
-    fn fill(&mut self, at: usize, max: usize, timeout_ms: i32) -> usize {
+    /// Releases what `into` held, then drains into it up to the batch size of queued messages
+    /// without waiting; when none is queued, waits up to `timeout` for the first one (or a
+    /// wake-up) and takes what arrived.
+    pub fn drain(&mut self, timeout: Duration, into: &mut Batch) {
+        into.clear();
+        let all = self.batch;
+        let mut n = self.fill(into, all, 0);
+        if n == 0 {
+            n = self.fill(
+                into,
+                1,
+                i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
+            );
+            if n > 0 {
+                self.fill(into, all - n, 0);
+            }
+        }
+    }
+
+    /// Consumes up to `max` messages onto the end of `into`, waiting up to `timeout_ms` for
+    /// them; returns how many.
+    fn fill(&mut self, into: &mut Batch, max: usize, timeout_ms: i32) -> usize {
         if max == 0 {
             return 0;
         }
-        debug_assert!(at + max <= self.buffer.len());
-        // SAFETY: the queue is alive (owned by self); the buffer has room for `max` pointers
-        // from `at`.
+        let v = &mut into.messages;
+        v.reserve(max);
+        let at = v.len();
+        // SAFETY: the queue is alive (owned by self); the vector has room for `max` more
+        // pointers after its `at` initialised ones.
         let n = unsafe {
             rd::rd_kafka_consume_batch_queue(
                 self.queue.as_ptr(),
                 timeout_ms,
-                self.buffer.as_mut_ptr().add(at),
+                v.as_mut_ptr().add(at),
                 max,
             )
         };
-        usize::try_from(n).unwrap_or(0)
+        // -1 is an error (none consumed).
+        let n = usize::try_from(n).unwrap_or(0).min(max);
+        // SAFETY: librdkafka wrote `n` message pointers from `at`.
+        unsafe { v.set_len(at + n) };
+        n
     }
 }
 
@@ -155,12 +172,17 @@ impl FetchHandle {
     }
 }
 
-/// One drained batch; the messages are released when it is dropped.
-pub struct Fetched<'q> {
-    messages: &'q mut [*mut rd::rd_kafka_message_t],
+/// Drained messages, owned by the batch: released by [`Batch::clear`] (or the next drain into
+/// it) or when it is dropped, on whichever thread holds it then.
+pub struct Batch {
+    messages: Vec<*mut rd::rd_kafka_message_t>,
 }
 
-impl Fetched<'_> {
+// SAFETY: librdkafka messages may be read and destroyed on any thread; each pointer belongs to
+// this batch alone until it is destroyed, once.
+unsafe impl Send for Batch {}
+
+impl Batch {
     pub fn len(&self) -> usize {
         self.messages.len()
     }
@@ -172,24 +194,41 @@ impl Fetched<'_> {
     /// The `i`-th message of the batch.
     pub fn get(&self, i: usize) -> FetchedMessage<'_> {
         // SAFETY: every pointer in the batch came from consume_batch_queue and is released
-        // only when the batch is dropped, after every borrow of it.
+        // only by `clear`/`retain`/drop, which take the batch mutably (after every borrow).
         FetchedMessage {
             m: unsafe { &*self.messages[i] },
         }
     }
-}
 
-impl Drop for Fetched<'_> {
-    fn drop(&mut self) {
-        for m in self.messages.iter_mut() {
-            // SAFETY: each message is destroyed exactly once, here.
-            unsafe { rd::rd_kafka_message_destroy(*m) };
-            *m = std::ptr::null_mut();
+    /// Releases every message.
+    pub fn clear(&mut self) {
+        for m in self.messages.drain(..) {
+            // SAFETY: each message is destroyed exactly once, here, and removed from the batch.
+            unsafe { rd::rd_kafka_message_destroy(m) };
         }
+    }
+
+    /// Keeps the messages `keep` says yes to, in order, and releases the others.
+    pub fn retain(&mut self, mut keep: impl FnMut(&FetchedMessage<'_>) -> bool) {
+        self.messages.retain(|&m| {
+            // SAFETY: the message is live (not yet destroyed); the borrow ends in this closure.
+            let kept = keep(&FetchedMessage { m: unsafe { &*m } });
+            if !kept {
+                // SAFETY: destroyed once, and removed from the batch by `retain`.
+                unsafe { rd::rd_kafka_message_destroy(m) };
+            }
+            kept
+        });
     }
 }
 
-/// A message of a [`Fetched`] batch (rdkafka's `Message` view of it).
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// A message of a [`Batch`] (rdkafka's `Message` view of it).
 pub struct FetchedMessage<'a> {
     m: &'a rd::rd_kafka_message_t,
 }

@@ -42,8 +42,20 @@ struct Running {
 }
 
 fn start(env: &TestEnv, app_id: &str, topic: &str, dir: &std::path::Path) -> Running {
+    start_with(env, app_id, topic, dir, true)
+}
+
+/// As `start`, with the agents on a thread of their own or (`agent_thread` false) inline.
+fn start_with(
+    env: &TestEnv,
+    app_id: &str,
+    topic: &str,
+    dir: &std::path::Path,
+    agent_thread: bool,
+) -> Running {
     let mut config = AppConfig::new(app_id, env.kafka.clone(), dir);
     config.commit_interval = Duration::from_millis(100);
+    config.agent_thread = agent_thread;
     let mut app = App::new(config);
     let table: Table<String, i64> = app.table(TableSpec {
         name: "counts".into(),
@@ -121,8 +133,9 @@ async fn counts_survive_warm_restart_and_cold_restore() {
     assert_eq!(parts.len(), expected.len());
     stop(r).await;
 
-    // Warm restart: same dir; nothing to replay, counts exact; then new records continue.
-    let r = start(&env, &app_id, &topic, dir.path());
+    // Warm restart: same dir; nothing to replay, counts exact; then new records continue,
+    // counted by agents on the poll thread this time (`agent_thread` off).
+    let r = start_with(&env, &app_id, &topic, dir.path(), false);
     wait_equal(&r, &expected, Duration::from_secs(30)).await;
     let more = produce(&env.kafka.brokers, &topic, 5_000, 97);
     let mut expected2 = expected.clone();

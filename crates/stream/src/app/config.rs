@@ -28,6 +28,9 @@ pub struct AppConfig {
     /// Warm copies kept of each partition on other workers ([`crate::standby::Standby`]); needs the
     /// directory (`advertise_url`).
     pub standby_replicas: u32,
+    /// Run the agents on a thread of their own while the poll thread drains the next batch
+    /// (default); off, they run on the poll thread between drains.
+    pub agent_thread: bool,
 }
 
 impl AppConfig {
@@ -46,6 +49,7 @@ impl AppConfig {
             advertise_url: None,
             guarantee: Guarantee::default(),
             standby_replicas: 0,
+            agent_thread: true,
         }
     }
 }

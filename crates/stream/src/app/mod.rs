@@ -4,7 +4,8 @@
 //! submodules, one concern each:
 //! - [`config`]: the settings ([`AppConfig`]);
 //! - `runtime`: the worker thread: one group consumer polled on a dedicated thread (Faust's
-//!   conductor), each record routed by topic to its agents (`routing`), a checkpoint
+//!   conductor; `poll`), each record routed by topic to its agents (`routing`) on a thread of
+//!   their own (`agents`), a checkpoint
 //!   ([`crate::checkpoint`]) every `commit_interval` or `commit_every` records; the timers
 //!   ([`crate::timer`]) run between batches, and output records ([`crate::emit`]) wait in the
 //!   outbox for the checkpoint;
@@ -17,6 +18,7 @@
 //! Not here: the commit order (`checkpoint`), stores and recovery (`table`), Kafka settings
 //! (`crate::config`).
 
+mod agents;
 mod config;
 mod confirm;
 mod dead_letter;

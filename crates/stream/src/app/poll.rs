@@ -1,18 +1,18 @@
-//! The poll loop, one round at a time: the consumer's own queue (rebalances, errors), then a
-//! batch from the fetch queue, each record to its topic's agents, then the repartitioned
-//! records, the timers and, every `commit_interval` or `commit_every` records, a checkpoint.
-//! Starting and stopping the loop is `runtime`'s; assignment and revocation `rebalance`'s.
+//! The poll loop, one round at a time: a batch drained from the fetch queue while the agents
+//! process the previous one (`agents`), then, with the agents idle, the timers and, every
+//! `commit_interval` or `commit_every` records, a checkpoint, then the consumer's own queue
+//! (rebalances, errors), and the new batch handed to the agents. Starting and stopping the
+//! loop is `runtime`'s; assignment and revocation `rebalance`'s.
 
+use super::agents::{AgentThread, Inline, Processing, Round};
 use super::rebalance::ConductorContext;
-use super::routing::{BatchProgress, TopicSlots};
 use super::App;
-use crate::error::{ErrorKind, Result, StreamError};
-use crate::fetch::{FetchQueue, Fetched};
-use crate::record::Record;
+use crate::error::{Result, StreamError};
+use crate::fetch::{Batch, FetchQueue};
+use crate::sensor::Status;
 use crate::shutdown::Shutdown;
+use crate::timer::Timers;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::Message;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,28 +20,15 @@ use std::time::{Duration, Instant};
 /// How long a worker the group removed may wait to be given partitions again before it stops.
 const FENCED_LIMIT: Duration = Duration::from_secs(120);
 
-/// What the loop carries from one round to the next.
-struct Round {
-    /// Records (and timer writes) since the last checkpoint.
-    since_commit: u64,
+/// What the poll thread keeps between rounds besides the agents' round: the timers and when
+/// the last checkpoint was.
+struct Conductor<'a> {
+    timers: &'a mut Timers,
+    commit_every: u64,
+    commit_interval: Duration,
+    status: &'a Status,
+    repartitioned: bool,
     last_commit: Duration,
-    seen_first: bool,
-    topics: TopicSlots,
-    progress: BatchProgress,
-    /// Whether the app has timers: only then are event times noted.
-    timed: bool,
-    /// Latest event time per topic slot in this batch, for the timers' stream time.
-    latest: Vec<Option<i64>>,
-}
-
-impl Round {
-    fn note(&mut self, slot: usize, partition: i32, offset: i64, timestamp: Option<i64>) {
-        if self.timed {
-            note_time(&mut self.latest, slot, timestamp);
-        }
-        self.progress.record(slot, partition, offset);
-        self.since_commit += 1;
-    }
 }
 
 impl App {
@@ -52,36 +39,93 @@ impl App {
         routes: &HashMap<String, Vec<usize>>,
         shutdown: &Shutdown,
     ) -> Result<()> {
-        let mut round = Round {
-            since_commit: 0,
-            last_commit: coarse_now(),
-            seen_first: false,
-            topics: TopicSlots::default(),
-            progress: BatchProgress::default(),
-            timed: !self.timers.is_empty(),
-            latest: Vec::new(),
-        };
         let ctx = consumer.context();
+        let round = Round::new(
+            &mut self.agents,
+            routes,
+            self.config.dead_letter,
+            !self.timers.is_empty(),
+        );
+        let mut conductor = Conductor {
+            timers: &mut self.timers,
+            commit_every: self.config.commit_every,
+            commit_interval: self.config.commit_interval,
+            status: &self.status,
+            repartitioned: !self.repartitions.is_empty(),
+            last_commit: coarse_now(),
+        };
+        let status = &*self.status;
+        if self.config.agent_thread {
+            std::thread::scope(|scope| {
+                let mut agents = AgentThread::spawn(scope, ctx, status)?;
+                conductor.run(consumer, fetch, shutdown, round, &mut agents)
+            })
+        } else {
+            let mut agents = Inline::new(ctx, status);
+            conductor.run(consumer, fetch, shutdown, round, &mut agents)
+        }
+    }
+}
+
+impl<'a> Conductor<'a> {
+    /// Rounds until `shutdown`. The agents hold the round while they process a batch; the
+    /// poll thread takes it back before anything that reads or writes the tables or the
+    /// positions (timers, checkpoints, rebalance callbacks), so those see every record of the
+    /// batches handed over and none of the one drained meanwhile.
+    fn run<'r>(
+        &mut self,
+        consumer: &BaseConsumer<ConductorContext>,
+        fetch: &mut FetchQueue,
+        shutdown: &Shutdown,
+        round: Round<'r>,
+        agents: &mut dyn Processing<'r>,
+    ) -> Result<()> {
+        let ctx = consumer.context();
+        // The round, while no batch is with the agents.
+        let mut idle = Some(round);
+        let mut next = fetch.new_batch();
+        let mut spare: Option<Batch> = None;
         while !shutdown.is_triggered() {
-            self.poll_consumer_queue(consumer, routes, &mut round)?;
+            // The previous batch's messages are released here too (the drain clears `next`).
+            fetch.drain(Duration::from_millis(100), &mut next);
+            let mut round = match idle.take() {
+                Some(r) => r,
+                None => {
+                    let (r, done) = agents.finish()?;
+                    spare = Some(done);
+                    r
+                }
+            };
+            self.finish_round(consumer, &mut round)?;
+            self.poll_consumer_queue(consumer, &mut round)?;
             // A rebalance callback that failed (it returns nothing through `poll`).
             if ctx.failed.load(Ordering::Relaxed) {
                 if let Some(e) = ctx.with_state(|s| Ok(s.fatal.take()))? {
                     return Err(e);
                 }
             }
-            let batch = fetch.drain(Duration::from_millis(100));
+            ctx.drop_reassigned(&mut next);
             if let Some(since) = ctx.with_state(|s| Ok(s.fenced_since))? {
                 // Removed from the group: these records' partitions may be another worker's,
                 // which reads them itself. Dropped until the group assigns partitions again.
-                drop(batch);
+                next.clear();
+                idle = Some(round);
                 if since.elapsed() > FENCED_LIMIT {
                     return Err(StreamError::Fenced(FENCED_LIMIT.as_secs()));
                 }
                 continue;
             }
-            self.process_batch(ctx, batch, routes, &mut round)?;
-            self.finish_round(consumer, &mut round)?;
+            if next.is_empty() {
+                idle = Some(round);
+                continue;
+            }
+            let batch =
+                std::mem::replace(&mut next, spare.take().unwrap_or_else(|| fetch.new_batch()));
+            agents.start(round, batch)?;
+        }
+        if idle.is_none() {
+            // The batch handed over last is processed; the final checkpoint takes it.
+            agents.finish()?;
         }
         Ok(())
     }
@@ -91,8 +135,7 @@ impl App {
     fn poll_consumer_queue(
         &mut self,
         consumer: &BaseConsumer<ConductorContext>,
-        routes: &HashMap<String, Vec<usize>>,
-        round: &mut Round,
+        round: &mut Round<'_>,
     ) -> Result<()> {
         let ctx = consumer.context();
         loop {
@@ -108,52 +151,10 @@ impl App {
                     if ctx.with_state(|s| Ok(s.fenced_since.is_some()))? {
                         continue;
                     }
-                    if !round.seen_first {
-                        self.status.first_record_seen();
-                        round.seen_first = true;
-                    }
-                    let slot = round.topics.by_name(m.topic(), routes);
-                    self.process(ctx, &m, &round.topics.slots[slot].agents)?;
-                    round.note(slot, m.partition(), m.offset(), m.timestamp().to_millis());
-                    round.progress.flush(ctx, &round.topics, &self.status)?;
+                    round.process_one(ctx, self.status, &m)?;
                 }
             }
         }
-    }
-
-    /// A batch from the fetch queue, each record to its topic's agents; positions reach the
-    /// worker state before anything can read them (the next poll, whose rebalance callback
-    /// checkpoints, or the checkpoint of this round).
-    fn process_batch(
-        &mut self,
-        ctx: &ConductorContext,
-        batch: Fetched<'_>,
-        routes: &HashMap<String, Vec<usize>>,
-        round: &mut Round,
-    ) -> Result<()> {
-        if !batch.is_empty() && !round.seen_first {
-            self.status.first_record_seen();
-            round.seen_first = true;
-        }
-        for i in 0..batch.len() {
-            let m = batch.get(i);
-            if let Some(code) = m.error() {
-                // Partition errors come this way (e.g. a topic's authorization).
-                let error = rdkafka::error::KafkaError::MessageConsumption(code);
-                if let Some(refused) = StreamError::group_refused(&error) {
-                    return Err(refused);
-                }
-                if code != RDKafkaErrorCode::PartitionEOF {
-                    tracing::warn!(topic = m.topic(), partition = m.partition(), error = %code, "fetch error (librdkafka retries)");
-                }
-                continue;
-            }
-            let slot = round.topics.by_handle(&m, routes);
-            self.process(ctx, &m, &round.topics.slots[slot].agents)?;
-            round.note(slot, m.partition(), m.offset(), m.timestamp().to_millis());
-        }
-        drop(batch);
-        round.progress.flush(ctx, &round.topics, &self.status)
     }
 
     /// After a batch: the repartitioned records out, the timers, and a checkpoint when one is
@@ -161,10 +162,10 @@ impl App {
     fn finish_round(
         &mut self,
         consumer: &BaseConsumer<ConductorContext>,
-        round: &mut Round,
+        round: &mut Round<'_>,
     ) -> Result<()> {
         let ctx = consumer.context();
-        if !self.repartitions.is_empty() {
+        if self.repartitioned {
             ctx.with_state(|s| s.send_repartitioned())?;
         }
         if round.timed {
@@ -178,13 +179,13 @@ impl App {
             round.since_commit += self.fire_timers(ctx)?;
         }
         if round.since_commit > 0
-            && (round.since_commit >= self.config.commit_every
-                || coarse_now().saturating_sub(round.last_commit) >= self.config.commit_interval)
+            && (round.since_commit >= self.commit_every
+                || coarse_now().saturating_sub(self.last_commit) >= self.commit_interval)
         {
             // Not taken by the group: the caches stay and the next checkpoint retries.
             ctx.with_state(|s| s.checkpoint(consumer))?;
             round.since_commit = 0;
-            round.last_commit = coarse_now();
+            self.last_commit = coarse_now();
         }
         Ok(())
     }
@@ -201,39 +202,6 @@ impl App {
         })?;
         self.timers.fire(crate::now_ms(), &owned)
     }
-
-    /// Hands one record to `agents`; a record an agent cannot decode goes to the dead-letter
-    /// topic (when enabled) and processing goes on.
-    fn process<M: Message>(
-        &mut self,
-        ctx: &ConductorContext,
-        m: &M,
-        agents: &[usize],
-    ) -> Result<()> {
-        if agents.is_empty() {
-            return Ok(());
-        }
-        let record = Record::from_message(m);
-        for &i in agents {
-            if let Err(e) = self.agents[i].process(&record) {
-                if e.kind() != ErrorKind::Data {
-                    return Err(e);
-                }
-                ctx.with_state(|state| state.dead_letter(m, &e, self.config.dead_letter))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Keeps the latest event time of a topic slot within a batch.
-fn note_time(latest: &mut Vec<Option<i64>>, slot: usize, t: Option<i64>) {
-    let Some(t) = t else { return };
-    if latest.len() <= slot {
-        latest.resize(slot + 1, None);
-    }
-    let cur = &mut latest[slot];
-    *cur = Some(cur.map_or(t, |c| c.max(t)));
 }
 
 /// Monotonic time since an arbitrary start, with the kernel's tick resolution (a few ms) on

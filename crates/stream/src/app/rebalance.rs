@@ -278,6 +278,15 @@ pub(super) struct ConductorContext {
     /// consumer inside the callback: `rebalance_protocol()` there can block for good while the
     /// consumer is closing.
     pub(super) incremental: bool,
+    /// Partitions assigned or revoked since the poll loop last dropped their drained records.
+    pub(super) reassigned: Mutex<Reassigned>,
+}
+
+/// What rebalance callbacks assigned or revoked (`all` after an unassign of everything).
+#[derive(Default)]
+pub(super) struct Reassigned {
+    all: bool,
+    partitions: Vec<(String, i32)>,
 }
 
 impl ConductorContext {
@@ -286,6 +295,46 @@ impl ConductorContext {
         // that sharing explicit and is never contended.
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g)
+    }
+
+    /// Releases the records of `batch` that belong to partitions a rebalance callback assigned
+    /// or revoked since the last call. The poll loop drains a batch before it serves the
+    /// consumer's queue (the agents process the previous one meanwhile), so such records were
+    /// fetched for an assignment that is over: a revoked partition is another worker's now,
+    /// and an assigned one is fetched again from where it resumes. librdkafka drops them itself
+    /// only when they are still queued.
+    pub(super) fn drop_reassigned(&self, batch: &mut crate::fetch::Batch) {
+        let reassigned = {
+            let mut g = self.reassigned.lock().unwrap_or_else(|p| p.into_inner());
+            if !g.all && g.partitions.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *g)
+        };
+        let before = batch.len();
+        if reassigned.all {
+            batch.clear();
+        } else {
+            use rdkafka::message::Message;
+            batch.retain(|m| {
+                !reassigned
+                    .partitions
+                    .iter()
+                    .any(|(t, p)| *p == m.partition() && t == m.topic())
+            });
+        }
+        if batch.len() < before {
+            tracing::debug!(
+                dropped = before - batch.len(),
+                "records drained before a rebalance, of partitions it assigned or revoked"
+            );
+        }
+    }
+
+    fn note_reassigned(&self, partitions: &[(String, i32)], all: bool) {
+        let mut g = self.reassigned.lock().unwrap_or_else(|p| p.into_inner());
+        g.all |= all;
+        g.partitions.extend_from_slice(partitions);
     }
 
     /// A rebalance callback failed: the poll loop stops with `e` after this poll.
@@ -318,6 +367,7 @@ impl ConsumerContext for ConductorContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let incremental = self.incremental;
                 let added = partitions(tpl);
+                self.note_reassigned(&added, false);
                 let result = self.with_state(|s| s.on_assign(consumer, &added, incremental));
                 match result {
                     Ok(resume) => {
@@ -353,6 +403,7 @@ impl ConsumerContext for ConductorContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let incremental = self.incremental;
                 let revoked = partitions(tpl);
+                self.note_reassigned(&revoked, !incremental);
                 let lost = consumer.assignment_lost();
                 if let Err(e) =
                     self.with_state(|s| s.on_revoke(consumer, &revoked, incremental, lost))
@@ -371,6 +422,7 @@ impl ConsumerContext for ConductorContext {
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error");
+                self.note_reassigned(&[], true);
                 let _ = consumer.unassign();
             }
         }

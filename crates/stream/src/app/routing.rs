@@ -1,6 +1,6 @@
 //! Routing inside the poll loop: which agents a record's topic goes to (found by librdkafka's
 //! topic handle, not by name, on the hot path), and what a batch advanced (next offsets and
-//! counts), handed over once per batch. Processing the record is the runtime's, not this.
+//! counts), handed over once per batch. Processing the record is `agents`', not this.
 
 use super::rebalance::ConductorContext;
 use crate::error::Result;

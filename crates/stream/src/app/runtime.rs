@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Records taken from the fetch queue at a time (fewer when `commit_every` is smaller).
-const FETCH_BATCH: usize = 1024;
+const FETCH_BATCH: usize = 4096;
 
 impl App {
     /// Runs until `shutdown`; returns after the final checkpoint.
@@ -148,6 +148,7 @@ impl App {
             failed: AtomicBool::new(false),
             fetch: OnceLock::new(),
             incremental: self.config.kafka.incremental_rebalancing(),
+            reassigned: Mutex::default(),
         };
         let member = group_instance_id(&self.config.app_id, &self.config.data_dir)?;
         let mut consumer: BaseConsumer<ConductorContext> = self
