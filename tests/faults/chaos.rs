@@ -110,8 +110,6 @@ async fn three_workers_stay_exact_through_kills_stops_and_a_fourth_joining() {
 /// session timeout, then let go on (SIGCONT) without a restart, as a long pause would: the group
 /// removes it meanwhile, and it wakes up still holding work for partitions that moved on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "lost entries in 4 of 4 runs before the ownership confirmation (2026-12-03), exact in \
-            every run since; too few runs yet to gate CI on (see README, Failure behaviour)"]
 async fn three_workers_stay_exact_through_kills_stops_and_pauses_past_the_session_timeout() {
     chaos(Events::KillsStopsAndPauses).await
 }

@@ -4,7 +4,8 @@
 //!    ([`KafkaConfig::group_consumer`]), all partitions assigned from the beginning, records
 //!    counted and discarded until N were seen, twice: with `BaseConsumer::poll` (one message
 //!    per call: the baseline) and in batches from one queue
-//!    ([`cta_stream::stream::FetchQueue`], the way the worker itself consumes), so the
+//!    ([`cta_stream::stream::FetchQueue`], the way the worker itself consumes, batches of the
+//!    worker's [`FETCH_BATCH`]), so the
 //!    worker is also compared with the fastest plain consumer of the same library;
 //! 2. **worker**: the CTA worker as `transit::build_worker` declares it, with a fresh app id and
 //!    data dir, timed from start until the turnstile table's counts sum to N (*caught up*) and
@@ -28,8 +29,8 @@ use crate::measure::{mib, per_million, MachineInfo, PhaseCost, PhaseMeter};
 use crate::worker::{wait_for, RunningWorker};
 use crate::workload::{as_map, compare_counts, counts_checksum, produce_turnstile, Draw, Produced};
 use crate::{rate, thousands, BenchError, Result};
-use cta_stream::stream::FetchQueue;
 use cta_stream::stream::{AppConfig, KafkaConfig, StreamError};
+use cta_stream::stream::{FetchQueue, FETCH_BATCH};
 use cta_stream::transit::models::topics;
 use cta_stream::transit::stations::Dataset;
 use cta_stream::transit::TurnstileKeys;
@@ -294,7 +295,7 @@ fn raw_consume(
     let mut fetch = match mode {
         RawMode::Poll => None,
         RawMode::Batch => {
-            let f = FetchQueue::new(&consumer, 1024)?;
+            let f = FetchQueue::new(&consumer, FETCH_BATCH)?;
             f.handle().attach(&consumer, &tpl);
             Some(f)
         }

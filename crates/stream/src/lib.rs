@@ -93,7 +93,7 @@ pub use config::KafkaConfig;
 pub use declare::FnAgent;
 pub use directory::Directory;
 pub use error::{DecodeError, ErrorKind, Result, RetryHint, StreamError};
-pub use fetch::FetchQueue;
+pub use fetch::{FetchQueue, FETCH_BATCH};
 pub use global::GlobalTable;
 pub use join::JoinTable;
 pub use record::Record;

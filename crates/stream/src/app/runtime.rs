@@ -8,7 +8,7 @@ use super::state::WorkerState;
 use super::App;
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
-use crate::fetch::FetchQueue;
+use crate::fetch::{FetchQueue, FETCH_BATCH};
 use crate::identity::group_instance_id;
 use crate::kafka::{ensure_topics_from, tracked_producer, TopicSpec};
 use crate::names;
@@ -23,9 +23,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-
-/// Records taken from the fetch queue at a time (fewer when `commit_every` is smaller).
-const FETCH_BATCH: usize = 4096;
 
 impl App {
     /// Runs until `shutdown`; returns after the final checkpoint.
