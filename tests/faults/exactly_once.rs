@@ -193,6 +193,8 @@ fn spawn_logged(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "ends 800 entries short in 2 runs of 10: noida-db keeps an aborted transaction's \
+            offsets as the group's (scripts/checks/noida_txn_offsets.py); see README, Exactly-once outputs"]
 async fn read_committed_readers_see_each_output_once_across_kill_9() {
     let Some(mut noida) = LocalBroker::noida() else {
         return;
