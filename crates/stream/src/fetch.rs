@@ -24,8 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Records the worker takes from the fetch queue at a time (fewer when `commit_every` is
-/// smaller). With the agents on a thread of their own, each batch is one hand-over: 4,096
-/// made the worker 10-20 % faster than 1,024 on 2 cores (BENCHMARKS.md).
+/// smaller). With the agents on a thread of their own each batch is one hand-over: with 4,096
+/// the worker reached 1.64-1.92M records/s on 2 cores, with 1,024 1.37-1.51M (runs minutes
+/// apart, BENCHMARKS.md).
 pub const FETCH_BATCH: usize = 4096;
 
 struct QueuePtr(NonNull<rd::rd_kafka_queue_t>);

@@ -1,8 +1,8 @@
 //! Running the agents on a batch: each record routed by topic to its agents (`routing`), a
 //! record an agent cannot decode dead-lettered, and what the batch advanced handed to the
 //! worker state at its end. By default on a thread of their own ([`AgentThread`]), so the
-//! poll thread drains and releases librdkafka's messages meanwhile (on 2 cores the agents and
-//! librdkafka's hand-out each take about half of a record's time on one thread); inline on the
+//! poll thread drains and releases librdkafka's messages meanwhile (on one thread the agents
+//! took about 60 % of a record's time, librdkafka's hand-out and release about 30 %); inline on the
 //! poll thread with `AppConfig::agent_thread` off. Either way one batch at a time, handed over
 //! with the agents themselves: the poll thread cannot reach them, or the tables through
 //! them, until the batch is done.
