@@ -15,6 +15,17 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves no worker behind
+/// (one would hold the test runner's output open and retry its gone broker forever).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A worker (tables + web server) running in this process.
 pub struct RunningWorker {
     pub base: String,

@@ -149,8 +149,9 @@ impl WorkerState {
 
     /// Replays the changelogs of the `added` partitions' tables up to the furthest offset the
     /// partition's stores or the group's committed offset reflect, and returns where each
-    /// source partition resumes (that offset, the lowest its tables then reflect, else the
-    /// beginning) and the writer epochs the restores proposed.
+    /// source partition resumes (that offset, unless the changelogs show it came with a
+    /// transaction that did not commit: [`crate::table::recovery::Restorer::resume_at`]; else
+    /// the beginning) and the writer epochs the restores proposed.
     fn restore<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -182,20 +183,25 @@ impl WorkerState {
                     target = Some(target.map_or(s, |c| c.max(s)));
                 }
             }
-            let mut start: Option<i64> = None;
+            let mut replays = Vec::new();
             for t in tables {
                 let report =
                     self.restorer
                         .replay(t.as_ref(), *p, target, &self.status, Replay::Restore)?;
-                start =
-                    Some(start.map_or(report.source_offset, |s: i64| s.min(report.source_offset)));
                 proposed.push(Proposed {
-                    table: t,
+                    table: t.clone(),
                     partition: *p,
                     epoch: report.owner_epoch,
                 });
+                replays.push((t, report));
             }
-            let offset = match start.or(committed) {
+            let start = if replays.is_empty() {
+                committed
+            } else {
+                let target = target.unwrap_or(0);
+                Some(self.restorer.resume_at(*p, target, &replays)?)
+            };
+            let offset = match start {
                 Some(o) => {
                     self.positions
                         .entry(key.0.clone())

@@ -22,7 +22,15 @@ pub struct RestoreReport {
     /// Of `skipped`, records of a writer epoch below one read before them: written by a
     /// worker that kept going after it lost the partition.
     pub fenced: u64,
+    /// The source offset the table's state is shown to reflect: the highest source-offset
+    /// header of the records applied, or the store's own offset if higher. The source may
+    /// resume beyond it ([`super::Restorer::resume_at`]): checkpoints after it may have
+    /// changed nothing in this table.
     pub source_offset: i64,
+    /// Changelog offsets after the last record read for which a `read_committed` reader
+    /// received no record (an owner's restore only): transaction markers, and the records of
+    /// open or aborted transactions.
+    pub unread: Option<super::Unread>,
     /// The highest writer epoch read (or the store's): what the store keeps as its fence.
     pub epoch: i64,
     /// After an owner's restore ([`super::Replay::Restore`]), the epoch it may write with once

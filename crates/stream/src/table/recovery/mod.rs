@@ -7,7 +7,10 @@
 //! brought to `target = max(S, X)` by replaying the changelog after C, applying only records whose
 //! source-offset header is at or below `target`: records beyond it came from a checkpoint that
 //! never completed, and re-processing the source will write them again. Changelog values are
-//! absolute, so replaying a record twice changes nothing.
+//! absolute, so replaying a record twice changes nothing. The source resumes at `target`,
+//! unless no table's committed changelog shows it and a record of a transaction that did not
+//! commit claims it: then where the tables are ([`tail`]: a broker that kept an aborted
+//! transaction's offsets as the group's).
 //!
 //! Writer epochs fence zombies. A worker the group removed (it missed a rebalance) may still
 //! flush one checkpoint's changelog records after another worker took its partitions over;
@@ -29,6 +32,7 @@
 mod batch;
 mod parallel;
 mod run;
+mod tail;
 
 use crate::config::KafkaConfig;
 use crate::error::{Result, StreamError};
@@ -48,7 +52,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use run::{log_done, Run, Taken};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+pub use tail::Unread;
 
 /// How long a restore may go without receiving a record before it is reported as stalled.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +65,10 @@ pub struct Restorer {
     consumer: BaseConsumer<RestoreContext>,
     /// Watermarks fetched ahead by [`Restorer::prefetch_watermarks`], taken by `restore`.
     prefetched: std::sync::Mutex<HashMap<(String, i32), (i64, i64)>>,
+    /// The restore consumer's configuration, for the `read_uncommitted` reader [`tail`] makes
+    /// when a restore needs it.
+    config: rdkafka::ClientConfig,
+    uncommitted: OnceLock<BaseConsumer<RestoreContext>>,
 }
 
 /// How [`Restorer::replay`] treats a partition.
@@ -99,14 +109,16 @@ impl Restorer {
         // The end of a changelog is where the consumer reports EOF: the high watermark, or
         // for read_committed the last stable offset (transaction markers occupy offsets but
         // are never delivered, so counting up to the high watermark could wait forever).
-        let consumer: BaseConsumer<RestoreContext> = kafka
-            .restore_consumer(&names::restore_group(app_id))
-            .set("enable.partition.eof", "true")
+        let mut config = kafka.restore_consumer(&names::restore_group(app_id));
+        config.set("enable.partition.eof", "true");
+        let consumer: BaseConsumer<RestoreContext> = config
             .create_with_context(RestoreContext)
             .map_err(StreamError::kafka("create restore consumer"))?;
         Ok(Self {
             consumer,
             prefetched: Default::default(),
+            config,
+            uncommitted: OnceLock::new(),
         })
     }
 
@@ -125,8 +137,9 @@ impl Restorer {
         }
     }
 
-    /// Brings `table`'s open `partition` up to `max(store offset, committed)`. Returns the
-    /// source offset the partition now reflects.
+    /// Brings `table`'s open `partition` up to `max(store offset, committed)`. Returns what it
+    /// read, and the source offset the partition's changelog shows the table now reflects
+    /// (which the store keeps); where the source resumes is [`Restorer::resume_at`]'s.
     ///
     /// [`Replay::Follow`] is a standby's catch-up: it stops before the first record of a
     /// checkpoint beyond `committed` instead of reading past it. Such a checkpoint may still
@@ -147,7 +160,7 @@ impl Restorer {
         let stored = offsets.source.unwrap_or(0);
         let target = committed.unwrap_or(0).max(stored);
         let mut report = RestoreReport {
-            source_offset: target,
+            source_offset: stored,
             epoch: offsets.epoch.unwrap_or(0),
             ..Default::default()
         };
@@ -165,7 +178,7 @@ impl Restorer {
                 partition,
                 &[],
                 StoreOffsets {
-                    source: Some(target),
+                    source: Some(report.source_offset),
                     changelog: None,
                     epoch: Some(report.epoch),
                 },
@@ -193,6 +206,9 @@ impl Restorer {
             // progress ends at its total.
             let gaps = ((next.max(high) - start) as u64).saturating_sub(report.read);
             status.restore_done.fetch_add(gaps, Ordering::Relaxed);
+            if next < high {
+                report.unread = Some(Unread { from: next, high });
+            }
         }
         let changes = batch.take(table, Skipped::new(&topic, partition, status), &mut report);
         propose(&mut report);
@@ -200,7 +216,7 @@ impl Restorer {
             partition,
             &changes,
             StoreOffsets {
-                source: Some(target),
+                source: Some(report.source_offset),
                 changelog: Some(next - 1),
                 epoch: Some(report.epoch),
             },

@@ -57,7 +57,8 @@ impl Run<'_> {
     ) -> Taken {
         let epoch = header_i64(m, HEADER_WRITER_EPOCH);
         let fenced = epoch.is_some_and(|e| e < report.epoch);
-        let applies = header_i64(m, HEADER_SOURCE_OFFSET).is_none_or(|s| s <= self.target);
+        let source = header_i64(m, HEADER_SOURCE_OFFSET);
+        let applies = source.is_none_or(|s| s <= self.target);
         if self.follow && !applies && !fenced {
             return Taken::NotYetCommitted;
         }
@@ -69,6 +70,10 @@ impl Run<'_> {
             return Taken::Fenced;
         }
         report.epoch = report.epoch.max(epoch.unwrap_or(0));
+        if let Some(s) = source.filter(|_| applies) {
+            // A checkpoint's record: the state reflects the source up to where it covers.
+            report.source_offset = report.source_offset.max(s);
+        }
         match (applies, m.key()) {
             (false, _) => report.skipped += 1,
             (true, Some(k)) => {
