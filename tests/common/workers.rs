@@ -197,9 +197,14 @@ pub fn worker_binary_in(
         ]),
         GroupProtocol::Consumer => cmd.args(["-X", "group.protocol=consumer"]),
     };
-    cmd.env("RUST_LOG", "warn,librdkafka=error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
+    // `CTA_TEST_WORKER_LOG` (a RUST_LOG filter) makes the workers say more, e.g. `info`.
+    let filter = std::env::var("CTA_TEST_WORKER_LOG");
+    cmd.env(
+        "RUST_LOG",
+        filter.as_deref().unwrap_or("warn,librdkafka=error"),
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::inherit());
     cmd
 }
 
