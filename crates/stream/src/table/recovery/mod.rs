@@ -46,7 +46,7 @@ use batch::{Pending, Skipped};
 pub use parallel::parallel_map;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use run::{log_done, Run, Taken};
@@ -294,23 +294,19 @@ impl Restorer {
         let mut last_record = Instant::now();
         let mut batch = Pending::default();
         let mut next = run.start;
+        let reading = format!("restore of partition {partition}");
         while next < high {
-            let m = match self.consumer.poll(Duration::from_millis(200)) {
-                None if last_record.elapsed() > STALL_TIMEOUT => {
+            let at = (next, high);
+            let polled = poll_changelog(&self.consumer, run.topic, partition, at, last_record);
+            let m = match polled.map_err(|stalled| stalled.error(&reading)) {
+                Err(e) => {
                     let _ = self.consumer.unassign();
-                    return Err(StreamError::Changelog {
-                        topic: run.topic.to_string(),
-                        reason: format!("restore of partition {partition} stalled at offset {next} of {high} (no record for {}s); is the broker up?", STALL_TIMEOUT.as_secs()),
-                    });
+                    return Err(e);
                 }
-                None => continue,
+                Ok(Polled::Again) => continue,
                 // What is left in `batch` is written with the final offsets by the caller.
-                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
-                Some(Err(e)) => {
-                    tracing::warn!(topic = run.topic, partition, error = %e, "changelog read error; retrying");
-                    continue;
-                }
-                Some(Ok(m)) => m,
+                Ok(Polled::End) => break,
+                Ok(Polled::Record(m)) => m,
             };
             last_record = Instant::now();
             match run.take(&m, &mut batch, report) {
@@ -338,4 +334,56 @@ impl Restorer {
         }
         Ok((next, batch))
     }
+}
+
+/// What one poll of a changelog partition gave.
+enum Polled<'c> {
+    Record(BorrowedMessage<'c>),
+    /// The partition's end (EOF: the high watermark, or for `read_committed` the last stable
+    /// offset).
+    End,
+    /// Nothing yet, or a read error (logged): poll again.
+    Again,
+}
+
+/// A changelog read that received nothing for [`STALL_TIMEOUT`].
+struct Stalled {
+    topic: String,
+    next: i64,
+    high: i64,
+}
+
+impl Stalled {
+    /// The error naming what was `reading` and the offset it waited at.
+    fn error(self, reading: &str) -> StreamError {
+        let (next, high, secs) = (self.next, self.high, STALL_TIMEOUT.as_secs());
+        StreamError::Changelog {
+            topic: self.topic,
+            reason: format!("{reading} stalled at offset {next} of {high} (no record for {secs}s); is the broker up?"),
+        }
+    }
+}
+
+/// One poll of `consumer`, assigned `topic`'s `partition` and waiting for offset `next` of
+/// `high`; nothing since `last_record` for [`STALL_TIMEOUT`] is [`Stalled`], never a hang.
+fn poll_changelog<'c>(
+    consumer: &'c BaseConsumer<RestoreContext>,
+    topic: &str,
+    partition: i32,
+    (next, high): (i64, i64),
+    last_record: Instant,
+) -> std::result::Result<Polled<'c>, Stalled> {
+    Ok(match consumer.poll(Duration::from_millis(200)) {
+        None if last_record.elapsed() > STALL_TIMEOUT => {
+            let topic = topic.to_string();
+            return Err(Stalled { topic, next, high });
+        }
+        None => Polled::Again,
+        Some(Err(KafkaError::PartitionEOF(p))) if p == partition => Polled::End,
+        Some(Err(e)) => {
+            tracing::warn!(topic, partition, error = %e, "changelog read error; retrying");
+            Polled::Again
+        }
+        Some(Ok(m)) => Polled::Record(m),
+    })
 }

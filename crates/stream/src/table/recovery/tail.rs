@@ -15,18 +15,17 @@
 //! partition resumes where the tables are instead.
 
 use super::run::header_i64;
-use super::{RestoreReport, Restorer, STALL_TIMEOUT};
+use super::{poll_changelog, Polled, RestoreReport, Restorer};
 use crate::error::{Result, StreamError};
 use crate::kafka::watermarks;
 use crate::names::HEADER_SOURCE_OFFSET;
 use crate::table::store::StoreOffsets;
 use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Changelog offsets a `read_committed` replay did not receive a record for, `[from, high)`:
 /// transaction markers, and the records of open or aborted transactions.
@@ -149,21 +148,13 @@ fn read_claims(
     let mut claim = None;
     let mut next = from;
     let mut last_record = Instant::now();
+    let reading = format!("reading partition {partition}'s uncommitted records");
     while next < high {
-        let m = match consumer.poll(Duration::from_millis(200)) {
-            None if last_record.elapsed() > STALL_TIMEOUT => {
-                return Err(StreamError::Changelog {
-                    topic: changelog.to_string(),
-                    reason: format!("reading partition {partition}'s uncommitted records stalled at offset {next} of {high} (no record for {}s); is the broker up?", STALL_TIMEOUT.as_secs()),
-                });
-            }
-            None => continue,
-            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
-            Some(Err(e)) => {
-                tracing::warn!(topic = changelog, partition, error = %e, "changelog read error; retrying");
-                continue;
-            }
-            Some(Ok(m)) => m,
+        let polled = poll_changelog(consumer, changelog, partition, (next, high), last_record);
+        let m = match polled.map_err(|stalled| stalled.error(&reading))? {
+            Polled::Again => continue,
+            Polled::End => break,
+            Polled::Record(m) => m,
         };
         last_record = Instant::now();
         next = m.offset() + 1;
