@@ -35,6 +35,25 @@ pub fn group_committed(env: &TestEnv, group: &str, topic: &str) -> BTreeMap<i32,
         .collect()
 }
 
+/// The end (high watermark) of each partition of `topic`.
+pub fn topic_ends(env: &TestEnv, topic: &str) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka.brokers)
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    (0..md.topics()[0].partitions().len() as i32)
+        .map(|p| {
+            let (_, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            (p, high)
+        })
+        .collect()
+}
+
 /// The turnstile counts the changelog says were checkpointed: the latest `COUNT` per station
 /// in `TURNSTILE_SUMMARY`, read back with a plain consumer.
 pub fn changelog_turnstile(env: &TestEnv) -> BTreeMap<i32, i64> {

@@ -226,14 +226,7 @@ async fn chaos(kinds: Events) {
                 );
             }
             let committed = group_committed(&env, &app_id, topics::TURNSTILE);
-            let c: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &env.kafka.brokers)
-                .create()
-                .unwrap();
-            for p in 0..PARTITIONS {
-                let (_, high) = c
-                    .fetch_watermarks(topics::TURNSTILE, p, Duration::from_secs(10))
-                    .unwrap();
+            for (p, high) in topic_ends(&env, topics::TURNSTILE) {
                 report += &format!(
                     "partition {p}: end {high}, group committed {:?}\n",
                     committed.get(&p)

@@ -569,20 +569,7 @@ async fn a_group_offset_left_by_an_aborted_transaction_skips_nothing() {
     );
 
     producer.send(1000, &mut rng, &mut expected);
-    let ends: BTreeMap<i32, i64> = {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &env.kafka.brokers)
-            .create()
-            .unwrap();
-        (0..4)
-            .map(|p| {
-                let (_, high) = c
-                    .fetch_watermarks(topics::TURNSTILE, p, Duration::from_secs(10))
-                    .unwrap();
-                (p, high)
-            })
-            .collect()
-    };
+    let ends = topic_ends(&env, topics::TURNSTILE);
     assert_eq!(ends.values().sum::<i64>(), 3000);
     abort_a_checkpoint_claiming(&env.kafka.brokers, &app_id, &ends);
     eprintln!(
