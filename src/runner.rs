@@ -58,6 +58,8 @@ pub struct WorkerOptions {
     pub data_dir: PathBuf,
     pub web_addr: SocketAddr,
     pub commit_interval: std::time::Duration,
+    /// Also checkpoint once caught up ([`AppConfig::checkpoint_when_idle`]).
+    pub checkpoint_when_idle: bool,
     /// URL other workers use to reach this one's API (default: http://<bound web address>).
     pub advertise_url: Option<String>,
     /// At least once, or exactly once with Kafka transactions.
@@ -147,6 +149,7 @@ pub async fn run_worker_with(
     })?;
     let mut config = AppConfig::new(&opts.app_id, kafka.clone(), &opts.data_dir);
     config.commit_interval = opts.commit_interval;
+    config.checkpoint_when_idle = opts.checkpoint_when_idle;
     config.guarantee = opts.guarantee;
     config.standby_replicas = opts.standby_replicas;
     config.advertise_url = Some(

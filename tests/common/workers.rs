@@ -75,6 +75,7 @@ pub async fn spawn_worker_with(
         data_dir: dir.to_path_buf(),
         web_addr: addr,
         commit_interval: Duration::from_millis(200),
+        checkpoint_when_idle: true,
         advertise_url: None,
         guarantee: Default::default(),
         standby_replicas: 0,
@@ -116,6 +117,11 @@ pub fn spawn_worker_binary(
         .spawn()
         .expect("start worker binary")
 }
+
+/// Worker flags for a test that needs the checkpoints to wait for `--commit-interval` (no
+/// checkpoint as soon as the worker has caught up).
+#[allow(dead_code)]
+pub const ONLY_TIMED_CHECKPOINTS: [&str; 2] = ["--checkpoint-when-idle", "false"];
 
 /// [`spawn_worker_binary`] with more flags.
 pub fn spawn_worker_binary_with(

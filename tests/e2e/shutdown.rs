@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Longer than the test: the only checkpoints are the ones shutdown runs.
+/// Longer than the test, and no checkpoint when caught up: the only checkpoints are the ones
+/// shutdown runs.
 const COMMIT_INTERVAL: &str = "10m";
 
 /// Produces turnstile entries in small chunks until stopped; returns the per-station tally.
@@ -123,7 +124,14 @@ fn stored_offsets(dir: &Path, app_id: &str) -> BTreeMap<i32, i64> {
 async fn graceful(env: &TestEnv, dir: &Path, app_id: &str, sig: i32, name: &str) -> i64 {
     let addr = free_addr();
     let base = format!("http://{addr}");
-    let mut child = spawn_worker_binary(env, dir, app_id, addr, COMMIT_INTERVAL);
+    let mut child = spawn_worker_binary_with(
+        env,
+        dir,
+        app_id,
+        addr,
+        COMMIT_INTERVAL,
+        &ONLY_TIMED_CHECKPOINTS,
+    );
     wait_assigned(&base, Duration::from_secs(60)).await;
     let before = api_total(&base).await;
     wait_counting(&base, before).await;
@@ -197,7 +205,14 @@ async fn signals_stop_the_worker_cleanly_and_state_stays_exact() {
             // A second signal while the last checkpoint waits for the brokers: out at once.
             let addr = free_addr();
             let base = format!("http://{addr}");
-            let mut child = spawn_worker_binary(&env, dir.path(), &app_id, addr, COMMIT_INTERVAL);
+            let mut child = spawn_worker_binary_with(
+                &env,
+                dir.path(),
+                &app_id,
+                addr,
+                COMMIT_INTERVAL,
+                &ONLY_TIMED_CHECKPOINTS,
+            );
             wait_assigned(&base, Duration::from_secs(60)).await;
             let before = api_total(&base).await;
             producer.send(20_000, &mut rng, &mut expected);
@@ -224,6 +239,7 @@ async fn signals_stop_the_worker_cleanly_and_state_stays_exact() {
             let log_path = dir.path().join("deadline.log");
             let log = std::fs::File::create(&log_path).unwrap();
             let mut child = worker_binary(&env, dir.path(), &app_id, addr, COMMIT_INTERVAL)
+                .args(ONLY_TIMED_CHECKPOINTS)
                 .stderr(log)
                 .spawn()
                 .unwrap();

@@ -42,20 +42,20 @@ struct Running {
 }
 
 fn start(env: &TestEnv, app_id: &str, topic: &str, dir: &std::path::Path) -> Running {
-    start_with(env, app_id, topic, dir, true)
+    start_with(env, app_id, topic, dir, |_| {})
 }
 
-/// As `start`, with the agents on a thread of their own or (`agent_thread` false) inline.
+/// As `start` (a 100 ms commit interval), with `tweak` applied to the config.
 fn start_with(
     env: &TestEnv,
     app_id: &str,
     topic: &str,
     dir: &std::path::Path,
-    agent_thread: bool,
+    tweak: impl FnOnce(&mut AppConfig),
 ) -> Running {
     let mut config = AppConfig::new(app_id, env.kafka.clone(), dir);
     config.commit_interval = Duration::from_millis(100);
-    config.agent_thread = agent_thread;
+    tweak(&mut config);
     let mut app = App::new(config);
     let table: Table<String, i64> = app.table(TableSpec {
         name: "counts".into(),
@@ -135,7 +135,9 @@ async fn counts_survive_warm_restart_and_cold_restore() {
 
     // Warm restart: same dir; nothing to replay, counts exact; then new records continue,
     // counted by agents on the poll thread this time (`agent_thread` off).
-    let r = start_with(&env, &app_id, &topic, dir.path(), false);
+    let r = start_with(&env, &app_id, &topic, dir.path(), |c| {
+        c.agent_thread = false
+    });
     wait_equal(&r, &expected, Duration::from_secs(30)).await;
     let more = produce(&env.kafka.brokers, &topic, 5_000, 97);
     let mut expected2 = expected.clone();
@@ -161,6 +163,71 @@ async fn counts_survive_warm_restart_and_cold_restore() {
         "cold start restored from the changelog"
     );
     stop(r).await;
+}
+
+/// The group's committed offsets of `topic`'s 4 partitions, summed (none committed: 0).
+fn group_committed(env: &TestEnv, app_id: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka.brokers)
+        .set("group.id", app_id)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition(topic, p);
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// With an interval far longer than the test, a worker that has caught up checkpoints anyway
+/// (`checkpoint_when_idle`, the default): the group holds every record's offset, while the
+/// app that waits for its interval has committed nothing until it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caught_up_worker_checkpoints_without_waiting_for_its_interval() {
+    let env = env();
+    for when_idle in [true, false] {
+        let id = unique_name("t");
+        let topic = format!("idle-src-{id}");
+        let app_id = format!("idle-app-{id}");
+        let changelog = cta_stream_core::names::changelog_topic(&app_id, "counts");
+        env.create_topics(&[topic.clone(), changelog], 4);
+        let expected = produce(&env.kafka.brokers, &topic, 5_000, 50);
+        let dir = tempfile::tempdir().unwrap();
+        let r = start_with(&env, &app_id, &topic, dir.path(), |c| {
+            c.commit_interval = Duration::from_secs(3600);
+            c.checkpoint_when_idle = when_idle;
+        });
+        wait_equal(&r, &expected, Duration::from_secs(60)).await;
+        if when_idle {
+            eventually(
+                "the group holds all 5,000 offsets",
+                Duration::from_secs(10),
+                async || match group_committed(&env, &app_id, &topic) {
+                    5_000 => Ok(()),
+                    n => Err(n),
+                },
+            )
+            .await;
+            assert!(r.status.commits.load(Ordering::Relaxed) >= 1);
+        } else {
+            // Several poll waits after catching up: still nothing committed.
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            assert_eq!(r.status.commits.load(Ordering::Relaxed), 0);
+            assert_eq!(group_committed(&env, &app_id, &topic), 0);
+        }
+        stop(r).await;
+        // The stop's checkpoint commits it all in both cases.
+        assert_eq!(group_committed(&env, &app_id, &topic), 5_000);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,12 @@ pub struct WorkerArgs {
     /// How often table changes are checkpointed (changelog, store, offsets), e.g. 500ms.
     #[arg(long, env = "CTA_COMMIT_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
     pub commit_interval: std::time::Duration,
+    /// Also checkpoint as soon as the worker has caught up (nothing to read for 100 ms after
+    /// records were processed), so a burst is durable at once rather than up to
+    /// --commit-interval later; at most ten checkpoints a second. false: only the interval (and
+    /// every 100,000 records).
+    #[arg(long, env = "CTA_CHECKPOINT_WHEN_IDLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub checkpoint_when_idle: bool,
     /// URL other workers use to reach this worker's API for partitions it owns (default:
     /// http://<bound --web-addr>; set it when binding 0.0.0.0 or behind NAT).
     #[arg(long, env = "CTA_ADVERTISE_URL")]
@@ -88,6 +94,7 @@ impl WorkerArgs {
             data_dir: self.data_dir.clone(),
             web_addr: self.web_addr,
             commit_interval: self.commit_interval,
+            checkpoint_when_idle: self.checkpoint_when_idle,
             advertise_url: self.advertise_url.clone(),
             guarantee: self.processing_guarantee.into(),
             standby_replicas: self.standby_replicas,

@@ -18,6 +18,11 @@ pub struct AppConfig {
     pub commit_interval: Duration,
     /// ... or after this many records, whichever comes first.
     pub commit_every: u64,
+    /// ... or as soon as the worker has caught up: when nothing arrives for one poll wait
+    /// (100 ms) after records were processed (default). So a backlog is durable about 100 ms
+    /// after its last record rather than up to `commit_interval` later, at most ten
+    /// checkpoints a second however records trickle in. Off: only the interval and the count.
+    pub checkpoint_when_idle: bool,
     /// Send undecodable records to `<topic>.dlq`.
     pub dead_letter: bool,
     /// Where this worker answers queries (e.g. `http://10.0.0.5:8889`). When set, the worker
@@ -45,6 +50,7 @@ impl AppConfig {
             data_dir: data_dir.into(),
             commit_interval: Duration::from_millis(500),
             commit_every: 100_000,
+            checkpoint_when_idle: true,
             dead_letter: true,
             advertise_url: None,
             guarantee: Guarantee::default(),

@@ -17,6 +17,11 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// How long the poll thread waits for records before it runs the rest of its round anyway:
+/// the timers, a due checkpoint, the consumer's queue. A wait that ends with nothing counts as
+/// caught up (`AppConfig::checkpoint_when_idle`).
+const POLL_WAIT: Duration = Duration::from_millis(100);
+
 /// How long a worker the group removed may wait to be given partitions again before it stops.
 const FENCED_LIMIT: Duration = Duration::from_secs(120);
 
@@ -26,6 +31,7 @@ struct Conductor<'a> {
     timers: &'a mut Timers,
     commit_every: u64,
     commit_interval: Duration,
+    checkpoint_when_idle: bool,
     status: &'a Status,
     repartitioned: bool,
     last_commit: Duration,
@@ -50,6 +56,7 @@ impl App {
             timers: &mut self.timers,
             commit_every: self.config.commit_every,
             commit_interval: self.config.commit_interval,
+            checkpoint_when_idle: self.config.checkpoint_when_idle,
             status: &self.status,
             repartitioned: !self.repartitions.is_empty(),
             last_commit: coarse_now(),
@@ -87,7 +94,10 @@ impl<'a> Conductor<'a> {
         let mut spare: Option<Batch> = None;
         while !shutdown.is_triggered() {
             // The previous batch's messages are released here too (the drain clears `next`).
-            fetch.drain(Duration::from_millis(100), &mut next);
+            fetch.drain(POLL_WAIT, &mut next);
+            // Nothing arrived for a whole wait (or an event on the consumer's queue cut it
+            // short, which at worst brings a due checkpoint forward).
+            let caught_up = next.is_empty();
             let mut round = match idle.take() {
                 Some(r) => r,
                 None => {
@@ -96,7 +106,7 @@ impl<'a> Conductor<'a> {
                     r
                 }
             };
-            self.finish_round(consumer, &mut round)?;
+            self.finish_round(consumer, &mut round, caught_up)?;
             self.poll_consumer_queue(consumer, &mut round)?;
             // A rebalance callback that failed (it returns nothing through `poll`).
             if ctx.failed.load(Ordering::Relaxed) {
@@ -158,11 +168,13 @@ impl<'a> Conductor<'a> {
     }
 
     /// After a batch: the repartitioned records out, the timers, and a checkpoint when one is
-    /// due.
+    /// due: after `commit_every` records, `commit_interval`, or once `caught_up` when
+    /// `checkpoint_when_idle`.
     fn finish_round(
         &mut self,
         consumer: &BaseConsumer<ConductorContext>,
         round: &mut Round<'_>,
+        caught_up: bool,
     ) -> Result<()> {
         let ctx = consumer.context();
         if self.repartitioned {
@@ -180,6 +192,7 @@ impl<'a> Conductor<'a> {
         }
         if round.since_commit > 0
             && (round.since_commit >= self.commit_every
+                || (caught_up && self.checkpoint_when_idle)
                 || coarse_now().saturating_sub(self.last_commit) >= self.commit_interval)
         {
             // Not taken by the group: the caches stay and the next checkpoint retries.
