@@ -117,13 +117,24 @@ impl Follower {
         })
     }
 
-    /// Runs rounds on a thread named `name` until `shutdown`, then closes the copies.
-    pub(crate) fn spawn(mut self, name: &str, shutdown: Shutdown) -> Result<JoinHandle<()>> {
+    /// Runs rounds on a thread named `name` until `shutdown`, then closes the copies. The
+    /// first round's result is shown to `after_first` (whatever it is, the rounds go on).
+    pub(crate) fn spawn(
+        mut self,
+        name: &str,
+        shutdown: Shutdown,
+        after_first: impl FnOnce(&Result<()>) + Send + 'static,
+    ) -> Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
+                let mut after_first = Some(after_first);
                 while !shutdown.is_triggered() {
-                    if let Err(e) = self.round(&shutdown) {
+                    let result = self.round(&shutdown);
+                    if let Some(f) = after_first.take() {
+                        f(&result);
+                    }
+                    if let Err(e) = result {
                         tracing::warn!(error = %e, "copies' catch-up failed; retrying");
                     }
                     let until = Instant::now() + ROUND;

@@ -29,7 +29,7 @@ use crate::names;
 use crate::shutdown::Shutdown;
 use crate::table::{Entries, Table, TableKey, TableRuntime, TableValue};
 use crate::KafkaConfig;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 /// A table every worker holds whole ([`crate::App::global_table`]). Read-only; clones share the
@@ -96,28 +96,45 @@ impl<K: TableKey, V: TableValue> GlobalTable<K, V> {
     }
 }
 
-/// Brings the global copies up to the group's committed offsets, then follows them on a
+/// Word that the global copies have been brought up to the group's committed offsets once:
+/// the worker waits for it before it processes anything ([`GlobalsReady::wait`]), so the
+/// restore runs while the worker joins its group and opens its own stores.
+pub(crate) struct GlobalsReady(mpsc::Receiver<()>);
+
+impl GlobalsReady {
+    /// Blocks until the first catch-up has ended: done, failed (the copies follow on and
+    /// a warning says so), or cut short by the worker's shutdown.
+    pub(crate) fn wait(self) {
+        let _ = self.0.recv();
+    }
+}
+
+/// Brings the global copies up to the group's committed offsets, then follows them, on a
 /// thread until `shutdown`. `None` when the app has no global table.
 pub(crate) fn follow(
     kafka: &KafkaConfig,
     app_id: &str,
     copies: &[Arc<dyn TableRuntime>],
     shutdown: Shutdown,
-) -> Result<Option<JoinHandle<()>>> {
+) -> Result<Option<(JoinHandle<()>, GlobalsReady)>> {
     if copies.is_empty() {
         return Ok(None);
     }
     let state = CopyState::new(copies.to_vec());
     let restore_as = names::global_app_id(app_id);
-    let mut follower = Follower::new(kafka, app_id, &restore_as, state, Copies::All)?;
+    let follower = Follower::new(kafka, app_id, &restore_as, state, Copies::All)?;
     let began = std::time::Instant::now();
-    match follower.round(&shutdown) {
-        Ok(()) => tracing::info!(
-            tables = copies.len(),
-            secs = format!("{:.2}", began.elapsed().as_secs_f64()),
-            "global tables restored"
-        ),
-        Err(e) => tracing::warn!(error = %e, "global tables not restored yet; following on"),
-    }
-    follower.spawn("global", shutdown).map(Some)
+    let tables = copies.len();
+    let (done, ready) = mpsc::sync_channel(1);
+    let thread = follower.spawn("global", shutdown, move |first| {
+        if first.is_ok() {
+            tracing::info!(
+                tables,
+                secs = format!("{:.2}", began.elapsed().as_secs_f64()),
+                "global tables restored"
+            );
+        }
+        let _ = done.send(());
+    })?;
+    Ok(Some((thread, GlobalsReady(ready))))
 }

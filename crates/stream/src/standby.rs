@@ -49,7 +49,7 @@ impl Standby {
         };
         let restore_as = names::standby_app_id(app_id);
         let follower = Follower::new(kafka, app_id, &restore_as, state.clone(), copies)?;
-        let thread = follower.spawn("standby", shutdown)?;
+        let thread = follower.spawn("standby", shutdown, |_| {})?;
         Ok(Self {
             state,
             thread: Mutex::new(Some(thread)),

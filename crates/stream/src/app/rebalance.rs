@@ -54,6 +54,10 @@ impl WorkerState {
         let started = Instant::now();
         self.open_stores(consumer, added, started)?;
         let (resume, proposed) = self.restore(consumer, added, &committed)?;
+        // The global copies, restored meanwhile on their own thread, before any record.
+        if let Some(globals) = self.globals_ready.take() {
+            globals.wait();
+        }
         let owner = self.confirm_ownership(consumer, &resume, &proposed)?;
         self.status.recovering.store(false, Ordering::Relaxed);
         if !owner {

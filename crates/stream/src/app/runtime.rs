@@ -83,12 +83,20 @@ impl App {
             Some(d) => Some(d.follow(&self.config.kafka, &self.config.app_id, shutdown.clone())?),
             None => None,
         };
-        let globals = crate::global::follow(
+        // Restored while the group is joined and the first assignment's stores open; that
+        // assignment waits for it.
+        let globals = match crate::global::follow(
             &self.config.kafka,
             &self.config.app_id,
             &self.globals,
             shutdown.clone(),
-        )?;
+        )? {
+            Some((thread, ready)) => {
+                state.globals_ready = Some(ready);
+                Some(thread)
+            }
+            None => None,
+        };
         let (consumer, mut fetch) = self.join_group(state, &topics)?;
         let watch = crate::health::BrokerWatch::start(
             &self.config.kafka,
@@ -227,6 +235,7 @@ impl App {
             standby,
             fenced_since: None,
             repartitions: Vec::new(),
+            globals_ready: None,
         })
     }
 }

@@ -7,6 +7,7 @@ use crate::checkpoint::{checkpoint, Outcome};
 use crate::directory::Directory;
 use crate::emit::Outbox;
 use crate::error::{Result, StreamError};
+use crate::global::GlobalsReady;
 use crate::kafka::{flush, partition_count, send_blocking, TrackedProducer};
 use crate::record::Positions;
 use crate::repartition::RepartitionSpec;
@@ -49,6 +50,9 @@ pub(super) struct WorkerState {
     pub(super) fenced_since: Option<std::time::Instant>,
     /// Declared repartition topics with their partition counts.
     pub(super) repartitions: Vec<(RepartitionSpec, i32)>,
+    /// Until the first assignment: word of the global copies' first catch-up, which it waits
+    /// for.
+    pub(super) globals_ready: Option<GlobalsReady>,
 }
 
 impl WorkerState {
