@@ -260,8 +260,8 @@ struct ThroughputArgs {
     #[arg(long)]
     perf_control_fifo: Option<PathBuf>,
     /// The worker's checkpoint interval with its unit, e.g. 100ms (default: the worker's own, as `worker
-    /// --commit-interval` defaults); after catching up, the worker is durable at its next
-    /// checkpoint.
+    /// --commit-interval` defaults); the worker checkpoints about 0.1 s after catching up (its
+    /// checkpoint once idle), so the interval matters only while records flow.
     #[arg(long, value_parser = humantime::parse_duration)]
     commit_interval: Option<Duration>,
     /// Run the worker's agents on its poll thread, not on a thread of their own (the worker's

@@ -9,8 +9,8 @@
 //!    worker is also compared with the fastest plain consumer of the same library;
 //! 2. **worker**: the CTA worker as `transit::build_worker` declares it, with a fresh app id and
 //!    data dir, timed from start until the turnstile table's counts sum to N (*caught up*) and
-//!    until the checkpoint covering all N is in RocksDB (*durable*: changelog flushed, store
-//!    written, offsets committed asynchronously right after);
+//!    until the checkpoint covering all N is in RocksDB (*durable*: changelog flushed, offsets
+//!    committed to the group, store written);
 //! 3. **worker, repartitioned**: the same worker with `--turnstile-keys other` (another fresh
 //!    app id), so every record is re-keyed by station through the repartition topic: one more
 //!    produce and consume per record, measured the same way on the same records (produced
@@ -93,8 +93,8 @@ pub struct WorkerResult {
     pub caught_up_secs: f64,
     /// Start → the checkpoint covering all N is stored.
     pub durable_secs: f64,
-    /// The worker's checkpoint interval: after catching up, it is durable at its next
-    /// checkpoint, at most this much later.
+    /// The worker's checkpoint interval while records flow; once caught up it checkpoints
+    /// after one empty poll wait (0.1 s), `AppConfig::checkpoint_when_idle`.
     pub commit_interval_ms: u64,
     /// N / durable_secs: the headline figure.
     pub records_per_sec: f64,

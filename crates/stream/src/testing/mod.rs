@@ -18,7 +18,8 @@
 //! partition; repartition topics (`group_by`), whose records are delivered and processed as
 //! soon as the upstream agent re-keys them; the checkpoint (changelog records with the source-offset header, then the store
 //! written with the offsets) every `commit_every` records or `commit_interval` of driver time,
-//! or on [`TestDriver::checkpoint`]; dead letters for data errors; a crash
+//! or on [`TestDriver::checkpoint`] (not once caught up, as a running worker also does: the
+//! driver is caught up after every record; call `checkpoint` for that); dead letters for data errors; a crash
 //! ([`TestDriver::crash`]) that loses the write caches and unflushed outputs, keeps the stores,
 //! and re-reads the source from the offsets the stores hold, as a restarted worker does.
 //!
