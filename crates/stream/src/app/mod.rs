@@ -6,7 +6,8 @@
 //! - `runtime`: the worker thread: one group consumer polled on a dedicated thread (Faust's
 //!   conductor; `poll`), each record routed by topic to its agents (`routing`) on a thread of
 //!   their own (`agents`), a checkpoint
-//!   ([`crate::checkpoint`]) every `commit_interval` or `commit_every` records; the timers
+//!   ([`crate::checkpoint`]) every `commit_interval` or `commit_every` records, and once caught
+//!   up (`checkpoint_when_idle`); the timers
 //!   ([`crate::timer`]) run between batches, and output records ([`crate::emit`]) wait in the
 //!   outbox for the checkpoint;
 //! - `rebalance`: assignment and revocation: on assignment each table partition is restored
