@@ -29,7 +29,7 @@ use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 /// Where the Schema Registry is and how to authenticate.
@@ -107,6 +107,44 @@ impl Backoff {
     }
 }
 
+/// The decoder's registry client, built on a thread of its own. Building one loads the system's
+/// TLS roots (35–70 ms of CPU here, even for a plain `http://` registry), which a starting worker
+/// thus does while it joins its group and opens its stores rather than before; the first schema
+/// look-up waits for it. A CA file that cannot be read is still refused when the decoder is made.
+struct RegistryClient {
+    config: RegistryConfig,
+    built: OnceLock<Result<Arc<SrcDecoder>, String>>,
+}
+
+impl RegistryClient {
+    fn start(config: &RegistryConfig) -> Result<Arc<Self>, StreamError> {
+        drop(config.http_client_builder()?); // the CA file's errors now
+        let client = Arc::new(Self {
+            config: config.clone(),
+            built: OnceLock::new(),
+        });
+        let building = client.clone();
+        // Without the thread the first look-up builds it.
+        let _ = std::thread::Builder::new()
+            .name("registry-client".into())
+            .spawn(move || drop(building.get()));
+        Ok(client)
+    }
+
+    fn build(&self) -> Result<Arc<SrcDecoder>, String> {
+        let settings = self.config.settings().map_err(|e| e.to_string())?;
+        Ok(Arc::new(SrcDecoder::new(settings)))
+    }
+
+    /// The client, once built (waiting for the thread's build); a failed build is tried again.
+    fn get(&self) -> Result<Arc<SrcDecoder>, String> {
+        match self.built.get_or_init(|| self.build()) {
+            Ok(client) => Ok(client.clone()),
+            Err(_) => self.build(),
+        }
+    }
+}
+
 /// Splits a Confluent-framed payload into schema id and Avro body.
 pub fn split_frame(payload: Option<&[u8]>) -> Result<(u32, &[u8]), DecodeError> {
     let bytes = payload.ok_or(DecodeError::Empty)?;
@@ -129,7 +167,7 @@ pub struct AvroDecoder {
     /// the registry knows, so bounded) instead of re-resolving names on every record, and a
     /// record's look-up copies a reference (no reference count to move).
     readers: Arc<RwLock<FastMap<u32, &'static Reading>>>,
-    registry: Arc<SrcDecoder>,
+    registry: Arc<RegistryClient>,
     runtime: tokio::runtime::Handle,
     url: String,
 }
@@ -142,7 +180,7 @@ impl AvroDecoder {
         Ok(Self {
             cache: Arc::default(),
             readers: Arc::default(),
-            registry: Arc::new(SrcDecoder::new(config.settings()?)),
+            registry: RegistryClient::start(config)?,
             runtime,
             url: config.url.clone(),
         })
@@ -163,7 +201,14 @@ impl AvroDecoder {
         // skipped); only an answer that the id does not exist makes the record bad.
         let mut backoff = Backoff::default();
         let fetched = loop {
-            match self.runtime.block_on(self.registry.get_schema(id)) {
+            let registry = match self.registry.get() {
+                Ok(registry) => registry,
+                Err(e) => {
+                    backoff.wait(&self.url, &format!("no HTTP client: {e}"));
+                    continue;
+                }
+            };
+            match self.runtime.block_on(registry.get_schema(id)) {
                 Ok(s) => break s,
                 Err(e) if e.retriable => backoff.wait(&self.url, &e.to_string()),
                 Err(e) => {
@@ -321,5 +366,18 @@ mod tests {
         let (id, body) = split_frame(Some(&[0, 0, 0, 1, 2, 9, 9])).unwrap();
         assert_eq!(id, 258);
         assert_eq!(body, &[9, 9]);
+    }
+
+    /// The HTTP client is built on a thread, but a CA file that is not there still fails the
+    /// decoder at once, with the file named.
+    #[tokio::test]
+    async fn a_missing_ca_file_fails_the_decoder_when_it_is_made() {
+        let mut config = RegistryConfig::new("https://registry.invalid:8081");
+        config.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = AvroDecoder::new(&config).err().map(|e| e.to_string());
+        let err = err.expect("a decoder with a missing CA file");
+        assert!(err.contains("CA file /nonexistent/ca.pem"), "{err}");
+        config.ca_file = None;
+        assert!(AvroDecoder::new(&config).is_ok());
     }
 }
