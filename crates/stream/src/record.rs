@@ -15,8 +15,14 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     pub fn from_message<M: rdkafka::Message>(m: &'a M) -> Self {
+        Self::from_message_of(m.topic(), m)
+    }
+
+    /// [`Record::from_message`] with the topic's name already known (librdkafka's look-up, a
+    /// `strlen` and a UTF-8 check per record otherwise).
+    pub fn from_message_of<M: rdkafka::Message>(topic: &'a str, m: &'a M) -> Self {
         Record {
-            topic: m.topic(),
+            topic,
             partition: m.partition(),
             offset: m.offset(),
             timestamp: m.timestamp().to_millis(),

@@ -111,9 +111,10 @@ impl<'a> Round<'a> {
     /// agent cannot decode goes to the dead-letter topic (when enabled) and processing goes
     /// on.
     fn process<M: Message>(&mut self, ctx: &ConductorContext, m: &M, slot: usize) -> Result<()> {
-        let agents = &self.topics.slots[slot].agents;
+        let slot_state = &self.topics.slots[slot];
+        let agents = &slot_state.agents;
         if !agents.is_empty() {
-            let record = Record::from_message(m);
+            let record = Record::from_message_of(&slot_state.topic, m);
             for &i in agents {
                 if let Err(e) = self.agents[i].process(&record) {
                     if e.kind() != ErrorKind::Data {

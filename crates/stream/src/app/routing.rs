@@ -19,7 +19,7 @@ pub(super) struct TopicSlots {
 
 pub(super) struct TopicSlot {
     handle: usize,
-    topic: String,
+    pub(super) topic: String,
     pub(super) agents: Vec<usize>,
 }
 
