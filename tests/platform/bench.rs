@@ -47,6 +47,18 @@ async fn throughput_counts_match_the_topic_and_a_full_topic_is_refused() {
     );
     assert!(report.raw.records_per_sec > 0.0 && report.worker.records_per_sec > 0.0);
     assert!(report.worker.commits >= 1);
+    // The batch ratio is taken against the faster of the two batch consumer runs.
+    let (before, after) = (&report.raw_batch, &report.raw_batch_after);
+    assert!(before.records_per_sec_from_first > 0.0 && after.records_per_sec_from_first > 0.0);
+    let strongest = before
+        .records_per_sec_from_first
+        .max(after.records_per_sec_from_first);
+    let expected = report.worker.records_per_sec_from_first / strongest;
+    assert!(
+        (report.ratio_batch - expected).abs() < 1e-9,
+        "ratio_batch {} against the faster batch run: {expected}",
+        report.ratio_batch
+    );
 
     // A second run on the same broker would count old records: refused.
     let again = throughput::run(&choice, &opts).await;
