@@ -15,7 +15,7 @@ use crate::kafka::{committed_offsets, partition_count};
 use crate::sensor::Status;
 use crate::shutdown::Shutdown;
 use crate::standby::standby_partitions;
-use crate::table::recovery::{Replay, Restorer};
+use crate::table::recovery::{parallel_map, Replay, Restorer};
 use crate::table::TableRuntime;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -176,6 +176,36 @@ impl Follower {
             .collect();
         // One round trip for all of them instead of one after another.
         self.restorer.prefetch_watermarks(&changelogs);
+        // The stores of new copies open side by side, as an assignment's do: one after the
+        // other, a start's eight global partitions waited 0.3-0.8 s on the disk's syncs.
+        // Each opened store is marked open at once, so the end of the thread closes it.
+        let mut to_open = Vec::new();
+        for sp in wanted.iter().filter(|sp| !state.open.contains(*sp)) {
+            if state.owned.contains(sp) {
+                continue;
+            }
+            let n = self.partitions_of(&sp.0)?;
+            for t in state.handles.iter().filter(|t| t.source_topic() == sp.0) {
+                to_open.push((t.clone(), sp.clone(), n));
+            }
+        }
+        let opened = parallel_map(&to_open, |(t, sp, n)| t.open_partition(sp.1, *n));
+        let mut failed = None;
+        for ((_, sp, _), result) in to_open.into_iter().zip(opened) {
+            match result {
+                Ok(_) => {
+                    if !state.open.contains(&sp) {
+                        let kind = self.copies.kind();
+                        tracing::info!(topic = %sp.0, partition = sp.1, "keeping a {kind} copy");
+                        state.open.insert(sp);
+                    }
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
         for sp in wanted {
             if shutdown.is_triggered() {
                 break;
@@ -190,10 +220,6 @@ impl Follower {
                 .filter(|t| t.source_topic() == sp.0)
                 .cloned()
                 .collect();
-            if !state.open.contains(&sp) {
-                let kind = self.copies.kind();
-                tracing::info!(topic = %sp.0, partition = sp.1, "keeping a {kind} copy");
-            }
             for t in handles {
                 t.open_partition(sp.1, n)?;
                 state.open.insert(sp.clone());
