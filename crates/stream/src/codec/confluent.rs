@@ -17,8 +17,35 @@ type DatumReader = apache_avro::reader::datum::GenericDatumReader<'static>;
 /// How records of one writer schema are read: straight into the target type when the schema
 /// compiles to a [`Plan`], through apache_avro's `Value` otherwise and to report errors.
 struct Reading {
+    id: u32,
     plan: Option<Plan>,
     generic: DatumReader,
+}
+
+/// The reader a decoder used last (each clone of a decoder its own): a topic's records
+/// nearly always share one writer schema, so most look-ups end here, with one atomic load
+/// instead of a lock and a hash look-up.
+#[derive(Default)]
+struct LastReader(AtomicPtr<Reading>);
+
+impl LastReader {
+    fn get(&self, id: u32) -> Option<&'static Reading> {
+        let last = self.0.load(Ordering::Acquire);
+        // SAFETY: the pointer is null or was made by `set` from a `&'static Reading` (leaked,
+        // never freed, never written after it was leaked).
+        unsafe { last.as_ref() }.filter(|r| r.id == id)
+    }
+
+    fn set(&self, reading: &'static Reading) {
+        let ptr = std::ptr::from_ref(reading).cast_mut();
+        self.0.store(ptr, Ordering::Release);
+    }
+}
+
+impl Clone for LastReader {
+    fn clone(&self) -> Self {
+        Self(AtomicPtr::new(self.0.load(Ordering::Acquire)))
+    }
 }
 use schema_registry_converter::async_impl::avro::{
     AvroDecoder as SrcDecoder, AvroEncoder as SrcEncoder,
@@ -29,6 +56,7 @@ use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -167,6 +195,7 @@ pub struct AvroDecoder {
     /// the registry knows, so bounded) instead of re-resolving names on every record, and a
     /// record's look-up copies a reference (no reference count to move).
     readers: Arc<RwLock<FastMap<u32, &'static Reading>>>,
+    last: LastReader,
     registry: Arc<RegistryClient>,
     runtime: tokio::runtime::Handle,
     url: String,
@@ -180,6 +209,7 @@ impl AvroDecoder {
         Ok(Self {
             cache: Arc::default(),
             readers: Arc::default(),
+            last: LastReader::default(),
             registry: RegistryClient::start(config)?,
             runtime,
             url: config.url.clone(),
@@ -228,6 +258,16 @@ impl AvroDecoder {
     }
 
     fn reader(&self, id: u32) -> Result<&'static Reading, DecodeError> {
+        if let Some(r) = self.last.get(id) {
+            return Ok(r);
+        }
+        let reader = self.built_reader(id)?;
+        self.last.set(reader);
+        Ok(reader)
+    }
+
+    /// The reader of schema `id` from the decoders' shared cache, built on first use.
+    fn built_reader(&self, id: u32) -> Result<&'static Reading, DecodeError> {
         if let Some(&r) = self
             .readers
             .read()
@@ -250,6 +290,7 @@ impl AvroDecoder {
                 reason: e.to_string(),
             })?;
         let reader: &'static Reading = Box::leak(Box::new(Reading {
+            id,
             plan: Plan::compile(schema),
             generic,
         }));
@@ -366,6 +407,54 @@ mod tests {
         let (id, body) = split_frame(Some(&[0, 0, 0, 1, 2, 9, 9])).unwrap();
         assert_eq!(id, 258);
         assert_eq!(body, &[9, 9]);
+    }
+
+    /// Records of two writer schemas, alternating and from two clones of one decoder, each
+    /// read with its own schema: the reader a decoder used last is only taken for its id.
+    #[tokio::test]
+    async fn alternating_writer_schemas_are_each_read_with_their_own() {
+        use apache_avro::types::Value;
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct A {
+            a: i32,
+        }
+        let first = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#;
+        let second = r#"{"type":"record","name":"R","fields":[
+            {"name":"b","type":"string"},{"name":"a","type":"int"}]}"#;
+        let decoder = AvroDecoder::new(&RegistryConfig::new("http://registry.invalid")).unwrap();
+        let mut framed = Vec::new();
+        for (id, text, fields) in [
+            (7u32, first, vec![("a", Value::Int(1))]),
+            (
+                9,
+                second,
+                vec![("b", Value::String("xyz".into())), ("a", Value::Int(2))],
+            ),
+        ] {
+            let schema = Schema::parse_str(text).unwrap();
+            let fields = fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            let body = crate::codec::avro_plan::tests::encode(&schema, Value::Record(fields));
+            let mut payload = vec![0];
+            payload.extend(id.to_be_bytes());
+            payload.extend(body);
+            framed.push(payload);
+            decoder.cache.write().unwrap().insert(id, Arc::new(schema));
+        }
+        let other = decoder.clone();
+        for i in 0..6 {
+            let d = if i % 3 == 0 { &other } else { &decoder };
+            let got: A = d.decode(Some(&framed[i % 2])).unwrap();
+            assert_eq!(
+                got,
+                A {
+                    a: 1 + (i % 2) as i32
+                },
+                "record {i}"
+            );
+        }
     }
 
     /// The HTTP client is built on a thread, but a CA file that is not there still fails the

@@ -5,7 +5,8 @@ use apache_avro::types::Value;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-fn encode(schema: &Schema, value: Value) -> Vec<u8> {
+/// The Avro binary of `value` (no frame), written by apache-avro.
+pub(crate) fn encode(schema: &Schema, value: Value) -> Vec<u8> {
     apache_avro::writer::datum::GenericDatumWriter::builder(schema)
         .build()
         .expect("writer")
