@@ -6,7 +6,7 @@
 
 use crate::stream::codec::json;
 use crate::stream::{
-    Agent, AvroDecoder, DecodeError, GlobalTable, JoinTable, Record, Result, Table, Tick,
+    Agent, At, AvroDecoder, DecodeError, GlobalTable, JoinTable, Record, Result, Table, Tick,
     WindowedTable,
 };
 use crate::transit::lines::Line;
@@ -205,10 +205,38 @@ pub fn checked_station(decoder: &AvroDecoder, record: &Record<'_>) -> Result<i32
 }
 
 /// Counts entries per station (TURNSTILE_SUMMARY, hourly and recent windows), from the turnstile
-/// topic, or from the repartition topic its records were re-keyed into by station.
+/// topic, or from the repartition topic its records were re-keyed into by station. Each record
+/// is decoded and checked as it comes (a bad one is dead-lettered on its own); the counts of a
+/// batch are written together at its end, one lock per table instead of one per write.
 pub struct TurnstileAgent {
-    pub tables: TransitTables,
-    pub decoder: AvroDecoder,
+    tables: TransitTables,
+    decoder: AvroDecoder,
+    /// This batch's entries: where each record sits, and its station.
+    entries: Vec<(At, i32)>,
+}
+
+impl TurnstileAgent {
+    pub fn new(tables: TransitTables, decoder: AvroDecoder) -> Self {
+        Self {
+            tables,
+            decoder,
+            entries: Vec::new(),
+        }
+    }
+
+    fn count(&self) -> Result<()> {
+        let entries = &self.entries;
+        // With ksqlDB keeping TURNSTILE_SUMMARY, only the windows are counted here.
+        if let TurnstileCounts::Native(summary) = &self.tables.turnstile {
+            summary.update_batch(entries, |&station_id, old| TurnstileSummary {
+                station_id,
+                count: old.map_or(0, |o| o.count) + 1,
+            })?;
+        }
+        let inc = |_: &i32, c: Option<i64>| c.unwrap_or(0) + 1;
+        self.tables.turnstile_hourly.update_batch(entries, inc)?;
+        self.tables.turnstile_recent.update_batch(entries, inc)
+    }
 }
 
 impl Agent for TurnstileAgent {
@@ -220,18 +248,13 @@ impl Agent for TurnstileAgent {
     }
     fn process(&mut self, record: &Record<'_>) -> Result<()> {
         let station_id = checked_station(&self.decoder, record)?;
-        // With ksqlDB keeping TURNSTILE_SUMMARY, only the windows are counted here.
-        if let TurnstileCounts::Native(summary) = &self.tables.turnstile {
-            summary.update(record, station_id, |old| TurnstileSummary {
-                station_id,
-                count: old.map_or(0, |o| o.count) + 1,
-            })?;
-        }
-        let inc = |c: Option<i64>| c.unwrap_or(0) + 1;
-        self.tables
-            .turnstile_hourly
-            .update(record, station_id, inc)?;
-        self.tables.turnstile_recent.update(record, station_id, inc)
+        self.entries.push((record.at(), station_id));
+        Ok(())
+    }
+    fn end_batch(&mut self) -> Result<()> {
+        let counted = self.count();
+        self.entries.clear();
+        counted
     }
 }
 

@@ -241,10 +241,7 @@ fn declare_agents(
         tables: tables.clone(),
         decoder: decoder.clone(),
     });
-    let turnstile = TurnstileAgent {
-        tables: tables.clone(),
-        decoder: decoder.clone(),
-    };
+    let turnstile = TurnstileAgent::new(tables.clone(), decoder.clone());
     match by_station {
         Some(r) => app.agent(r.agent(turnstile)),
         None => app.agent(turnstile),

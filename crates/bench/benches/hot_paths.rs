@@ -9,7 +9,7 @@
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
 use askama::Template;
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use cta_stream::platform::Platform;
 use cta_stream::stream::codec::confluent::SubjectSchema;
 use cta_stream::stream::codec::json;
@@ -17,9 +17,11 @@ use cta_stream::stream::table::store::StoreOffsets;
 use cta_stream::stream::table::{TableKey, TableRuntime, TableValue};
 use cta_stream::stream::{
     Agent, App, AppConfig, AvroDecoder, AvroEncoder, KafkaConfig, Record, RegistryConfig, Status,
-    TableSpec, WindowedTable, Windows,
+    TableSpec, WindowedTable, Windows, FETCH_BATCH,
 };
-use cta_stream::transit::agents::{TransitTables, TurnstileAgent, TurnstileCounts};
+use cta_stream::transit::agents::{
+    checked_station, TransitTables, TurnstileAgent, TurnstileCounts,
+};
 use cta_stream::transit::models::{
     schemas, topics, Arrival, Station, StationKey, TurnstileEntry, TurnstileStation,
     TurnstileSummary,
@@ -136,23 +138,69 @@ fn agent(
             rt.block_on(encoder.encode(&entry, schema)).expect("encode")
         })
         .collect();
-    let mut agent = TurnstileAgent {
-        tables: tables(dir.path()),
-        decoder: decoder.clone(),
-    };
+    let mut agent = TurnstileAgent::new(tables(dir.path()), decoder.clone());
     let mut offset = 0i64;
+    // One record per millisecond of event time (stream time moves with every record, as it
+    // does in a run), in runs of 1,024 records per partition, as fetches bring them.
+    let next = |offset: &mut i64| {
+        *offset += 1;
+        let payload = &payloads[(*offset as usize) % payloads.len()];
+        Record {
+            payload: Some(black_box(payload)),
+            timestamp: Some(1_795_500_000_000 + *offset),
+            ..record((*offset / 1024 % 4) as i32, *offset)
+        }
+    };
     let mut g = c.benchmark_group("agent");
+    // The agent as it was before it gathered a batch's counts: each record's writes at once,
+    // one lock and look-up per table write (on tables of their own).
+    let other = tempfile::tempdir().expect("tempdir");
+    let per_record = tables(other.path());
+    let summary = per_record
+        .turnstile
+        .native()
+        .expect("native counts")
+        .clone();
     g.bench_function(
-        "TurnstileAgent::process (decode + summary + 2 windowed tables)",
+        "turnstile counts written per record (decode + summary + 2 windowed tables)",
         |b| {
             b.iter(|| {
-                offset += 1;
-                let payload = &payloads[(offset as usize) % payloads.len()];
-                let r = Record {
-                    payload: Some(black_box(payload)),
-                    ..record(0, offset)
-                };
-                agent.process(&r).expect("process")
+                let r = next(&mut offset);
+                let station_id = checked_station(decoder, &r).expect("decode");
+                summary
+                    .update(&r, station_id, |old| TurnstileSummary {
+                        station_id,
+                        count: old.map_or(0, |o| o.count) + 1,
+                    })
+                    .expect("summary");
+                let inc = |c: Option<i64>| c.unwrap_or(0) + 1;
+                let hourly = &per_record.turnstile_hourly;
+                hourly.update(&r, station_id, inc).expect("hourly");
+                let recent = &per_record.turnstile_recent;
+                recent.update(&r, station_id, inc).expect("recent")
+            })
+        },
+    );
+    g.bench_function(
+        "TurnstileAgent, batches of 1 (decode + summary + 2 windowed tables)",
+        |b| {
+            b.iter(|| {
+                agent.process(&next(&mut offset)).expect("process");
+                agent.end_batch().expect("end_batch")
+            })
+        },
+    );
+    // The worker's batches: 4,096 records (`FETCH_BATCH`).
+    let batch = FETCH_BATCH as u64;
+    g.throughput(Throughput::Elements(batch));
+    g.bench_function(
+        "TurnstileAgent, batches of 4,096 (decode + summary + 2 windowed tables)",
+        |b| {
+            b.iter(|| {
+                for _ in 0..batch {
+                    agent.process(&next(&mut offset)).expect("process");
+                }
+                agent.end_batch().expect("end_batch")
             })
         },
     );

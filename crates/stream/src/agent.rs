@@ -19,4 +19,14 @@ pub trait Agent: Send {
     /// Handles one record. A [`crate::ErrorKind::Data`] error dead-letters the record
     /// and processing goes on; any other error stops the worker before offsets are committed.
     fn process(&mut self, record: &Record<'_>) -> Result<()>;
+    /// Called once the agent's records of a batch have each been through
+    /// [`Agent::process`], before the batch's positions reach the checkpoint (Beam's
+    /// `FinishBundle`): an agent that gathers its table writes per record applies them here
+    /// together ([`crate::Table::update_batch`], [`crate::WindowedTable::update_batch`]), under
+    /// one lock per table instead of one per write. Writes made in `process` need nothing
+    /// here. An error stops the worker before offsets are committed, as a non-data error of
+    /// `process` does.
+    fn end_batch(&mut self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -96,7 +96,7 @@ pub use error::{DecodeError, ErrorKind, Result, RetryHint, StreamError};
 pub use fetch::{FetchQueue, FETCH_BATCH};
 pub use global::GlobalTable;
 pub use join::JoinTable;
-pub use record::Record;
+pub use record::{At, Record};
 pub use repartition::{Repartition, Through};
 pub use sensor::{Status, StatusSnapshot};
 pub use session::{Session, SessionTable, Sessions};

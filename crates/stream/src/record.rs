@@ -30,6 +30,41 @@ impl<'a> Record<'a> {
             payload: m.payload(),
         }
     }
+
+    /// Where the record sits and when it happened, kept past the record itself.
+    pub fn at(&self) -> At {
+        At {
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// What a table write needs of its record (partition, offset, event time), without the
+/// record's borrowed bytes: an agent that gathers a batch's writes keeps these and applies the
+/// writes together at the batch's end ([`crate::Agent::end_batch`], [`crate::Table::update_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the epoch, as [`Record::timestamp`].
+    pub timestamp: Option<i64>,
+}
+
+impl At {
+    /// A record of `topic` at this position, without key or payload: what the table methods
+    /// that take a record read of it.
+    pub fn record(self, topic: &str) -> Record<'_> {
+        Record {
+            topic,
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: None,
+            payload: None,
+        }
+    }
 }
 
 /// Next source offset to process, per topic and partition, as the poll loop advanced it; the

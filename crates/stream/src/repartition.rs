@@ -227,6 +227,10 @@ impl<A: Agent> Agent for Through<A> {
         self.seen.put(record, upstream, offset)?;
         result
     }
+
+    fn end_batch(&mut self) -> Result<()> {
+        self.inner.end_batch()
+    }
 }
 
 impl App {

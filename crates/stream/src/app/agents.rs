@@ -84,7 +84,14 @@ impl<'a> Round<'a> {
             let slot = self.topics.by_handle(&m, self.routes);
             self.process(ctx, &m, slot)?;
         }
+        self.end_batch()?;
         self.progress.flush(ctx, &self.topics, status)
+    }
+
+    /// Lets each agent apply what it gathered from the batch, before its positions are handed
+    /// on.
+    fn end_batch(&mut self) -> Result<()> {
+        self.agents.iter_mut().try_for_each(|a| a.end_batch())
     }
 
     /// One record that came through the consumer's own queue.
@@ -97,6 +104,7 @@ impl<'a> Round<'a> {
         self.first_seen(status);
         let slot = self.topics.by_name(m.topic(), self.routes);
         self.process(ctx, m, slot)?;
+        self.end_batch()?;
         self.progress.flush(ctx, &self.topics, status)
     }
 

@@ -24,7 +24,7 @@ pub mod store;
 
 use crate::codec::json;
 use crate::error::{Result, StreamError};
-use crate::record::Record;
+use crate::record::{At, Record};
 use crate::FastMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -335,6 +335,38 @@ impl<K: TableKey, V: TableValue> Table<K, V> {
             parts.version += 1;
         }
         Ok(())
+    }
+
+    /// [`Table::update`] of each `(record position, key)` in order, under one lock: what an
+    /// agent that gathers a batch's writes applies at its end ([`crate::Agent::end_batch`]).
+    /// `f` gets the key with its old value. The same as one `update` per item: a position the
+    /// store already reflects changes nothing, and an item of a partition that is not open is
+    /// an error (the items before it are applied).
+    pub fn update_batch(&self, items: &[(At, K)], f: impl Fn(&K, Option<V>) -> V) -> Result<()> {
+        let mut parts = self.parts();
+        let parts = &mut *parts;
+        // Items come in runs of one partition (a fetch brings each partition's records
+        // together): the partition is looked up once per run.
+        for run in items.chunk_by(|a, b| a.0.partition == b.0.partition) {
+            let part = self.part_mut(&mut parts.map, run[0].0.partition)?;
+            for (at, key) in run {
+                if at.offset < part.stored_source {
+                    continue;
+                }
+                Self::update_in(part, key.clone(), |old| f(key, old))?;
+                parts.version += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The source offset below which the partition's store already reflects every record
+    /// (writes from those records are ignored); 0 for a partition not open.
+    pub(crate) fn reflected_below(&self, partition: i32) -> i64 {
+        self.parts()
+            .map
+            .get(&partition)
+            .map_or(0, |part| part.stored_source)
     }
 
     /// Read-modify-write of one key in the write cache, hashing the key once when it is there.

@@ -314,6 +314,10 @@ impl TestDriver {
                 );
             }
         }
+        // Each record is a batch of its own here: what an agent gathered is applied at once.
+        for &i in agents {
+            self.agents[i].end_batch()?;
+        }
         Ok(())
     }
 
