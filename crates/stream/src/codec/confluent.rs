@@ -6,11 +6,22 @@
 //! own [`DecodeError`], looks the writer schema up in a local id cache and only on a miss asks the
 //! registry (through `schema_registry_converter`'s decoder, blocking on the runtime handle).
 
-use crate::error::{DecodeError, StreamError};
-use apache_avro::Schema;
-
 use crate::codec::avro_plan::Plan;
+use crate::error::{DecodeError, StreamError};
 use crate::FastMap;
+use apache_avro::Schema;
+use schema_registry_converter::async_impl::avro::{
+    AvroDecoder as SrcDecoder, AvroEncoder as SrcEncoder,
+};
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::avro_common::get_supplied_schema;
+use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 type DatumReader = apache_avro::reader::datum::GenericDatumReader<'static>;
 
@@ -47,18 +58,6 @@ impl Clone for LastReader {
         Self(AtomicPtr::new(self.0.load(Ordering::Acquire)))
     }
 }
-use schema_registry_converter::async_impl::avro::{
-    AvroDecoder as SrcDecoder, AvroEncoder as SrcEncoder,
-};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
-use schema_registry_converter::avro_common::get_supplied_schema;
-use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
 
 /// Where the Schema Registry is and how to authenticate.
 #[derive(Debug, Clone)]
