@@ -21,7 +21,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust from https://rustup.rs and run this again" >&2
   exit 1
 fi
-# The first build compiles RocksDB and librdkafka (29.5 minutes on a fresh 2-core machine with
-# the apt packages, measured 2026-12-02; see README); keep the
-# target directory outside the checkout so later clones reuse it.
+# The first build compiles RocksDB and librdkafka (20.3 and 29.5 minutes on two fresh 2-core
+# machines, measured 2026-12-04 and 2026-12-02; see README); keep the target directory outside
+# the checkout so later clones reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cta-stream/target}"
