@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Below the worker's `commit_every` (100k), so the backlog is checkpointed by the
+/// Below the worker's `commit_every` (1M), so the backlog is checkpointed by the
 /// 3 s commit interval (the worker started without the checkpoint when caught up): the lag
 /// stays visible for that long.
 const BACKLOG: usize = 60_000;

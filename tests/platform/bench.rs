@@ -31,6 +31,7 @@ async fn throughput_counts_match_the_topic_and_a_full_topic_is_refused() {
         timeout: Duration::from_secs(120),
         perf_control: None,
         commit_interval: None,
+        commit_every: None,
         agents_inline: false,
     };
     let report = throughput::run(&choice, &opts).await.unwrap();

@@ -264,6 +264,10 @@ struct ThroughputArgs {
     /// checkpoint once idle), so the interval matters only while records flow.
     #[arg(long, value_parser = humantime::parse_duration)]
     commit_interval: Option<Duration>,
+    /// The worker's checkpoint count: also checkpoint after this many records (default: the
+    /// worker's own, `AppConfig::commit_every`).
+    #[arg(long)]
+    commit_every: Option<u64>,
     /// Run the worker's agents on its poll thread, not on a thread of their own (the worker's
     /// way before the agents got one; to compare the two in one session).
     #[arg(long)]
@@ -287,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
                 timeout: Duration::from_secs(a.timeout_secs),
                 perf_control: a.perf_control_fifo.clone(),
                 commit_interval: a.commit_interval,
+                commit_every: a.commit_every,
                 agents_inline: a.agents_inline,
             };
             let report = throughput::run(&a.broker.choice(), &opts)

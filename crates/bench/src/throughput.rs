@@ -59,6 +59,8 @@ pub struct ThroughputOptions {
     pub perf_control: Option<PathBuf>,
     /// The worker's checkpoint interval (`None`: the worker's default, as `worker` starts).
     pub commit_interval: Option<Duration>,
+    /// The worker's checkpoint count (`None`: the worker's default).
+    pub commit_every: Option<u64>,
     /// The worker's agents on its poll thread (`AppConfig::agent_thread` off).
     pub agents_inline: bool,
 }
@@ -383,6 +385,9 @@ async fn measure_worker(
     let mut config = AppConfig::new(app_id, env.kafka.clone(), &data.path);
     if let Some(i) = opts.commit_interval {
         config.commit_interval = i;
+    }
+    if let Some(n) = opts.commit_every {
+        config.commit_every = n;
     }
     config.agent_thread = !opts.agents_inline;
     let commit_interval_ms = config.commit_interval.as_millis() as u64;

@@ -21,7 +21,7 @@ pub struct WorkerArgs {
     /// Also checkpoint as soon as the worker has caught up (nothing to read for 100 ms after
     /// records were processed), so a burst is durable at once rather than up to
     /// --commit-interval later; at most ten checkpoints a second. false: only the interval (and
-    /// every 100,000 records).
+    /// every 1,000,000 records).
     #[arg(long, env = "CTA_CHECKPOINT_WHEN_IDLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub checkpoint_when_idle: bool,
     /// URL other workers use to reach this worker's API for partitions it owns (default:

@@ -16,7 +16,13 @@ pub struct AppConfig {
     pub data_dir: PathBuf,
     /// Checkpoint at least this often while records flow.
     pub commit_interval: Duration,
-    /// ... or after this many records, whichever comes first.
+    /// ... or after this many records, whichever comes first (1,000,000 by default). A
+    /// checkpoint pauses the agents while it flushes the changelog, commits the offsets and
+    /// writes the stores (about 6–20 ms on the embedded broker), so a lower count costs
+    /// throughput: at 100,000 a 1M-record backlog took ten checkpoints and the worker about
+    /// 15 % longer (BENCHMARKS.md). The write caches hold one entry per key changed since
+    /// the last checkpoint, so with keys that rarely repeat a lower count also bounds their
+    /// memory.
     pub commit_every: u64,
     /// ... or as soon as the worker has caught up: when nothing arrives for one poll wait
     /// (100 ms) after records were processed (default). So a backlog is durable about 100 ms
@@ -49,7 +55,7 @@ impl AppConfig {
             kafka,
             data_dir: data_dir.into(),
             commit_interval: Duration::from_millis(500),
-            commit_every: 100_000,
+            commit_every: 1_000_000,
             checkpoint_when_idle: true,
             dead_letter: true,
             advertise_url: None,
