@@ -190,11 +190,11 @@ fn agent(
             })
         },
     );
-    // The worker's batches: 4,096 records (`FETCH_BATCH`).
+    // The worker's batches (`FETCH_BATCH` records).
     let batch = FETCH_BATCH as u64;
     g.throughput(Throughput::Elements(batch));
     g.bench_function(
-        "TurnstileAgent, batches of 4,096 (decode + summary + 2 windowed tables)",
+        "TurnstileAgent, the worker's batches (decode + summary + 2 windowed tables)",
         |b| {
             b.iter(|| {
                 for _ in 0..batch {

@@ -24,10 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Records the worker takes from the fetch queue at a time (fewer when `commit_every` is
-/// smaller). With the agents on a thread of their own each batch is one hand-over: with 4,096
-/// the worker reached 1.64-1.92M records/s on 2 cores, with 1,024 1.37-1.51M (runs minutes
-/// apart, BENCHMARKS.md).
-pub const FETCH_BATCH: usize = 4096;
+/// smaller, and only what is queued: a drain never waits for a batch to fill). With the agents
+/// on a thread of their own each batch is one hand-over between the poll thread and the agents,
+/// so larger batches mean fewer of them: with 4,096 the worker reached 2.3-2.9M records/s on 2
+/// cores, with 16,384 3.0-3.6M, with 8,192 and with 32,768 or 65,536 no more than with 16,384
+/// (one session, alternating; the raw batch consumer ran as fast with either; BENCHMARKS.md).
+pub const FETCH_BATCH: usize = 16_384;
 
 struct QueuePtr(NonNull<rd::rd_kafka_queue_t>);
 
